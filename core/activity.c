@@ -1,0 +1,50 @@
+/* activity.c — see activity.h. */
+#include "activity.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void copy_field(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (!src)
+        len = 0;
+    if (len >= cap)
+        len = cap - 1;
+    /* Control bytes would make the crash log line ambiguous. */
+    for (size_t i = 0; i < len; i++)
+        dst[i] = (src[i] < 0x20 || src[i] == 0x7f) ? '?' : src[i];
+    dst[len] = '\0';
+}
+
+void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase,
+                       const char *request, size_t request_len)
+{
+    if (!a)
+        return;
+    copy_field(a->module, sizeof a->module, module, module ? strlen(module) : 0);
+    copy_field(a->phase, sizeof a->phase, phase, phase ? strlen(phase) : 0);
+    copy_field(a->request, sizeof a->request, request, request_len);
+}
+
+void tw_activity_leave(tw_activity_t *a)
+{
+    if (a)
+        a->module[0] = '\0';
+}
+
+void tw_activity_describe(const tw_activity_t *a, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (!a || !a->module[0])
+        return;
+    tw_activity_t copy;
+    memcpy(&copy, a, sizeof copy);
+    copy.module[sizeof copy.module - 1] = '\0';
+    copy.phase[sizeof copy.phase - 1] = '\0';
+    copy.request[sizeof copy.request - 1] = '\0';
+    if (copy.request[0])
+        snprintf(buf, len, "in module %s, phase %s, request '%s'", copy.module, copy.phase,
+                 copy.request);
+    else
+        snprintf(buf, len, "in module %s, phase %s", copy.module, copy.phase);
+}

@@ -1,0 +1,93 @@
+/* generation.h — one generation of configuration: the parsed settings, the
+ * module snapshots taken when the config was read, and (in a worker) the
+ * loaded modules, their configs, the compiled phase table and the HTTP
+ * server context built from them.
+ *
+ * The master only ever prepares generations (parse + snapshot: no plugin
+ * code runs); workers and the -t checker activate them (dlopen + the
+ * modules' hooks). Nothing here is global: a reload builds a new
+ * generation beside the old one, and a failed reload just frees it. */
+#ifndef TWISTER_GENERATION_H
+#define TWISTER_GENERATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "twister/conf.h"
+#include "twister/module.h"
+
+typedef struct tw_settings tw_settings_t;
+typedef struct tw_runtime tw_runtime_t;
+
+/* A module file snapshot: the bytes of the .so copied into a memfd when the
+ * config was read, so that a rebuilt plugin takes effect on reload and
+ * overwriting the file in place cannot crash running workers. */
+typedef struct {
+    int memfd;
+    char *path;                 /* the resolved file path */
+    const tw_conf_node_t *node; /* the modules[] entry, for errors */
+} tw_snapshot_t;
+
+typedef struct tw_generation {
+    unsigned number;            /* 1, 2, ... */
+    tw_settings_t *settings;
+    unsigned workers;           /* resolved worker count (auto → CPUs) */
+    tw_snapshot_t *snapshots;
+    size_t snapshot_count;
+    int *listen_fds;            /* per settings listener, set by the master */
+} tw_generation_t;
+
+/* Reads config_path and snapshots every module file. module_dir is the
+ * default for `module_dir:`. Runs no plugin code. Returns NULL with a
+ * file:line:col message in err. */
+tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
+                                       unsigned number, tw_conf_error_t *err);
+/* Closes the snapshots and frees everything (not the listen fds). */
+void tw_generation_free(tw_generation_t *g);
+
+/* Settings the master needs, read through the generation so that the
+ * master does not depend on the settings layout. */
+size_t tw_generation_listener_count(const tw_generation_t *g);
+/* The i-th distinct listen address; *len receives its size. */
+const struct sockaddr *tw_generation_listener(const tw_generation_t *g, size_t i,
+                                              socklen_t *len);
+/* The pid file path (absolute or relative to the cwd), or NULL for none. */
+const char *tw_generation_pid_file(const tw_generation_t *g);
+/* "stderr" or a path. */
+const char *tw_generation_error_log(const tw_generation_t *g);
+/* The configured log level name. */
+const char *tw_generation_log_level(const tw_generation_t *g);
+/* The user to run workers as, or NULL. */
+const char *tw_generation_user(const tw_generation_t *g);
+/* timeouts.shutdown in milliseconds. */
+uint64_t tw_generation_shutdown_ms(const tw_generation_t *g);
+/* How many old generations may drain at once. */
+unsigned tw_generation_max_draining(const tw_generation_t *g);
+/* listen(2) backlog. */
+int tw_generation_backlog(const tw_generation_t *g);
+/* Per-worker connection cap. */
+unsigned tw_generation_worker_connections(const tw_generation_t *g);
+
+/* Loads the generation's modules and runs configure (global and per route)
+ * and register_phases, then builds the HTTP server context. With a worker,
+ * it also runs every init_worker hook. Returns NULL with the error (naming
+ * the config file:line:col and the module) in err. */
+tw_runtime_t *tw_runtime_activate(tw_generation_t *g, tw_worker_t *worker,
+                                  tw_conf_error_t *err);
+/* Runs exit_worker hooks (if init ran) and frees the runtime. Modules stay
+ * mapped: a process exits soon after, and unmapping code that may still
+ * have callbacks registered is the classic in-place reload crash. */
+void tw_runtime_free(tw_runtime_t *rt);
+/* The module's global conf in this runtime, or NULL. */
+void *tw_runtime_global_conf(const tw_runtime_t *rt, const tw_module_t *m);
+/* The HTTP server context of a runtime. */
+struct tw_http_server *tw_runtime_http(tw_runtime_t *rt);
+/* Prints the loaded modules (name, version, ABI, file) to out. */
+void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out);
+/* Prints the compiled phase table to out. */
+void tw_runtime_print_phases(const tw_runtime_t *rt, FILE *out);
+
+#endif

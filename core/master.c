@@ -1,0 +1,1081 @@
+/* master.c — the master process.
+ *
+ * The master is small and trusted: it parses configs, snapshots module
+ * files, owns the listening sockets and forks workers. It never dlopens a
+ * plugin, so no plugin bug can take it down. Generations:
+ *
+ *   STARTING  forked, waiting for every worker to report READY (bounded)
+ *   SERVING   the one current generation
+ *   DRAINING  told to finish in-flight requests and exit (SIGQUIT)
+ *
+ * A reload builds a new generation next to the serving one; only when all
+ * its workers are READY does the old one drain. If any worker fails (an
+ * init error, a crash, the start-up timeout) the new generation is killed
+ * and the old one never noticed. Signals arrive through the loop
+ * (signalfd), so nothing here runs in signal context. */
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "activity.h"
+#include "config.h"
+#include "generation.h"
+#include "listener.h"
+#include "log_setup.h"
+#include "os.h"
+#include "twister/log.h"
+#include "twister/loop.h"
+#include "worker.h"
+
+enum { GEN_STARTING, GEN_SERVING, GEN_DRAINING };
+enum { W_STARTING, W_READY, W_DRAINING };
+
+/* How long a new generation may take to report READY. */
+#define STARTUP_TIMEOUT_MS 15000
+/* A worker that dies sooner than this after its start counts as crashing
+ * at start-up; its respawn backs off exponentially. */
+#define QUICK_DEATH_MS 2000
+#define RESPAWN_MAX_DELAY_MS 30000
+
+typedef struct master master_t;
+typedef struct gen gen_t;
+
+typedef struct worker {
+    struct worker *next;
+    master_t *master;
+    gen_t *gen;
+    pid_t pid;
+    unsigned index;
+    int control_fd;
+    int state;
+    uint64_t started_ms;
+} worker_t;
+
+/* A respawn waiting for its back-off delay. */
+typedef struct respawn {
+    tw_timer_t timer;
+    gen_t *gen;
+    unsigned index;
+} respawn_t;
+
+struct gen {
+    gen_t *next;
+    master_t *master;
+    tw_generation_t *g;
+    int state;
+    unsigned ready;
+    unsigned alive;
+    tw_activity_t *slots;        /* one per worker index, MAP_SHARED */
+    unsigned *quick_deaths;      /* per worker index, for back-off */
+    respawn_t *respawns;         /* per worker index */
+    tw_timer_t timer;            /* start-up timeout, then drain backstop */
+    char error[2048];
+};
+
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int fd;
+} listener_t;
+
+/* A `twister -s reload` client waiting for the outcome. */
+typedef struct waiter {
+    struct waiter *next;
+    int fd;
+} waiter_t;
+
+struct master {
+    tw_loop_t *loop;
+    const char *config_path;
+    const char *module_dir;
+    unsigned generation_counter;
+    gen_t *serving;
+    gen_t *starting;
+    gen_t *draining;              /* list */
+    worker_t *workers;            /* list */
+    listener_t *listeners;
+    size_t listener_count;
+    bool reload_again;
+    waiter_t *waiters_now;        /* answered by the reload in progress */
+    waiter_t *waiters_next;       /* arrived during it: answered by the next */
+    int control_fd;
+    char control_path[PATH_MAX];
+    char pid_path[PATH_MAX];
+    bool stopping;
+    int exit_status;
+    unsigned long fd_limit;       /* RLIMIT_NOFILE in force, for connection caps */
+    tw_timer_t stop_timer;
+};
+
+static void start_generation(master_t *m);
+static void gen_failed(gen_t *ge, const char *why);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void control_path_for(const char *pid_file, char *out, size_t len)
+{
+    snprintf(out, len, "%s.sock", pid_file);
+}
+
+static void answer_waiters(waiter_t **list, const char *text)
+{
+    for (waiter_t *w = *list, *next; w; w = next) {
+        next = w->next;
+        ssize_t ignored = send(w->fd, text, strlen(text), MSG_NOSIGNAL);
+        (void)ignored;
+        close(w->fd);
+        free(w);
+    }
+    *list = NULL;
+}
+
+static worker_t *find_worker(master_t *m, pid_t pid)
+{
+    for (worker_t *w = m->workers; w; w = w->next)
+        if (w->pid == pid)
+            return w;
+    return NULL;
+}
+
+static void unlink_worker(master_t *m, worker_t *dead)
+{
+    for (worker_t **p = &m->workers; *p; p = &(*p)->next) {
+        if (*p == dead) {
+            *p = dead->next;
+            break;
+        }
+    }
+    if (dead->control_fd >= 0) {
+        tw_loop_unwatch(m->loop, dead->control_fd);
+        close(dead->control_fd);
+    }
+    free(dead);
+}
+
+static void signal_generation(master_t *m, gen_t *ge, int sig)
+{
+    for (worker_t *w = m->workers; w; w = w->next)
+        if (w->gen == ge)
+            kill(w->pid, sig);
+}
+
+static void free_gen(gen_t *ge)
+{
+    master_t *m = ge->master;
+    tw_timer_stop(m->loop, &ge->timer);
+    for (unsigned i = 0; i < ge->g->workers; i++)
+        tw_timer_stop(m->loop, &ge->respawns[i].timer);
+    if (ge->slots)
+        munmap(ge->slots, sizeof(tw_activity_t) * ge->g->workers);
+    free(ge->quick_deaths);
+    free(ge->respawns);
+    tw_generation_free(ge->g);
+    free(ge);
+}
+
+/* ---- listeners: matched by address across generations ------------------- */
+
+static int listener_find(master_t *m, const struct sockaddr *a, socklen_t len)
+{
+    for (size_t i = 0; i < m->listener_count; i++)
+        if (tw_sockaddr_equal((struct sockaddr *)&m->listeners[i].addr, m->listeners[i].len, a,
+                              len))
+            return (int)i;
+    return -1;
+}
+
+/* Opens the listeners g needs that are not open yet and fills g's fds. New
+ * ones are opened before the generation forks; nothing is rebound. */
+static int open_listeners(master_t *m, tw_generation_t *g, char *err, size_t errlen)
+{
+    size_t n = tw_generation_listener_count(g);
+    g->listen_fds = calloc(n ? n : 1, sizeof(int));
+    if (!g->listen_fds) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        socklen_t len;
+        const struct sockaddr *a = tw_generation_listener(g, i, &len);
+        int idx = listener_find(m, a, len);
+        if (idx < 0) {
+            int fd = tw_listener_open(a, len, tw_generation_backlog(g), err, errlen);
+            if (fd < 0)
+                return -1;
+            listener_t *grown = realloc(m->listeners, (m->listener_count + 1) * sizeof *grown);
+            if (!grown) {
+                close(fd);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            m->listeners = grown;
+            listener_t *l = &m->listeners[m->listener_count];
+            memset(l, 0, sizeof *l);
+            memcpy(&l->addr, a, len);
+            l->len = len;
+            l->fd = fd;
+            idx = (int)m->listener_count++;
+            char text[80];
+            tw_log_info("listening on %s", tw_sockaddr_text(a, text, sizeof text));
+        }
+        g->listen_fds[i] = m->listeners[idx].fd;
+    }
+    return 0;
+}
+
+static bool generation_uses_fd(const gen_t *ge, int fd)
+{
+    if (!ge)
+        return false;
+    size_t n = tw_generation_listener_count(ge->g);
+    for (size_t i = 0; i < n; i++)
+        if (ge->g->listen_fds && ge->g->listen_fds[i] == fd)
+            return true;
+    return false;
+}
+
+/* Closes listeners that no live generation uses any more. */
+static void close_unused_listeners(master_t *m)
+{
+    for (size_t i = 0; i < m->listener_count;) {
+        int fd = m->listeners[i].fd;
+        bool used = generation_uses_fd(m->serving, fd) || generation_uses_fd(m->starting, fd);
+        for (gen_t *d = m->draining; d && !used; d = d->next)
+            used = generation_uses_fd(d, fd);
+        if (used) {
+            i++;
+            continue;
+        }
+        char text[80];
+        tw_log_info("closing listener %s (no longer configured)",
+                    tw_sockaddr_text((struct sockaddr *)&m->listeners[i].addr, text, sizeof text));
+        close(fd);
+        m->listeners[i] = m->listeners[--m->listener_count];
+    }
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg);
+
+/* In the child right after fork: drop everything that belongs to the master
+ * so that the worker starts clean. */
+static void child_close_master_state(master_t *m, gen_t *ge)
+{
+    for (worker_t *w = m->workers; w; w = w->next)
+        if (w->control_fd >= 0)
+            close(w->control_fd);
+    if (m->control_fd >= 0)
+        close(m->control_fd);
+    for (waiter_t *w = m->waiters_now; w; w = w->next)
+        close(w->fd);
+    for (waiter_t *w = m->waiters_next; w; w = w->next)
+        close(w->fd);
+    for (size_t i = 0; i < m->listener_count; i++)
+        if (!generation_uses_fd(ge, m->listeners[i].fd))
+            close(m->listeners[i].fd);
+    tw_loop_free(m->loop);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* worker_connections, lowered to what the open-files limit allows: each
+ * connection needs its socket and, while it sends a file, that file. */
+static unsigned connection_cap(const master_t *m, const tw_generation_t *g)
+{
+    unsigned want = tw_generation_worker_connections(g);
+    unsigned long room = m->fd_limit > 128 ? (m->fd_limit - 64) / 2 : 32;
+    return want < room ? want : (unsigned)room;
+}
+
+static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        tw_log_error("socketpair: %s", strerror(errno));
+        return -1;
+    }
+    memset(&ge->slots[index], 0, sizeof ge->slots[index]);
+    pid_t pid = fork();
+    if (pid < 0) {
+        tw_log_error("fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        child_close_master_state(m, ge);
+        tw_worker_params_t params = {
+            .gen = ge->g,
+            .index = index,
+            .control_fd = sv[1],
+            .activity = &ge->slots[index],
+            .connection_cap = connection_cap(m, ge->g),
+        };
+        const char *user = tw_generation_user(ge->g);
+        if (user && geteuid() == 0) {
+            struct passwd *pw = getpwnam(user);
+            if (pw) {
+                params.drop_privileges = true;
+                params.uid = pw->pw_uid;
+                params.gid = pw->pw_gid;
+            }
+        }
+        _exit(tw_worker_main(&params));
+    }
+    close(sv[1]);
+    worker_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        kill(pid, SIGKILL);
+        close(sv[0]);
+        return -1;
+    }
+    w->master = m;
+    w->gen = ge;
+    w->pid = pid;
+    w->index = index;
+    w->control_fd = sv[0];
+    w->state = W_STARTING;
+    w->started_ms = tw_loop_now(m->loop);
+    w->next = m->workers;
+    m->workers = w;
+    ge->alive++;
+    tw_loop_watch(m->loop, sv[0], TW_EV_READ, control_readable, w);
+    return 0;
+}
+
+static void generation_ready(gen_t *ge);
+
+static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    worker_t *w = arg;
+    char msg[4096];
+    ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        /* The worker is gone or going; SIGCHLD does the bookkeeping. */
+        tw_loop_unwatch(loop, fd);
+        close(fd);
+        w->control_fd = -1;
+        return;
+    }
+    msg[n] = '\0';
+    gen_t *ge = w->gen;
+    if (strcmp(msg, "READY") == 0) {
+        if (w->state == W_STARTING) {
+            w->state = W_READY;
+            ge->ready++;
+            if (ge->state == GEN_STARTING && ge->ready == ge->g->workers)
+                generation_ready(ge);
+        }
+    } else if (strncmp(msg, "ERROR ", 6) == 0) {
+        if (ge->state == GEN_STARTING)
+            gen_failed(ge, msg + 6);
+        else
+            tw_log_error("worker %u of generation %u failed to start: %s", w->index,
+                         ge->g->number, msg + 6);
+    }
+}
+
+static void respawn_fire(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    respawn_t *r = arg;
+    master_t *m = r->gen->master;
+    (void)loop;
+    (void)t;
+    if (m->serving == r->gen && !m->stopping && spawn_worker(m, r->gen, r->index) != 0)
+        tw_timer_start(m->loop, &r->timer, 1000);
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "signal %d (SIG%s, %s)%s", WTERMSIG(status),
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
+                 strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+}
+
+static void maybe_finish_stop(master_t *m);
+
+static void worker_exited(master_t *m, worker_t *w, int status)
+{
+    gen_t *ge = w->gen;
+    char how[128];
+    describe_status(status, how, sizeof how);
+    bool abnormal = WIFSIGNALED(status) || WEXITSTATUS(status) != 0;
+    unsigned index = w->index;
+    int state = w->state;
+    pid_t pid = w->pid;
+    uint64_t lived = tw_loop_now(m->loop) - w->started_ms;
+    ge->alive--;
+    unlink_worker(m, w);
+
+    if (ge->state == GEN_STARTING) {
+        char why[2048];
+        char activity[1024];
+        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
+                 activity[0] ? " " : "", activity);
+        gen_failed(ge, why);
+    } else if (ge->state == GEN_SERVING && !m->stopping) {
+        char activity[1024];
+        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        if (abnormal || state != W_DRAINING)
+            tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
+                         index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
+        /* Back off when a worker keeps dying right after it starts. */
+        unsigned delay = 0;
+        if (lived < QUICK_DEATH_MS) {
+            unsigned k = ++ge->quick_deaths[index];
+            delay = 100u << (k > 8 ? 8 : k);
+            if (delay > RESPAWN_MAX_DELAY_MS)
+                delay = RESPAWN_MAX_DELAY_MS;
+        } else {
+            ge->quick_deaths[index] = 0;
+        }
+        if (delay == 0 && spawn_worker(m, ge, index) == 0)
+            return;
+        tw_timer_start(m->loop, &ge->respawns[index].timer, delay ? delay : 1000);
+    } else if (ge->state == GEN_DRAINING) {
+        if (abnormal && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+            tw_log_warn("draining worker %u of generation %u ended with %s", index,
+                        ge->g->number, how);
+        if (ge->alive == 0) {
+            tw_log_info("generation %u has drained", ge->g->number);
+            for (gen_t **p = &m->draining; *p; p = &(*p)->next) {
+                if (*p == ge) {
+                    *p = ge->next;
+                    break;
+                }
+            }
+            free_gen(ge);
+            close_unused_listeners(m);
+        }
+    }
+    maybe_finish_stop(m);
+}
+
+static void on_sigchld(tw_loop_t *loop, int signo, void *arg)
+{
+    master_t *m = arg;
+    (void)loop;
+    (void)signo;
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        worker_t *w = find_worker(m, pid);
+        if (w)
+            worker_exited(m, w, status);
+    }
+}
+
+/* ---- generations ----------------------------------------------------------- */
+
+static void drain_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    gen_t *ge = arg;
+    (void)loop;
+    (void)t;
+    tw_log_warn("generation %u still has workers after the shutdown timeout; killing them",
+                ge->g->number);
+    signal_generation(ge->master, ge, SIGKILL);
+}
+
+static void start_draining(master_t *m, gen_t *ge)
+{
+    ge->state = GEN_DRAINING;
+    for (unsigned i = 0; i < ge->g->workers; i++)
+        tw_timer_stop(m->loop, &ge->respawns[i].timer);
+    for (worker_t *w = m->workers; w; w = w->next)
+        if (w->gen == ge)
+            w->state = W_DRAINING;
+    signal_generation(m, ge, SIGQUIT);
+    tw_timer_init(&ge->timer, drain_timeout, ge);
+    tw_timer_start(m->loop, &ge->timer, tw_generation_shutdown_ms(ge->g) + 5000);
+    ge->next = m->draining;
+    m->draining = ge;
+    if (ge->alive == 0) {
+        /* Nothing to wait for (all its workers were already gone). */
+        m->draining = ge->next;
+        free_gen(ge);
+        return;
+    }
+    /* Bound how many old generations drain at once: the oldest go first. */
+    unsigned count = 0, max = tw_generation_max_draining(m->serving ? m->serving->g : ge->g);
+    for (gen_t *d = m->draining; d; d = d->next) {
+        if (++count > max) {
+            tw_log_warn("more than %u generations draining: stopping generation %u now", max,
+                        d->g->number);
+            signal_generation(m, d, SIGTERM);
+        }
+    }
+}
+
+static void finish_reload(master_t *m, bool ok, const char *text)
+{
+    answer_waiters(&m->waiters_now, text);
+    m->waiters_now = m->waiters_next;
+    m->waiters_next = NULL;
+    tw_os_sd_notify("READY=1");
+    (void)ok;
+    if (m->reload_again && !m->stopping) {
+        m->reload_again = false;
+        start_generation(m);
+    }
+}
+
+static void generation_ready(gen_t *ge)
+{
+    master_t *m = ge->master;
+    tw_timer_stop(m->loop, &ge->timer);
+    gen_t *old = m->serving;
+    ge->state = GEN_SERVING;
+    m->serving = ge;
+    m->starting = NULL;
+    tw_log_info("generation %u is serving with %u worker%s", ge->g->number, ge->g->workers,
+                ge->g->workers == 1 ? "" : "s");
+    if (old) {
+        tw_log_info("generation %u is draining", old->g->number);
+        start_draining(m, old);
+    }
+    close_unused_listeners(m);
+    char text[128];
+    snprintf(text, sizeof text, "OK generation %u\n", ge->g->number);
+    finish_reload(m, true, text);
+}
+
+static void gen_failed(gen_t *ge, const char *why)
+{
+    master_t *m = ge->master;
+    if (ge->state != GEN_STARTING)
+        return;
+    snprintf(ge->error, sizeof ge->error, "%s", why);
+    tw_log_error("generation %u failed to start: %s", ge->g->number, why);
+    tw_timer_stop(m->loop, &ge->timer);
+    /* Kill its workers; they are reaped by SIGCHLD and the generation is
+     * freed once none is left. */
+    ge->state = GEN_DRAINING;
+    signal_generation(m, ge, SIGKILL);
+    m->starting = NULL;
+    ge->next = m->draining;
+    m->draining = ge;
+    if (ge->alive == 0) {
+        m->draining = ge->next;
+        free_gen(ge);
+    }
+    close_unused_listeners(m);
+    if (m->serving)
+        tw_log_error("keeping generation %u", m->serving->g->number);
+    char text[2200];
+    snprintf(text, sizeof text, "ERROR %s\n", why);
+    finish_reload(m, false, text);
+    if (!m->serving && !m->stopping) {
+        m->exit_status = 1;
+        m->stopping = true;
+        maybe_finish_stop(m);
+    }
+}
+
+static void startup_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    gen_t *ge = arg;
+    (void)loop;
+    (void)t;
+    char why[128];
+    snprintf(why, sizeof why, "workers did not report ready within %d s",
+             STARTUP_TIMEOUT_MS / 1000);
+    gen_failed(ge, why);
+}
+
+/* Reads the config into a new generation and forks its workers. Errors
+ * before the fork (config, snapshots, listeners) leave everything as it
+ * was. */
+static void start_generation(master_t *m)
+{
+    tw_conf_error_t err = {{0}};
+    if (m->starting) {
+        m->reload_again = true;
+        return;
+    }
+    tw_generation_t *g =
+        tw_generation_prepare(m->config_path, m->module_dir, m->generation_counter + 1, &err);
+    char text[2200];
+    if (!g) {
+        tw_log_error("reload failed: %s", err.message);
+        if (m->serving)
+            tw_log_error("keeping generation %u", m->serving->g->number);
+        snprintf(text, sizeof text, "ERROR %s\n", err.message);
+        finish_reload(m, false, text);
+        return;
+    }
+    if (open_listeners(m, g, err.message, sizeof err.message) != 0) {
+        tw_log_error("reload failed: %s", err.message);
+        snprintf(text, sizeof text, "ERROR %s\n", err.message);
+        tw_generation_free(g);
+        close_unused_listeners(m);
+        finish_reload(m, false, text);
+        return;
+    }
+    m->generation_counter++;
+    gen_t *ge = calloc(1, sizeof *ge);
+    unsigned n = g->workers;
+    if (ge) {
+        ge->slots = mmap(NULL, sizeof(tw_activity_t) * n, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
+        ge->respawns = calloc(n, sizeof *ge->respawns);
+    }
+    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns) {
+        tw_log_error("reload failed: out of memory");
+        if (ge && ge->slots != MAP_FAILED && ge->slots)
+            munmap(ge->slots, sizeof(tw_activity_t) * n);
+        if (ge) {
+            free(ge->quick_deaths);
+            free(ge->respawns);
+        }
+        free(ge);
+        tw_generation_free(g);
+        finish_reload(m, false, "ERROR out of memory\n");
+        return;
+    }
+    ge->master = m;
+    ge->g = g;
+    ge->state = GEN_STARTING;
+    for (unsigned i = 0; i < n; i++) {
+        ge->respawns[i].gen = ge;
+        ge->respawns[i].index = i;
+        tw_timer_init(&ge->respawns[i].timer, respawn_fire, &ge->respawns[i]);
+    }
+    m->starting = ge;
+    tw_timer_init(&ge->timer, startup_timeout, ge);
+    tw_timer_start(m->loop, &ge->timer, STARTUP_TIMEOUT_MS);
+    tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
+    for (unsigned i = 0; i < n; i++) {
+        if (spawn_worker(m, ge, i) != 0) {
+            gen_failed(ge, "could not fork a worker");
+            return;
+        }
+    }
+}
+
+/* ---- control socket: `twister -s reload` waits for the outcome here ------ */
+
+static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    master_t *m = arg;
+    char buf[64];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    tw_loop_unwatch(loop, fd);
+    if (n <= 0) {
+        close(fd);
+        return;
+    }
+    buf[n] = '\0';
+    if (strncmp(buf, "reload", 6) != 0) {
+        ssize_t ignored = send(fd, "ERROR unknown command\n", 22, MSG_NOSIGNAL);
+        (void)ignored;
+        close(fd);
+        return;
+    }
+    waiter_t *w = calloc(1, sizeof *w);
+    if (!w) {
+        close(fd);
+        return;
+    }
+    w->fd = fd;
+    tw_log_info("reload requested on the control socket");
+    tw_os_sd_notify("RELOADING=1");
+    if (m->starting) {
+        w->next = m->waiters_next;
+        m->waiters_next = w;
+        m->reload_again = true;
+    } else {
+        w->next = m->waiters_now;
+        m->waiters_now = w;
+        start_generation(m);
+    }
+}
+
+static void control_acceptable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    for (;;) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+            return;
+        tw_loop_watch(loop, c, TW_EV_READ, control_client_readable, arg);
+    }
+}
+
+static void open_control_socket(master_t *m)
+{
+    m->control_fd = -1;
+    if (!m->pid_path[0])
+        return;
+    control_path_for(m->pid_path, m->control_path, sizeof m->control_path);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(m->control_path) >= sizeof a.sun_path) {
+        tw_log_warn("control socket path too long: %s", m->control_path);
+        m->control_path[0] = '\0';
+        return;
+    }
+    strcpy(a.sun_path, m->control_path);
+    unlink(m->control_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
+        tw_log_warn("cannot open control socket %s: %s", m->control_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        m->control_path[0] = '\0';
+        return;
+    }
+    chmod(m->control_path, 0600);
+    m->control_fd = fd;
+    tw_loop_watch(m->loop, fd, TW_EV_READ, control_acceptable, m);
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+
+static void maybe_finish_stop(master_t *m)
+{
+    if (m->stopping && m->workers == NULL)
+        tw_loop_stop(m->loop);
+}
+
+static void stop_backstop(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    master_t *m = arg;
+    (void)loop;
+    (void)t;
+    for (worker_t *w = m->workers; w; w = w->next)
+        kill(w->pid, SIGKILL);
+}
+
+static void begin_stop(master_t *m, int sig)
+{
+    bool graceful = sig == SIGQUIT;
+    if (m->stopping && graceful)
+        return;
+    m->stopping = true;
+    tw_os_sd_notify("STOPPING=1");
+    tw_log_info("%s stop (%s)", graceful ? "graceful" : "fast", strsignal(sig));
+    for (worker_t *w = m->workers; w; w = w->next)
+        kill(w->pid, graceful ? SIGQUIT : SIGTERM);
+    /* Stop accepting at once: nothing new should queue in our backlog. */
+    for (size_t i = 0; i < m->listener_count; i++)
+        shutdown(m->listeners[i].fd, SHUT_RD);
+    uint64_t bound = graceful && m->serving ? tw_generation_shutdown_ms(m->serving->g) + 5000
+                                            : 10000;
+    tw_timer_init(&m->stop_timer, stop_backstop, m);
+    tw_timer_start(m->loop, &m->stop_timer, bound);
+    maybe_finish_stop(m);
+}
+
+static void on_signal(tw_loop_t *loop, int signo, void *arg)
+{
+    master_t *m = arg;
+    (void)loop;
+    switch (signo) {
+    case SIGHUP:
+        if (m->stopping)
+            break;
+        tw_log_info("SIGHUP: reloading %s", m->config_path);
+        tw_os_sd_notify("RELOADING=1");
+        start_generation(m);
+        break;
+    case SIGQUIT:
+    case SIGTERM:
+    case SIGINT:
+        begin_stop(m, signo);
+        break;
+    case SIGUSR1:
+        tw_log_reopen();
+        tw_log_info("log reopened");
+        for (worker_t *w = m->workers; w; w = w->next)
+            kill(w->pid, SIGUSR1);
+        break;
+    }
+}
+
+/* ---- pid file ------------------------------------------------------------------ */
+
+static void write_pid_file(master_t *m, const char *path)
+{
+    m->pid_path[0] = '\0';
+    if (!path)
+        return;
+    snprintf(m->pid_path, sizeof m->pid_path, "%s", path);
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        tw_log_warn("cannot write pid file %s: %s", path, strerror(errno));
+        m->pid_path[0] = '\0';
+    }
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+int tw_master_run(const char *config_path, const char *module_dir)
+{
+    master_t m = {.config_path = config_path, .module_dir = module_dir, .control_fd = -1};
+    tw_log_set_role("master", 0, -1);
+    signal(SIGPIPE, SIG_IGN);
+
+    tw_conf_error_t err = {{0}};
+    /* Read the config once up front for the process-wide settings (log,
+     * pid file); the first generation reads it again like any reload. */
+    tw_generation_t *probe = tw_generation_prepare(config_path, module_dir, 0, &err);
+    if (!probe) {
+        fprintf(stderr, "twister: %s\n", err.message);
+        return 1;
+    }
+    if (tw_log_open(tw_generation_error_log(probe)) != 0)
+        fprintf(stderr, "twister: cannot open error log %s: %s; using stderr\n",
+                tw_generation_error_log(probe), strerror(errno));
+    tw_log_level_t level;
+    if (tw_log_parse_level(tw_generation_log_level(probe), &level) == 0)
+        tw_log_set_level(level);
+    unsigned long want = (unsigned long)tw_generation_worker_connections(probe) * 2 + 64;
+    m.fd_limit = tw_os_raise_nofile(want);
+    if (m.fd_limit < want)
+        tw_log_info("open files limit is %lu (the hard limit): each worker takes at most %u "
+                    "connections instead of worker_connections %u",
+                    m.fd_limit, connection_cap(&m, probe),
+                    tw_generation_worker_connections(probe));
+    char pid_path[PATH_MAX] = "";
+    if (tw_generation_pid_file(probe))
+        snprintf(pid_path, sizeof pid_path, "%s", tw_generation_pid_file(probe));
+    tw_generation_free(probe);
+
+    m.loop = tw_loop_new();
+    if (!m.loop) {
+        tw_log_error("cannot create the event loop: %s", strerror(errno));
+        return 1;
+    }
+    int sigs[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        tw_loop_add_signal(m.loop, sigs[i], on_signal, &m);
+    tw_loop_add_signal(m.loop, SIGCHLD, on_sigchld, &m);
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+
+    write_pid_file(&m, pid_path[0] ? pid_path : NULL);
+    open_control_socket(&m);
+    tw_log_info("twister master started (pid %d), config %s", (int)getpid(), config_path);
+    start_generation(&m);
+    if (!m.stopping)
+        tw_loop_run(m.loop);
+
+    /* Shut down: everything is reaped by now (or the loop stopped after the
+     * first generation failed). */
+    for (worker_t *w = m.workers; w; w = w->next)
+        kill(w->pid, SIGKILL);
+    while (m.workers) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0)
+            break;
+        worker_t *w = find_worker(&m, pid);
+        if (w) {
+            w->gen->alive--;
+            unlink_worker(&m, w);
+        }
+    }
+    answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
+    answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
+    if (m.serving)
+        free_gen(m.serving);
+    while (m.draining) {
+        gen_t *d = m.draining;
+        m.draining = d->next;
+        free_gen(d);
+    }
+    for (size_t i = 0; i < m.listener_count; i++)
+        close(m.listeners[i].fd);
+    free(m.listeners);
+    if (m.control_fd >= 0) {
+        close(m.control_fd);
+        unlink(m.control_path);
+    }
+    if (m.pid_path[0])
+        unlink(m.pid_path);
+    tw_loop_free(m.loop);
+    tw_log_info("master exiting");
+    return m.exit_status;
+}
+
+/* ---- `twister -s` ---------------------------------------------------------------- */
+
+static pid_t read_pid(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int pid = -1;
+    if (fscanf(f, "%d", &pid) != 1)
+        pid = -1;
+    fclose(f);
+    return pid;
+}
+
+static int reload_via_socket(const char *pid_file)
+{
+    char path[PATH_MAX];
+    control_path_for(pid_file, path, sizeof path);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path)
+        return -1;
+    strcpy(a.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    if (send(fd, "reload\n", 7, MSG_NOSIGNAL) != 7) {
+        close(fd);
+        return -1;
+    }
+    /* Bounded: a generation gets STARTUP_TIMEOUT_MS to come up, and a reload
+     * may wait for one in progress first. */
+    struct timeval tv = {.tv_sec = 3 * STARTUP_TIMEOUT_MS / 1000 + 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char reply[4096];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == sizeof reply - 1)
+            break;
+    }
+    close(fd);
+    reply[got] = '\0';
+    reply[strcspn(reply, "\n")] = '\0';
+    if (strncmp(reply, "OK ", 3) == 0) {
+        printf("reload OK: %s\n", reply + 3);
+        return 0;
+    }
+    if (strncmp(reply, "ERROR ", 6) == 0) {
+        fprintf(stderr, "twister: reload failed: %s\n", reply + 6);
+        return 1;
+    }
+    fprintf(stderr, "twister: no answer from the master about the reload\n");
+    return 1;
+}
+
+/* The pid file the config names (relative to the config's directory), as
+ * settings.c resolves it; "" if the config disables it. */
+static int find_pid_file(const char *config_path, char *out, size_t len)
+{
+    tw_conf_error_t err = {{0}};
+    tw_conf_doc_t *doc = tw_conf_load(config_path, &err);
+    if (!doc) {
+        fprintf(stderr, "twister: %s\n", err.message);
+        return -1;
+    }
+    const tw_conf_node_t *n = tw_conf_map_get(tw_conf_root(doc), "pid_file");
+    const char *value = n ? tw_conf_scalar(n) : "twister.pid";
+    if (!value) {
+        fprintf(stderr, "twister: %s:%u:%u: pid_file: expected a string\n", tw_conf_file(n),
+                tw_conf_line(n), tw_conf_column(n));
+        tw_conf_doc_free(doc);
+        return -1;
+    }
+    out[0] = '\0';
+    if (value[0] == '/') {
+        snprintf(out, len, "%s", value);
+    } else if (value[0]) {
+        char real[PATH_MAX], dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", config_path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(dir, sizeof dir, ".");
+        while (value[0] == '.' && value[1] == '/')
+            value += 2;
+        if ((size_t)snprintf(out, len, "%s/%s", realpath(dir, real) ? real : dir, value) >= len) {
+            fprintf(stderr, "twister: pid file path too long\n");
+            tw_conf_doc_free(doc);
+            return -1;
+        }
+    }
+    tw_conf_doc_free(doc);
+    return 0;
+}
+
+int tw_master_signal(const char *config_path, const char *module_dir, const char *command)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } commands[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT},
+                    {"reopen", SIGUSR1}};
+    int sig = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(command, commands[i].name) == 0)
+            sig = commands[i].sig;
+    if (!sig) {
+        fprintf(stderr, "twister: -s takes reload, stop, quit or reopen, not '%s'\n", command);
+        return 2;
+    }
+    /* Only the pid file is needed here, so only the YAML is read: a config
+     * with schema errors must still reach the master, which reports them
+     * (and keeps serving) like any failed reload. */
+    (void)module_dir;
+    char pid_file[PATH_MAX] = "";
+    if (find_pid_file(config_path, pid_file, sizeof pid_file) != 0)
+        return 1;
+    if (!pid_file[0]) {
+        fprintf(stderr, "twister: the config has no pid_file, so -s cannot find the master\n");
+        return 1;
+    }
+    pid_t pid = read_pid(pid_file);
+    if (pid <= 0 || kill(pid, 0) != 0) {
+        fprintf(stderr, "twister: no running master (pid file %s)\n", pid_file);
+        return 1;
+    }
+    if (sig == SIGHUP) {
+        int rc = reload_via_socket(pid_file);
+        if (rc >= 0)
+            return rc;
+    }
+    if (kill(pid, sig) != 0) {
+        fprintf(stderr, "twister: cannot signal %d: %s\n", (int)pid, strerror(errno));
+        return 1;
+    }
+    if (sig == SIGTERM || sig == SIGQUIT) {
+        /* Wait (bounded) until the master is gone, so scripts can rely on
+         * "stop returned" meaning "stopped". */
+        for (int i = 0; i < 600 && kill(pid, 0) == 0; i++) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return 0;
+}

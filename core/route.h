@@ -1,0 +1,24 @@
+/* route.h — what the HTTP engine needs to know about the route a request
+ * matched. The router (router.c) owns routes and embeds one of these in
+ * each; the generation fills in the module parts once the worker has run
+ * the modules' configure hooks. */
+#ifndef TWISTER_ROUTE_H
+#define TWISTER_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "twister/http.h"
+#include "twister/module.h"
+
+typedef struct tw_http_route {
+    const char *name;             /* for logs: "servers[0].routes[2] (/hello)" */
+    const tw_module_t *handler;   /* the module whose content handler answers */
+    tw_handler_fn content;        /* handler->content, cached */
+    void **module_conf;           /* per module index: its TW_SCOPE_ROUTE conf or NULL */
+    uint64_t body_limit;          /* max request body bytes for this route */
+    const char *const *methods;   /* allowed methods, NULL-terminated; NULL: any */
+    const char *allow;            /* "GET, HEAD" for 405 answers; NULL if methods is NULL */
+} tw_http_route_t;
+
+#endif

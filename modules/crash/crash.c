@@ -1,0 +1,158 @@
+/* crash — TEST ONLY: a module that misbehaves on request, for the master,
+ * worker and reload tests. Never install it (the build does not).
+ *
+ *   crash: { configure: ok|fail|segv, init: ok|fail|segv }   # global
+ *   routes:
+ *     - path: /crash
+ *       handler: crash
+ *       crash: { mode: ok|segv|abort|exit, delay: 2s }
+ *
+ * configure: fail/segv — the global configure hook fails or crashes (a
+ * reload must be refused / rolled back). init: fail/segv — init_worker
+ * fails or crashes (the new generation never reports READY). Per route:
+ * mode segv/abort/exit kills the worker inside the content handler (the
+ * master must respawn it); delay answers only after that long, through a
+ * timer (requests in flight across a reload or a drain). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <twister/twister.h>
+
+TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
+
+typedef enum { ACT_OK = 0, ACT_FAIL, ACT_SEGV, ACT_ABORT, ACT_EXIT } action_t;
+
+typedef struct {
+    action_t configure, init; /* global */
+    action_t mode;            /* route */
+    uint64_t delay_ms;        /* route */
+} crash_conf_t;
+
+static int get_action(const tw_conf_node_t *map, const char *key, const char *const *allowed,
+                      action_t *out, tw_conf_error_t *err)
+{
+    static const struct {
+        const char *name;
+        action_t act;
+    } names[] = {{"ok", ACT_OK},       {"fail", ACT_FAIL}, {"segv", ACT_SEGV},
+                 {"abort", ACT_ABORT}, {"exit", ACT_EXIT}};
+    const tw_conf_node_t *node = tw_conf_map_get(map, key);
+    const char *s;
+    if (node == NULL)
+        return 0;
+    if (tw_conf_get_string(node, &s, err) != 0)
+        return -1;
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(s, allowed[i]) == 0)
+            for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+                if (strcmp(s, names[k].name) == 0) {
+                    *out = names[k].act;
+                    return 0;
+                }
+    return tw_conf_error(err, node, "unknown %s '%s'", key, s);
+}
+
+/* Really crash, the way a buggy plugin does: killed by SIGSEGV. The
+ * default action is restored first, so that a sanitizer's handler (which
+ * would turn the signal into exit status 1) does not change what the
+ * master sees. */
+static void crash_now(action_t act)
+{
+    if (act == ACT_SEGV) {
+        signal(SIGSEGV, SIG_DFL);
+        raise(SIGSEGV);
+        *(volatile int *)0 = 1; /* not reached */
+    }
+    if (act == ACT_ABORT)
+        abort();
+    if (act == ACT_EXIT)
+        exit(3);
+}
+
+static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
+                           void **conf, tw_conf_error_t *err)
+{
+    static const char *const global_keys[] = {"configure", "init", NULL};
+    static const char *const route_keys[] = {"mode", "delay", NULL};
+    static const char *const hook_actions[] = {"ok", "fail", "segv", NULL};
+    static const char *const route_actions[] = {"ok", "segv", "abort", "exit", NULL};
+
+    crash_conf_t *c = tw_configure_alloc(cf, sizeof *c);
+    if (c == NULL)
+        return tw_conf_error(err, node, "out of memory");
+    *conf = c;
+    if (node == NULL || (tw_conf_type(node) == TW_CONF_SCALAR && *tw_conf_scalar(node) == '\0'))
+        return 0;
+    if (scope == TW_SCOPE_GLOBAL) {
+        if (tw_conf_check_keys(node, global_keys, err) != 0 ||
+            get_action(node, "configure", hook_actions, &c->configure, err) != 0 ||
+            get_action(node, "init", hook_actions, &c->init, err) != 0)
+            return -1;
+        if (c->configure == ACT_FAIL)
+            return tw_conf_error(err, tw_conf_map_get(node, "configure"),
+                                 "crash: configure failed as configured");
+        crash_now(c->configure);
+        return 0;
+    }
+    if (tw_conf_check_keys(node, route_keys, err) != 0 ||
+        get_action(node, "mode", route_actions, &c->mode, err) != 0)
+        return -1;
+    const tw_conf_node_t *delay = tw_conf_map_get(node, "delay");
+    if (delay && tw_conf_get_duration_ms(delay, &c->delay_ms, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int crash_init_worker(tw_worker_t *worker, tw_conf_error_t *err)
+{
+    const crash_conf_t *c = tw_worker_global_conf(worker, &twister_module_v1);
+    if (c == NULL)
+        return 0;
+    if (c->init == ACT_FAIL) {
+        snprintf(err->message, sizeof err->message,
+                 "crash: init_worker failed as configured (worker %u)", tw_worker_index(worker));
+        return -1;
+    }
+    crash_now(c->init);
+    return 0;
+}
+
+static int answer(tw_request_t *r)
+{
+    static const char body[] = "crash: still alive\n";
+    return tw_response_send(r, 200, "text/plain", body, sizeof body - 1) == 0 ? TW_DONE : TW_ERROR;
+}
+
+static void delayed(tw_request_t *r, void *arg)
+{
+    (void)arg;
+    tw_request_resume(r, answer(r));
+}
+
+static int crash_content(tw_request_t *r)
+{
+    const crash_conf_t *c = tw_request_route_conf(r, &twister_module_v1);
+    if (c == NULL)
+        return TW_ERROR;
+    crash_now(c->mode);
+    if (c->delay_ms > 0) {
+        /* The async pattern: a request timer (cancelled if the request
+         * ends first), then resume with what the handler would return. */
+        if (tw_request_set_timer(r, c->delay_ms, delayed, NULL) != 0)
+            return TW_ERROR;
+        return TW_SUSPENDED;
+    }
+    return answer(r);
+}
+
+TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
+    TW_MODULE_HEADER,
+    .name = "crash",
+    .version = "1.0.0",
+    .description = "TEST ONLY: crashes or fails on purpose",
+    .configure = crash_configure,
+    .init_worker = crash_init_worker,
+    .content = crash_content,
+};

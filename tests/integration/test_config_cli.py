@@ -1,0 +1,102 @@
+"""The command line and config errors as an operator sees them: -t on good
+and bad configs (file:line:column, did-you-mean), ${VAR}, !include, -T, -M,
+and module loading errors naming the config line."""
+
+import os
+import subprocess
+import unittest
+
+from harness import Server, request
+
+GOOD = """
+modules: [hello]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+        hello: { message: "${GREETING:-Hi there}" }
+"""
+
+
+class ConfigCliTest(unittest.TestCase):
+    def check(self, config, env=None, files=None):
+        s = Server(config, env=env, extra_files=files)
+        try:
+            return s.run("-t")
+        finally:
+            s.__exit__(None, None, None)
+
+    def test_good_config(self):
+        rc, out = self.check(GOOD)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("configuration OK", out)
+
+    def test_unknown_key_with_suggestion(self):
+        rc, out = self.check(GOOD + "worker_connection: 10\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"twister\.yaml:\d+:1: .*unknown key 'worker_connection'")
+        self.assertIn("did you mean 'worker_connections'", out)
+
+    def test_type_error_names_path_and_position(self):
+        rc, out = self.check(GOOD.replace('"${GREETING:-Hi there}"', "[1, 2]"))
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"twister\.yaml:12:\d+: servers\[0\]\.routes\[0\]\.hello\.message")
+
+    def test_yaml_syntax_error(self):
+        rc, out = self.check(GOOD + "limits: { body: [\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"twister\.yaml:\d+:\d+:")
+
+    def test_env_substitution(self):
+        s = Server(GOOD, env={"GREETING": "Hello from env"})
+        with s:
+            self.assertEqual(request(s.port, path="/hello").body, b"Hello from env")
+        rc, out = self.check(GOOD.replace("${GREETING:-Hi there}", "${TWISTER_SURELY_UNSET}"))
+        self.assertEqual(rc, 1)
+        self.assertIn("TWISTER_SURELY_UNSET", out)
+
+    def test_include(self):
+        config = GOOD.replace('hello: { message: "${GREETING:-Hi there}" }', "hello: !include hello.yaml")
+        s = Server(config, extra_files={"hello.yaml": "message: included\n"})
+        with s:
+            self.assertEqual(request(s.port, path="/hello").body, b"included")
+        rc, out = self.check(config, files={"hello.yaml": "message: !include hello.yaml\n"})
+        self.assertEqual(rc, 1)
+        self.assertIn("hello.yaml", out)
+
+    def test_missing_module_file_names_config_line(self):
+        rc, out = self.check(GOOD.replace("modules: [hello]", "modules:\n  - hello\n  - ./nope.so"))
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"twister\.yaml:\d+:\d+: modules\[1\]")
+        self.assertIn("nope.so", out)
+
+    def test_unknown_handler(self):
+        rc, out = self.check(GOOD.replace("handler: hello", "handler: helo"))
+        self.assertEqual(rc, 1)
+        self.assertRegex(out, r"twister\.yaml:\d+:\d+:.*helo")
+
+    def test_module_rejects_its_settings(self):
+        rc, out = self.check(GOOD.replace('message: "${GREETING:-Hi there}"', 'mesage: "x"'))
+        self.assertEqual(rc, 1)
+        self.assertIn("mesage", out)
+        self.assertIn("did you mean 'message'", out)
+
+    def test_dump_and_modules(self):
+        s = Server(GOOD)
+        try:
+            rc, out = s.run("-T")
+            self.assertEqual(rc, 0, out)
+            self.assertIn("Hi there", out)
+            rc, out = s.run("-M")
+            self.assertEqual(rc, 0, out)
+            self.assertIn("hello", out)
+            rc, out = s.run("-x")
+            self.assertEqual(rc, 2)
+            self.assertIn("usage", out)
+        finally:
+            s.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

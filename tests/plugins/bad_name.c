@@ -1,0 +1,7 @@
+/* Fixture: a name that cannot be a config key segment. */
+#include <twister/twister.h>
+
+TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
+    TW_MODULE_HEADER,
+    .name = "my.module",
+};

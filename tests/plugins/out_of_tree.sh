@@ -1,0 +1,64 @@
+#!/bin/sh
+# A plugin built the way an outside author builds one: the compiler,
+# pkg-config and the installed headers, nothing else. Checks
+#   1. the uninstalled twister.pc (meson-uninstalled/) and
+#   2. a real `meson install --destdir` tree (headers under include/twister,
+#      twister.pc, modules in moduledir, the test-only crash.so not installed),
+# then loads each result with the server's loader (test_module --load).
+# Usage: out_of_tree.sh SOURCE_ROOT BUILD_ROOT TEST_MODULE_EXE
+set -eu
+src=$1 build=$2 loader=$3
+cc=${CC:-cc}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/twister-oot.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+fail() { echo "out_of_tree: FAIL: $*" >&2; exit 1; }
+
+# Builds hello.c into $1 with $2 as the pkg-config environment, twice: the
+# documented command line, then as strict as a picky author would be.
+build_hello() {
+    out=$1
+    cflags=$(pkg-config --cflags twister) || fail "pkg-config --cflags twister"
+    echo "cflags: $cflags"
+    # shellcheck disable=SC2086 # word splitting of cflags is the point
+    $cc -shared -fPIC $cflags -o "$out" "$src/modules/hello/hello.c" ||
+        fail "cc -shared -fPIC \$(pkg-config --cflags twister) failed"
+    # shellcheck disable=SC2086
+    $cc -shared -fPIC -std=c11 -Wall -Wextra -Wpedantic -Werror $cflags -o "$out.strict" \
+        "$src/modules/hello/hello.c" ||
+        fail "the public headers are not clean under -std=c11 -Wpedantic"
+    if command -v c++ >/dev/null 2>&1; then
+        printf '#include <twister/twister.h>\nint main() { return TW_ABI_MAJOR - 1; }\n' >"$tmp/cxx.cc"
+        # shellcheck disable=SC2086
+        c++ -fsyntax-only -Wall -Wextra -Werror $cflags "$tmp/cxx.cc" ||
+            fail "the public headers do not compile as C++"
+    fi
+    got=$("$loader" --load "$out") || fail "the loader refused $out"
+    [ "$got" = "hello 1.0.0" ] || fail "loaded '$got', expected 'hello 1.0.0'"
+}
+
+echo "== uninstalled: $build/meson-uninstalled/twister-uninstalled.pc"
+PKG_CONFIG_PATH=$build/meson-uninstalled PKG_CONFIG_LIBDIR=$build/meson-uninstalled \
+    build_hello "$tmp/hello-uninstalled.so"
+moduledir=$(PKG_CONFIG_LIBDIR=$build/meson-uninstalled pkg-config --variable=moduledir twister)
+[ "$moduledir" = "$build/modules" ] || fail "uninstalled moduledir is '$moduledir'"
+
+echo "== installed: meson install --destdir"
+root=$tmp/root
+meson install -C "$build" --no-rebuild --destdir "$root" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log" >&2; fail "meson install"; }
+pc=$(find "$root" -name twister.pc | head -n 1)
+[ -n "$pc" ] || fail "twister.pc was not installed"
+for h in twister module http conf loop stream pool log; do
+    [ -f "$(find "$root" -path "*/include/twister/$h.h" | head -n 1)" ] ||
+        fail "include/twister/$h.h was not installed"
+done
+PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_PATH= PKG_CONFIG_SYSROOT_DIR=$root \
+    build_hello "$tmp/hello-installed.so"
+moduledir=$(PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_PATH= pkg-config --variable=moduledir twister)
+case $moduledir in "$root"/*) ;; *) moduledir=$root$moduledir ;; esac
+for m in hello echo static redirect; do
+    [ -f "$moduledir/$m.so" ] || fail "$m.so is not in moduledir ($moduledir)"
+done
+[ ! -e "$moduledir/crash.so" ] || fail "the test-only crash.so was installed"
+echo "out_of_tree: OK"

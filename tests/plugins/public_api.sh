@@ -1,0 +1,44 @@
+#!/bin/sh
+# The plugin API is exactly the functions declared in core/include/twister/:
+#   - every tw_* function an in-tree module imports must be declared there
+#     (modules use the public API only, like any outside plugin);
+#   - the server executable must export every function declared there
+#     (otherwise a plugin that uses it fails to load: undefined symbol).
+# Usage: public_api.sh SOURCE_ROOT BUILD_ROOT
+set -eu
+src=$1 build=$2
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/twister-api.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+status=0
+
+# Declared functions: preprocess the umbrella header (no comments, no
+# macros), keep tw_ identifiers followed by '('.
+printf '#include <twister/twister.h>\n' |
+    ${CC:-cc} -E -P -I"$src/core/include" -x c - |
+    grep -oE '\btw_[a-z0-9_]+[[:space:]]*\(' | tr -d '( \t' | sort -u >"$tmp/declared"
+[ -s "$tmp/declared" ] || { echo "public_api: no declarations found" >&2; exit 1; }
+
+for so in "$build"/modules/*.so; do
+    nm -D --undefined-only "$so" | awk '{print $NF}' | grep '^tw_' | sort -u >"$tmp/used" || true
+    comm -23 "$tmp/used" "$tmp/declared" >"$tmp/bad"
+    if [ -s "$tmp/bad" ]; then
+        echo "public_api: $(basename "$so") uses functions outside the public headers:" >&2
+        sed 's/^/  /' "$tmp/bad" >&2
+        status=1
+    fi
+done
+
+exe=$build/core/twister
+if [ -x "$exe" ]; then
+    nm -D --defined-only "$exe" | awk '{print $NF}' | grep '^tw_' | sort -u >"$tmp/exported"
+    comm -23 "$tmp/declared" "$tmp/exported" >"$tmp/missing"
+    if [ -s "$tmp/missing" ]; then
+        echo "public_api: the twister executable does not export these public functions:" >&2
+        sed 's/^/  /' "$tmp/missing" >&2
+        status=1
+    fi
+else
+    echo "public_api: $exe not built; skipping the export check" >&2
+fi
+[ $status -eq 0 ] && echo "public_api: $(wc -l <"$tmp/declared") functions; OK"
+exit $status
