@@ -940,6 +940,24 @@ static pid_t read_pid(const char *path)
     return pid;
 }
 
+/* True while pid runs (a zombie waiting for its parent to reap it has
+ * stopped as far as the caller of `-s stop` is concerned). */
+static bool process_running(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
 static int reload_via_socket(const char *pid_file)
 {
     char path[PATH_MAX];
@@ -1056,7 +1074,7 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         return 1;
     }
     pid_t pid = read_pid(pid_file);
-    if (pid <= 0 || kill(pid, 0) != 0) {
+    if (pid <= 0 || !process_running(pid)) {
         fprintf(stderr, "twister: no running master (pid file %s)\n", pid_file);
         return 1;
     }
@@ -1072,7 +1090,7 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
     if (sig == SIGTERM || sig == SIGQUIT) {
         /* Wait (bounded) until the master is gone, so scripts can rely on
          * "stop returned" meaning "stopped". */
-        for (int i = 0; i < 600 && kill(pid, 0) == 0; i++) {
+        for (int i = 0; i < 600 && process_running(pid); i++) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
