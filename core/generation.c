@@ -229,8 +229,13 @@ static int module_index_by_name(const tw_runtime_t *rt, const char *name)
     return -1;
 }
 
+/* Runs a module's configure hook. where is the node an error should point
+ * at when the module had no node of its own to blame (a route that names
+ * the module as its handler without a section for it, or no global
+ * section): the message then gets where's file:line:column. */
 static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
-                         const tw_conf_node_t *node, void **out, tw_conf_error_t *err)
+                         const tw_conf_node_t *node, const tw_conf_node_t *where, void **out,
+                         tw_conf_error_t *err)
 {
     const tw_module_t *m = rt->modules[mi];
     *out = NULL;
@@ -242,6 +247,12 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
         if (!err->message[0])
             snprintf(err->message, sizeof err->message,
                      "module %s: configure failed without saying why", m->name);
+        const char *file = where ? tw_conf_file(where) : NULL;
+        if (file && strncmp(err->message, file, strlen(file)) != 0) {
+            char copy[sizeof err->message];
+            memcpy(copy, err->message, sizeof copy);
+            tw_conf_error(err, where, "%s: %.900s", m->name, copy);
+        }
         return -1;
     }
     return 0;
@@ -293,7 +304,8 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
         for (size_t k = 0; k < s->nsections; k++)
             if (strcmp(s->sections[k].name, rt->modules[i]->name) == 0)
                 node = s->sections[k].node;
-        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, &rt->global_conf[i], err) != 0)
+        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), &rt->global_conf[i],
+                          err) != 0)
             return -1;
     }
     for (size_t si = 0; si < s->nservers; si++) {
@@ -326,13 +338,15 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
                     return tw_conf_error(err, route->sections[k].key, "no loaded module is named '%s'",
                                          route->sections[k].name);
                 if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
+                                  route->sections[k].key,
                                   &confs[mi], err) != 0)
                     return -1;
                 if (mi == handler)
                     handler_configured = true;
             }
             if (handler >= 0 && !handler_configured &&
-                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, &confs[handler], err) != 0)
+                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node,
+                              &confs[handler], err) != 0)
                 return -1;
         }
     }

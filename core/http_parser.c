@@ -535,10 +535,12 @@ static const char *field_semantics(tw_http_parser_t *p, const unsigned char *d,
             if (++p->host_count > 1)
                 return "more than one Host field";
             if (n == 0) {
-                /* allowed when the target has no authority (RFC 9110 7.2) */
-                if (p->target_form == TW_TARGET_ABSOLUTE || p->target_form == TW_TARGET_AUTHORITY)
-                    return "empty Host with an authority in the target";
-                return NULL;
+                /* An empty Host is for a target URI without an authority
+                 * (RFC 9110 7.2), which an "http" URI never is: its host
+                 * must not be empty (RFC 9110 4.2.1). RFC 9112 3.3 lets a
+                 * server reject it or apply a default; we reject, as nginx
+                 * does, rather than route it to the default server. */
+                return "empty Host";
             }
             size_t name_len;
             int port;

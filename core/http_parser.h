@@ -65,7 +65,7 @@ typedef struct {
     tw_span_t query;       /* raw query without '?' (len 0 if none) */
     tw_span_t host;        /* host[:port] from Host, or the authority of an absolute-
                               or authority-form target (the target wins); len 0 if
-                              neither (HTTP/1.0 without Host, or an empty Host) */
+                              neither (HTTP/1.0 without Host; an empty Host is 400) */
     tw_span_t host_name;   /* host without ":port" (an IPv6 literal keeps its []) */
     int port;              /* the explicit port of host, or -1 */
     tw_target_form_t target_form;

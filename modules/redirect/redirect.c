@@ -18,10 +18,11 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
 typedef enum {
     VAR_NONE = 0,    /* a literal piece */
-    VAR_URI,         /* the path, decoded and normalised ( percent-encoded in a URL) */
+    VAR_URI,         /* the path, decoded and normalised, slashes merged
+                        (percent-encoded in a URL) */
     VAR_ARGS,        /* the query, as received, without '?' */
     VAR_IS_ARGS,     /* "?" if there is a query, else "" */
-    VAR_REQUEST_URI, /* the request target as received */
+    VAR_REQUEST_URI, /* the request target as received, from the path on */
     VAR_HOST,        /* the Host, without port */
     VAR_SCHEME,      /* "http" */
 } var_t;
@@ -46,14 +47,19 @@ typedef struct {
 
 /* ---- configuration --------------------------------------------------------- */
 
+static bool is_letter(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 static bool is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    return is_letter(c) || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* Splits text into literal and variable pieces. A '$' not followed by a
- * name is literal. (${...} is not ours: the config file already replaced
- * it with an environment variable.) */
+ * letter is literal ("$5", "$ ", a final "$"). (${...} is not ours: the
+ * config file already replaced it with an environment variable.) */
 static int compile(tw_configure_t *cf, redirect_conf_t *c, const char *text,
                    const tw_conf_node_t *node, tw_conf_error_t *err)
 {
@@ -66,7 +72,7 @@ static int compile(tw_configure_t *cf, redirect_conf_t *c, const char *text,
 
     const char *lit = text, *p = text;
     while (*p) {
-        if (*p != '$' || !is_name_char(p[1])) {
+        if (*p != '$' || !is_letter(p[1])) {
             p++;
             continue;
         }
@@ -177,21 +183,71 @@ static bool keep_in_url(unsigned char c)
            (c != '\0' && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
 }
 
+/* $uri: the path with every run of '/' made one (as nginx's
+ * merge_slashes). The core keeps "//" ("//evil.example", "/%2Fevil.example"),
+ * and `return: 301 $uri/` would then answer "Location: //evil.example/", a
+ * protocol-relative URL to another site. NULL ptr: out of memory. */
+static tw_str_t uri_value(tw_request_t *r)
+{
+    tw_str_t path = tw_request_path(r);
+    if (memmem(path.ptr, path.len, "//", 2) == NULL)
+        return path;
+    char *out = tw_request_alloc(r, path.len + 1);
+    size_t n = 0;
+    if (out == NULL)
+        return (tw_str_t){NULL, 0};
+    for (size_t i = 0; i < path.len; i++)
+        if (path.ptr[i] != '/' || n == 0 || out[n - 1] != '/')
+            out[n++] = path.ptr[i];
+    out[n] = '\0';
+    return (tw_str_t){out, n};
+}
+
+/* $request_uri: the target as received, but from the path on for an
+ * absolute-form target ("GET http://host/a?x" gives "/a?x", as nginx
+ * does), so that `http://$host$request_uri` is a URL whatever the form.
+ * NULL ptr: out of memory. */
+static tw_str_t request_uri_value(tw_request_t *r)
+{
+    tw_str_t t = tw_request_target(r);
+    const char *sep = t.len > 0 && t.ptr[0] != '/' ? memmem(t.ptr, t.len, "://", 3) : NULL;
+    if (sep == NULL)
+        return t; /* origin-form (or "*") */
+    const char *p = sep + 3, *end = t.ptr + t.len;
+    while (p < end && *p != '/' && *p != '?')
+        p++;
+    if (p < end && *p == '/')
+        return (tw_str_t){p, (size_t)(end - p)};
+    /* "http://host" or "http://host?x": the path is "/" */
+    char *out = tw_request_alloc(r, 1 + (size_t)(end - p) + 1);
+    if (out == NULL)
+        return (tw_str_t){NULL, 0};
+    out[0] = '/';
+    memcpy(out + 1, p, (size_t)(end - p));
+    out[1 + (end - p)] = '\0';
+    return (tw_str_t){out, 1 + (size_t)(end - p)};
+}
+
+/* The per-request values of the variables, computed once per expansion. */
+typedef struct {
+    tw_str_t uri, request_uri;
+} vars_t;
+
 /* A piece's value; *encode says whether it is a decoded path that must be
  * percent-encoded in a URL. */
-static tw_str_t piece_value(tw_request_t *r, const piece_t *pc, bool *encode)
+static tw_str_t piece_value(tw_request_t *r, const piece_t *pc, const vars_t *vars, bool *encode)
 {
     *encode = false;
     switch (pc->var) {
     case VAR_URI:
         *encode = true;
-        return tw_request_path(r);
+        return vars->uri;
     case VAR_ARGS:
         return tw_request_query(r);
     case VAR_IS_ARGS:
         return tw_request_query(r).len ? (tw_str_t){"?", 1} : (tw_str_t){"", 0};
     case VAR_REQUEST_URI:
-        return tw_request_target(r);
+        return vars->request_uri;
     case VAR_HOST:
         return tw_request_host(r);
     case VAR_SCHEME:
@@ -207,8 +263,11 @@ static char *expand(tw_request_t *r, const redirect_conf_t *c, size_t *len_out)
 {
     size_t size = 1;
     bool encode;
+    vars_t vars = {uri_value(r), request_uri_value(r)};
+    if (vars.uri.ptr == NULL || vars.request_uri.ptr == NULL)
+        return NULL;
     for (size_t i = 0; i < c->npieces; i++) {
-        tw_str_t v = piece_value(r, &c->pieces[i], &encode);
+        tw_str_t v = piece_value(r, &c->pieces[i], &vars, &encode);
         size += encode && c->is_redirect ? 3 * v.len : v.len;
     }
     char *out = tw_request_alloc(r, size), *o = out;
@@ -216,7 +275,7 @@ static char *expand(tw_request_t *r, const redirect_conf_t *c, size_t *len_out)
         return NULL;
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < c->npieces; i++) {
-        tw_str_t v = piece_value(r, &c->pieces[i], &encode);
+        tw_str_t v = piece_value(r, &c->pieces[i], &vars, &encode);
         if (!(encode && c->is_redirect)) {
             memcpy(o, v.ptr, v.len);
             o += v.len;
@@ -255,6 +314,17 @@ static int redirect_content(tw_request_t *r)
         if (text == NULL)
             return TW_ERROR;
         if (c->is_redirect) {
+            /* A Location that starts with a variable ("$request_uri",
+             * "$uri/") must stay on this site: "//evil.example" from the
+             * request would be a protocol-relative URL to another host.
+             * (A template that itself starts with "//" means it.) */
+            if (c->pieces[0].var != VAR_NONE && text[0] == '/') {
+                size_t k = 1;
+                while (text[k] == '/' || text[k] == '\\') /* browsers read '\' as '/' */
+                    k++;
+                text += k - 1;
+                text[0] = '/';
+            }
             if (tw_response_set_header(r, "Location", text) != 0)
                 return TW_ERROR; /* cannot happen: the URL was checked and encoded */
         } else {

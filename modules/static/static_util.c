@@ -127,23 +127,24 @@ static int open_walk(int root_fd, const char *rel)
                 rc = -EXDEV;
                 break;
             }
-            /* todo = target "/" rest */
+            /* todo = target rest (rest is empty or starts with '/', which
+             * must stay as it is: "link/" asks for a directory) */
             size_t rest = strlen(p);
-            char *next = malloc((size_t)n + 1 + rest + 1);
+            char *next = malloc((size_t)n + rest + 1);
             if (next == NULL) {
                 rc = -ENOMEM;
                 break;
             }
             memcpy(next, target, (size_t)n);
-            next[n] = '/';
-            memcpy(next + n + 1, p, rest + 1);
+            memcpy(next + n, p, rest + 1);
             free(todo);
             todo = p = next;
             continue;
         }
 
         if (final) {
-            rc = openat(stack[depth], comp, OPEN_FLAGS | O_NOFOLLOW);
+            /* "file.txt/" names a directory, as the kernel would say. */
+            rc = openat(stack[depth], comp, OPEN_FLAGS | O_NOFOLLOW | (*p ? O_DIRECTORY : 0));
             rc = rc < 0 ? -errno : rc;
             break;
         }
@@ -172,6 +173,10 @@ int st_open(const st_root_t *root, const char *rel)
 {
     if (*rel == '\0')
         rel = ".";
+    /* An absolute path ignores the directory fd altogether (openat and,
+     * without RESOLVE_BENEATH, openat2): never relative to the root. */
+    if (*rel == '/')
+        return -EXDEV;
     /* ".." is never needed (the core normalises paths) and, without
      * RESOLVE_BENEATH, would leave the root: refuse it outright. */
     for (const char *p = rel; (p = strstr(p, "..")) != NULL; p += 2)

@@ -34,9 +34,10 @@ st_resolver_t st_probe_resolver(int root_fd);
  * empty and "." components are skipped), read-only, non-blocking (a FIFO
  * must not hang the worker), close-on-exec. Returns the fd, or -errno:
  *   -ENOENT, -ENOTDIR        no such file
- *   -EXDEV                   rel has a ".." component, or (with beneath)
- *                            it resolves outside the root: an absolute
- *                            symlink, a symlink leading out of it
+ *   -EXDEV                   rel is absolute ("/etc/passwd": openat would
+ *                            ignore the root), has a ".." component, or
+ *                            (with beneath) resolves outside the root: an
+ *                            absolute symlink, a symlink leading out of it
  *   -ELOOP                   too many symlinks, or a file swapped for one
  *   -EACCES, -EPERM, ...     as open(2) says */
 int st_open(const st_root_t *root, const char *rel);

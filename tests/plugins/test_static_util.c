@@ -115,6 +115,10 @@ static const open_case_t open_cases[] = {
     {"missing", 1, ENOENT, NULL},
     {"sub/missing/x", 1, ENOENT, NULL},
     {"index.html/x", 1, ENOTDIR, NULL},
+    {"index.html/", 1, ENOTDIR, NULL},
+    {"link_in/", 1, ENOTDIR, NULL}, /* a symlink to a file, asked for as a directory */
+    {"sub/file.txt//", 1, ENOTDIR, NULL},
+    {"/etc/passwd", 1, EXDEV, NULL}, /* absolute: openat would ignore the root */
     {"loop1", 1, ELOOP, NULL},
     /* out of the root */
     {"..", 1, EXDEV, NULL},
@@ -134,6 +138,9 @@ static const open_case_t open_cases[] = {
     {"../outside.txt", 0, EXDEV, NULL},
     {"sub/../../outside.txt", 0, EXDEV, NULL},
     {"missing", 0, ENOENT, NULL},
+    {"/etc/passwd", 0, EXDEV, NULL},
+    {"//etc/passwd", 0, EXDEV, NULL},
+    {"index.html/", 0, ENOTDIR, NULL},
 };
 #define NOPEN (int)(sizeof open_cases / sizeof open_cases[0])
 

@@ -264,7 +264,10 @@ static const req_case_t req_cases[] = {
     E("GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n", 400), /* empty Host, authority in target */
     E("CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n", 400),
     E("GET http://a/ HTTP/1.1\r\nHost: b b\r\n\r\n", 400),
-    D(GET11 "Host:\r\n\r\n", "GET", "/", "/", "", "", 11, NONE, 0, 1, 1),
+    E(GET11 "Host:\r\n\r\n", 400),              /* empty Host: no default server */
+    E(GET11 "Host: \t \r\n\r\n", 400),
+    E("GET / HTTP/1.0\r\nHost:\r\n\r\n", 400),
+    E("OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", 400),
     D(GET11 "Host: example.com:8080\r\n\r\n", "GET", "/", "/", "", "example.com:8080", 11, NONE,
       0, 1, 1),
     D(GET11 "Host: [2001:db8::1]:443\r\n\r\n", "GET", "/", "/", "", "[2001:db8::1]:443", 11,
