@@ -32,10 +32,26 @@
  * an unbounded body, and with "Expect: 100-continue" (no 100 sent) the
  * client never sends the body at all.
  *
- * Timeouts, one read-side timer per connection (armed lazily: it may fire
- * early, then it re-arms for what is left): before the first byte of a
- * request, keepalive_timeout_ms (header_timeout_ms for a new connection),
- * then silent close; from the first byte of a head, header_timeout_ms
+ * Memory. A connection at rest — between requests, nothing buffered or
+ * queued — holds only its record and its stream's struct (no buffers, no
+ * pool, no parser, no timer): it waits on one of the server's two resting
+ * lists (new connections, kept-alive ones: each has one timeout, so each
+ * is ordered by idle_since), and one server timer closes the ones whose
+ * time is up. It comes to rest as soon as it goes idle (not after a
+ * delay: memory freed later would mostly stay with the process), and takes
+ * a work record back from the server's free list when bytes arrive. The
+ * stream's buffers and the pool's blocks come from the block cache
+ * (internal.h), so a busy keep-alive connection pays no malloc per request.
+ *
+ * Closing. A final response to a client that announced it was done
+ * (Connection: close, HTTP/1.0) with nothing unread closes right after
+ * the response is written; other final responses close lingering (below).
+ *
+ * Timeouts, one read-side timer per active connection (armed lazily: it
+ * may fire early, then it re-arms for what is left): before the first
+ * byte of a request, keepalive_timeout_ms (header_timeout_ms for a new
+ * connection), then silent close — for a resting connection the server's
+ * rest timer does this; from the first byte of a head, header_timeout_ms
  * absolute — a client dribbling a byte a second is cut off — then 408;
  * while a body is read, body_timeout_ms between reads and an average of
  * min_body_rate bytes/s after body_rate_grace_ms, then 408. A second timer
@@ -52,14 +68,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "request.h"
 #include "twister/log.h"
+
+#ifndef NDEBUG
+#include <assert.h>
+#include <fcntl.h>
+#endif
 
 /* Unread request bodies up to this size that are already buffered when the
  * response starts are dropped instead of closing the connection. */
 #define DISCARD_MAX (64 * 1024)
-/* An idle connection frees its buffers after this long. */
-#define SHRINK_AFTER_MS 2000
+/* Work records (with their reset pools) kept for connections that wake up. */
+#define WORK_FREE_MAX 64
 
 static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg);
 static void conn_on_close(tw_stream_t *s, void *arg);
@@ -69,18 +91,140 @@ static void conn_on_drain(tw_stream_t *s, void *arg);
 static void conn_process(tw_http_conn_t *c);
 static void conn_free(tw_http_conn_t *c);
 static void conn_timer_update(tw_http_conn_t *c);
+static void rest_timer_update(tw_http_server_t *srv);
+static uint64_t conn_idle_deadline(const tw_http_conn_t *c);
 static void server_all_closed_cb(tw_loop_t *loop, void *arg);
+static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 static void conn_stash_cb(tw_loop_t *loop, void *arg);
 static inline bool stash_pending(const tw_http_conn_t *c);
+static void conn_on_flushed(tw_stream_t *s, int status, void *arg);
+static void conn_notify_flushed_once(tw_http_conn_t *c);
 
 static inline bool conn_open(const tw_http_conn_t *c)
 {
     return c->stream && !tw_stream_closed(c->stream);
 }
 
+static inline tw_loop_t *conn_loop(const tw_http_conn_t *c)
+{
+    return c->srv->loop;
+}
+
 static inline uint64_t conn_now(const tw_http_conn_t *c)
 {
-    return tw_loop_now(c->loop);
+    return tw_loop_now(c->srv->loop);
+}
+
+/* ---- the server's connection lists ---------------------------------------------- */
+
+static void list_unlink(tw_http_server_t *srv, tw_http_conn_t *c)
+{
+    unsigned l = c->list;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->lists[l] = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->tails[l] = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Links c into list l after `after` (NULL: at the head). */
+static void list_link_after(tw_http_server_t *srv, tw_http_conn_t *c, unsigned l,
+                            tw_http_conn_t *after)
+{
+    c->list = (uint8_t)l;
+    c->prev = after;
+    c->next = after ? after->next : srv->lists[l];
+    if (c->next)
+        c->next->prev = c;
+    else
+        srv->tails[l] = c;
+    if (after)
+        after->next = c;
+    else
+        srv->lists[l] = c;
+}
+
+/* A resting list stays ordered by idle_since: look from the tail (where
+ * a connection that just went idle belongs). */
+static void list_insert_rest(tw_http_server_t *srv, tw_http_conn_t *c, unsigned l)
+{
+    tw_http_conn_t *t = srv->tails[l];
+    while (t && t->idle_since > c->idle_since)
+        t = t->prev;
+    list_link_after(srv, c, l, t);
+}
+
+/* ---- work records --------------------------------------------------------------- */
+
+static void work_put(tw_http_server_t *srv, tw_conn_work_t *w)
+{
+    if (srv->free_work_count < WORK_FREE_MAX) {
+        tw_pool_reset(w->pool); /* no-op for NULL; normally already reset */
+        w->next_free = srv->free_work;
+        srv->free_work = w;
+        srv->free_work_count++;
+        return;
+    }
+    tw_pool_free(w->pool);
+    free(w);
+}
+
+/* Gives c a work record (from the free list) and moves it to the active
+ * list. Returns false on ENOMEM. */
+static bool conn_activate(tw_http_conn_t *c)
+{
+    if (c->w)
+        return true;
+    tw_http_server_t *srv = c->srv;
+    tw_conn_work_t *w = srv->free_work;
+    if (w) {
+        srv->free_work = w->next_free;
+        srv->free_work_count--;
+    } else {
+        w = malloc(sizeof *w);
+        if (!w)
+            return false;
+        w->pool = NULL;
+    }
+    w->next_free = NULL;
+    w->stash = NULL;
+    w->stash_scheduled = false;
+    w->flush_notify = false;
+    w->in_stash = false;
+    w->in = NULL;
+    w->in_len = w->in_used = w->in_feeding = 0;
+    tw_timer_init(&w->timer, conn_on_timer, c);
+    w->timer_deadline = 0;
+    w->head_start = w->body_start = w->last_read = w->linger_start = 0;
+    tw_timer_init(&w->send_timer, conn_on_send_timer, c);
+    w->out_total = w->send_mark = 0;
+    w->peer_text[0] = '\0';
+    c->w = w;
+    if (c->list != TW_CONN_ACTIVE) {
+        list_unlink(srv, c);
+        list_link_after(srv, c, TW_CONN_ACTIVE, NULL);
+    }
+    return true;
+}
+
+/* Releases what only an active connection needs (c is not on the stack
+ * of anything that could use it). */
+static void conn_release_work(tw_http_conn_t *c)
+{
+    tw_conn_work_t *w = c->w;
+    if (!w)
+        return;
+    tw_timer_stop(conn_loop(c), &w->timer);
+    tw_timer_stop(conn_loop(c), &w->send_timer);
+    if (w->stash_scheduled)
+        tw_loop_cancel_callbacks(conn_loop(c), conn_stash_cb, c);
+    free(w->stash);
+    c->w = NULL;
+    work_put(c->srv, w);
 }
 
 /* ---- the server --------------------------------------------------------------- */
@@ -103,6 +247,7 @@ void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop)
     srv->server_header = "twister";
     srv->loop = loop;
     srv->date_sec = (time_t)-1;
+    tw_timer_init(&srv->rest_timer, server_on_rest_timer, srv);
 }
 
 void tw_http_server_cleanup(tw_http_server_t *srv)
@@ -111,13 +256,46 @@ void tw_http_server_cleanup(tw_http_server_t *srv)
     free(srv->scratch_fields);
     srv->scratch_fields = NULL;
     srv->scratch_cap = 0;
-    if (srv->loop)
+    while (srv->free_work) {
+        tw_conn_work_t *w = srv->free_work;
+        srv->free_work = w->next_free;
+        tw_pool_free(w->pool);
+        free(w);
+    }
+    srv->free_work_count = 0;
+    if (srv->loop) {
+        tw_timer_stop(srv->loop, &srv->rest_timer);
         tw_loop_cancel_callbacks(srv->loop, server_all_closed_cb, srv);
+    }
 }
 
 size_t tw_http_server_connections(const tw_http_server_t *srv)
 {
     return srv->conn_count;
+}
+
+size_t tw_http_server_resting(const tw_http_server_t *srv)
+{
+    size_t n = 0;
+    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++)
+        for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next)
+            n++;
+    return n;
+}
+
+size_t tw_http_server_memory(const tw_http_server_t *srv)
+{
+    size_t n = 0;
+    for (unsigned l = 0; l < 3; l++) {
+        for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next) {
+            n += sizeof *c;
+            if (c->stream)
+                n += tw_stream_memory(c->stream);
+            if (c->w)
+                n += sizeof *c->w + (c->w->pool ? srv->pool_size : 0);
+        }
+    }
+    return n;
 }
 
 static void server_all_closed_cb(tw_loop_t *loop, void *arg)
@@ -146,9 +324,10 @@ void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), 
         srv->drain_start = srv->loop ? tw_loop_now(srv->loop) : 0;
         /* Idle connections now close after the short grace; the others learn
          * about the drain when their response head is written. */
-        for (tw_http_conn_t *c = srv->conns; c; c = c->next)
+        for (tw_http_conn_t *c = srv->lists[TW_CONN_ACTIVE]; c; c = c->next)
             if (c->state == TW_CONN_IDLE)
                 conn_timer_update(c);
+        rest_timer_update(srv);
     }
     server_check_all_closed(srv);
 }
@@ -180,8 +359,9 @@ void tw_http_server_close_all(tw_http_server_t *srv)
 {
     /* conn_free unlinks at once, so this terminates even when the memory
      * of a connection has to wait for the stack to unwind. */
-    while (srv->conns)
-        conn_hard_close(srv->conns);
+    for (unsigned l = 0; l < 3; l++)
+        while (srv->lists[l])
+            conn_hard_close(srv->lists[l]);
 }
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT", formatted at most once per second. */
@@ -229,15 +409,20 @@ const char *tw_http_server_date(tw_http_server_t *srv)
 int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd,
                        const struct sockaddr *peer, socklen_t peer_len, size_t listener_index)
 {
-    tw_http_conn_t *c = calloc(1, sizeof *c);
-    if (!c) {
+#ifndef NDEBUG
+    assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* accept4 with SOCK_NONBLOCK */
+#endif
+    if (!srv->loop)
+        srv->loop = loop;
+    if (srv->loop != loop) { /* one server, one loop */
         close(fd);
-        errno = ENOMEM;
+        errno = EINVAL;
         return -1;
     }
-    c->pool = tw_pool_new(srv->pool_size);
-    if (!c->pool) {
-        free(c);
+    tw_http_conn_t *c = tw_block_alloc(sizeof *c); /* see tw_stream_adopt */
+    if (c)
+        memset(c, 0, sizeof *c);
+    if (!c) {
         close(fd);
         errno = ENOMEM;
         return -1;
@@ -248,38 +433,37 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd,
     size_t head_max = srv->limits.request_line_max + srv->limits.header_size_max + 4096;
     if (opts.max_buffer_size && opts.max_buffer_size < head_max)
         opts.max_buffer_size = head_max;
-    c->stream = tw_stream_new(loop, fd, &opts); /* owns fd from here, even on error */
+    c->stream = tw_stream_adopt(loop, fd, &opts); /* owns fd from here, even on error */
     if (!c->stream) {
         int e = errno;
-        tw_pool_free(c->pool);
-        free(c);
+        tw_block_free(c, sizeof *c);
         errno = e;
         return -1;
     }
-    if (!srv->loop)
-        srv->loop = loop;
     c->srv = srv;
-    c->loop = loop;
-    c->listener_index = listener_index;
-    if (peer && peer_len > 0 && (size_t)peer_len <= sizeof c->peer) {
-        memcpy(&c->peer, peer, (size_t)peer_len);
-        c->peer_len = peer_len;
+    c->listener_index = (uint32_t)listener_index;
+    if (peer && peer_len > 0) {
+        if ((size_t)peer_len <= sizeof c->peer) {
+            memcpy(&c->peer, peer, (size_t)peer_len);
+            c->peer_len = (uint8_t)peer_len;
+        } else {
+            /* Longer than any IP address (a named unix socket): the family only. */
+            c->peer.sa.sa_family = peer->sa_family;
+            c->peer_len = (uint8_t)sizeof peer->sa_family;
+        }
     }
-    tw_timer_init(&c->timer, conn_on_timer, c);
-    tw_timer_init(&c->send_timer, conn_on_send_timer, c);
     tw_stream_set_close_cb(c->stream, conn_on_close, c);
     tw_stream_set_drain_cb(c->stream, conn_on_drain, c);
 
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
     srv->conn_count++;
     srv->counters.accepted++;
 
+    /* At rest until its first byte arrives. */
     c->state = TW_CONN_IDLE;
     c->idle_since = conn_now(c);
-    conn_timer_update(c);
+    list_insert_rest(srv, c, TW_CONN_REST_NEW);
+    if (!c->prev)
+        rest_timer_update(srv);
     if (tw_stream_read_some(c->stream, conn_on_data, c) == 0)
         c->reading = true;
     return 0;
@@ -291,25 +475,18 @@ static void conn_free(tw_http_conn_t *c)
     tw_http_server_t *srv = c->srv;
     if (!c->freeing) {
         c->freeing = true;
-        if (c->prev)
-            c->prev->next = c->next;
-        else if (srv->conns == c)
-            srv->conns = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        c->prev = c->next = NULL;
+        list_unlink(srv, c);
         srv->conn_count--;
-        tw_timer_stop(c->loop, &c->timer);
-        tw_timer_stop(c->loop, &c->send_timer);
+        if (c->w) {
+            tw_timer_stop(conn_loop(c), &c->w->timer);
+            tw_timer_stop(conn_loop(c), &c->w->send_timer);
+        }
         server_check_all_closed(srv);
     }
     if (c->depth > 0)
         return;
-    if (c->stash_scheduled)
-        tw_loop_cancel_callbacks(c->loop, conn_stash_cb, c);
-    free(c->stash);
-    tw_pool_free(c->pool);
-    free(c);
+    conn_release_work(c);
+    tw_block_free(c, sizeof *c);
 }
 
 /* The stream closed (peer, error, timeout, or us). The stream is freed
@@ -321,8 +498,10 @@ static void conn_on_close(tw_stream_t *s, void *arg)
     c->stream = NULL;
     c->reading = false;
     c->state = TW_CONN_CLOSED;
-    tw_timer_stop(c->loop, &c->timer);
-    tw_timer_stop(c->loop, &c->send_timer);
+    if (c->w) {
+        tw_timer_stop(conn_loop(c), &c->w->timer);
+        tw_timer_stop(conn_loop(c), &c->w->send_timer);
+    }
     if (c->req) {
         tw_http_conn_enter(c);
         tw_request_abort(c->req, false);
@@ -337,14 +516,17 @@ static void conn_on_close(tw_stream_t *s, void *arg)
  * linger_ms passes. */
 static void conn_linger_begin(tw_http_conn_t *c)
 {
-    if (c->linger_start || !conn_open(c))
+    if (!c->w || c->w->linger_start || !conn_open(c))
         return;
     shutdown(tw_stream_fd(c->stream), SHUT_WR);
-    c->linger_start = conn_now(c);
+    c->w->linger_start = conn_now(c);
     conn_timer_update(c);
 }
 
-static void conn_close_gracefully(tw_http_conn_t *c)
+/* Ends the connection after what is queued. quiet: the client announced
+ * its last request and nothing of it is unread, so nothing more can come
+ * that would turn our close into a reset: close without lingering. */
+static void conn_close_gracefully(tw_http_conn_t *c, bool quiet)
 {
     c->must_close = true;
     if (!conn_open(c))
@@ -352,8 +534,9 @@ static void conn_close_gracefully(tw_http_conn_t *c)
     if (c->state == TW_CONN_LINGER)
         return;
     c->state = TW_CONN_LINGER;
-    c->linger_start = 0;
-    if (c->srv->linger_ms == 0) {
+    if (c->w)
+        c->w->linger_start = 0;
+    if (quiet || c->srv->linger_ms == 0 || !c->w) {
         tw_stream_close_after_write(c->stream);
         return;
     }
@@ -367,7 +550,7 @@ static void conn_close_gracefully(tw_http_conn_t *c)
 
 static void conn_arm_read(tw_http_conn_t *c)
 {
-    if (c->reading || c->stash_scheduled || !conn_open(c) || c->freeing)
+    if (c->reading || (c->w && c->w->stash_scheduled) || !conn_open(c) || c->freeing)
         return;
     bool wanted;
     switch (c->state) {
@@ -390,12 +573,34 @@ static void conn_arm_read(tw_http_conn_t *c)
     if (stash_pending(c) && c->state != TW_CONN_HEAD) {
         /* What the stash holds goes first (a HEAD state with a stash holds a
          * partial head: it needs the socket's bytes, appended). */
-        if (tw_loop_add_callback(c->loop, conn_stash_cb, c) == 0)
-            c->stash_scheduled = true;
+        if (tw_loop_add_callback(conn_loop(c), conn_stash_cb, c) == 0)
+            c->w->stash_scheduled = true;
         return;
     }
     if (tw_stream_read_some(c->stream, conn_on_data, c) == 0)
         c->reading = true;
+}
+
+/* An active connection went idle (back on the loop, no request): it comes
+ * to rest if nothing is left in flight, else its idle timer runs — and
+ * with output still queued, the flush brings it back here to rest. */
+static void conn_idle_settle(tw_http_conn_t *c, size_t queued)
+{
+    tw_http_server_t *srv = c->srv;
+    tw_conn_work_t *w = c->w;
+    if (queued == 0 && !c->req && !c->must_close && !c->output_blocked && !w->stash &&
+        !w->stash_scheduled && tw_stream_buffered(c->stream) == 0) {
+        conn_release_work(c);
+        tw_stream_shrink(c->stream);
+        list_unlink(srv, c);
+        list_insert_rest(srv, c, c->served ? TW_CONN_REST_KEPT : TW_CONN_REST_NEW);
+        if (!c->prev) /* behind others, the timer is already armed for them */
+            rest_timer_update(srv);
+        return;
+    }
+    conn_timer_update(c);
+    if (queued > 0 && !c->output_blocked)
+        conn_notify_flushed_once(c); /* conn_on_flushed comes back here to rest */
 }
 
 void tw_http_conn_enter(tw_http_conn_t *c)
@@ -420,15 +625,18 @@ void tw_http_conn_leave(tw_http_conn_t *c)
             tw_stream_uncork(c->stream);
         }
         conn_arm_read(c);
-        if (conn_open(c)) {
+        tw_conn_work_t *w = c->w;
+        if (conn_open(c) && w && !c->freeing) {
             size_t queued = tw_stream_write_queued(c->stream);
-            if (queued > 0 && c->srv->send_timeout_ms && !tw_timer_active(&c->send_timer)) {
-                c->send_mark = c->out_total - queued;
-                tw_timer_start(c->loop, &c->send_timer, c->srv->send_timeout_ms);
+            if (queued > 0 && c->srv->send_timeout_ms && !tw_timer_active(&w->send_timer)) {
+                w->send_mark = w->out_total - queued;
+                tw_timer_start(conn_loop(c), &w->send_timer, c->srv->send_timeout_ms);
             }
-            if (c->state == TW_CONN_LINGER && !c->linger_start && queued == 0 &&
+            if (c->state == TW_CONN_LINGER && !w->linger_start && queued == 0 &&
                 c->srv->linger_ms)
                 conn_linger_begin(c);
+            if (c->state == TW_CONN_IDLE)
+                conn_idle_settle(c, queued);
         }
     }
     if (c->freeing)
@@ -444,6 +652,8 @@ static void conn_on_flushed(tw_stream_t *s, int status, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)s;
+    if (c->w)
+        c->w->flush_notify = false;
     if (status != TW_STREAM_OK || !conn_open(c))
         return;
     tw_http_conn_enter(c);
@@ -462,6 +672,15 @@ void tw_http_conn_notify_flushed(tw_http_conn_t *c)
         tw_stream_write(c->stream, "", 0, conn_on_flushed, c);
 }
 
+/* As above, at most one pending at a time (for the idle settling). */
+static void conn_notify_flushed_once(tw_http_conn_t *c)
+{
+    if (c->w && !c->w->flush_notify && conn_open(c)) {
+        c->w->flush_notify = true;
+        tw_http_conn_notify_flushed(c);
+    }
+}
+
 int tw_http_conn_write(tw_http_conn_t *c, const void *data, size_t len)
 {
     if (!conn_open(c)) {
@@ -470,7 +689,8 @@ int tw_http_conn_write(tw_http_conn_t *c, const void *data, size_t len)
     }
     if (len == 0)
         return tw_http_conn_write_high(c) ? 1 : 0;
-    c->out_total += len;
+    if (c->w)
+        c->w->out_total += len;
     return tw_stream_write(c->stream, data, len, NULL, NULL);
 }
 
@@ -481,7 +701,8 @@ int tw_http_conn_sendfile(tw_http_conn_t *c, int fd, off_t off, size_t len)
         errno = EPIPE;
         return -1;
     }
-    c->out_total += len;
+    if (c->w)
+        c->w->out_total += len;
     return tw_stream_sendfile(c->stream, fd, off, len, NULL, NULL);
 }
 
@@ -513,15 +734,15 @@ static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)t;
-    if (!conn_open(c))
+    if (!conn_open(c) || !c->w)
         return;
     size_t queued = tw_stream_write_queued(c->stream);
     if (queued == 0)
         return;
-    uint64_t written = c->out_total - queued;
-    if (written != c->send_mark) {
-        c->send_mark = written;
-        tw_timer_start(loop, &c->send_timer, c->srv->send_timeout_ms);
+    uint64_t written = c->w->out_total - queued;
+    if (written != c->w->send_mark) {
+        c->w->send_mark = written;
+        tw_timer_start(loop, &c->w->send_timer, c->srv->send_timeout_ms);
         return;
     }
     tw_log_info("closing connection from %s: the client read nothing for %llu ms",
@@ -542,12 +763,15 @@ static bool request_has_body(const tw_request_t *r)
 static size_t conn_buffered_after(const tw_http_conn_t *c)
 {
     size_t n = c->stream ? tw_stream_buffered(c->stream) : 0;
-    if (c->in && !c->in_stash)
-        return c->in_len - c->in_used - c->in_feeding; /* the stream's bytes, being processed */
-    if (c->in)
-        n += c->in_len - c->in_used - c->in_feeding;
-    else
-        n += c->stash_len - c->stash_off;
+    const tw_conn_work_t *w = c->w;
+    if (!w)
+        return n;
+    if (w->in && !w->in_stash)
+        return w->in_len - w->in_used - w->in_feeding; /* the stream's bytes, being processed */
+    if (w->in)
+        n += w->in_len - w->in_used - w->in_feeding;
+    else if (w->stash)
+        n += w->stash->len - w->stash->off;
     return n;
 }
 
@@ -559,7 +783,7 @@ bool tw_http_conn_keep_alive(tw_http_conn_t *c, tw_request_t *r)
         return false;
     bool body_pending = request_has_body(r) && !r->rb_done;
     if (body_pending && r->rb_mode == TW_RB_NONE && r->body_kind == TW_BODY_LENGTH &&
-        c->in && c->in_len - c->in_used >= r->content_length &&
+        c->w->in && c->w->in_len - c->w->in_used >= r->content_length &&
         r->content_length <= DISCARD_MAX) {
         /* The whole unread body is already here: drop it when the request
          * ends (it is still in this pass of the input) and stay open. */
@@ -582,24 +806,25 @@ bool tw_http_conn_keep_alive(tw_http_conn_t *c, tw_request_t *r)
 void tw_http_conn_request_done(tw_request_t *r)
 {
     tw_http_conn_t *c = r->conn;
+    tw_conn_work_t *w = c->w;
     bool body_done = !request_has_body(r) || r->rb_done;
-    if (!body_done && r->rb_discard && r->rb_mode == TW_RB_NONE && c->in &&
-        c->in_len - c->in_used >= r->content_length) {
-        c->in_used += (size_t)r->content_length;
+    if (!body_done && r->rb_discard && r->rb_mode == TW_RB_NONE && w->in &&
+        w->in_len - w->in_used >= r->content_length) {
+        w->in_used += (size_t)r->content_length;
         body_done = true;
     }
     bool keep = r->keep_alive && !c->must_close && !r->aborted && body_done && conn_open(c);
+    bool quiet = !keep && r->client_close && body_done && conn_buffered_after(c) == 0;
     c->srv->counters.responses++;
     c->served++;
     c->req = NULL;
-    tw_pool_reset(c->pool); /* runs the request's cleanups: timers, files */
-    c->fields = NULL;
+    tw_pool_reset(w->pool); /* runs the request's cleanups: timers, files */
     if (!c->stream) {
         conn_free(c); /* a zombie: its client left while the request ran */
         return;
     }
     if (!keep) {
-        conn_close_gracefully(c);
+        conn_close_gracefully(c, quiet);
         return;
     }
     c->state = TW_CONN_IDLE;
@@ -631,23 +856,51 @@ static uint64_t conn_idle_deadline(const tw_http_conn_t *c)
     return d;
 }
 
-/* A connection idle for a while gives its memory back: the stream's
- * buffers, the request pool, the stash. Busy connections keep them, so a
- * request costs no malloc in steady state. */
-static void conn_shrink(tw_http_conn_t *c)
+/* The server's rest timer is armed for the earliest deadline of the two
+ * resting lists (each is ordered, so that is one of their heads). Like the
+ * connection timers it may fire early and re-arm. */
+static void rest_timer_update(tw_http_server_t *srv)
 {
-    c->shrunk = true;
-    if (conn_open(c) && tw_stream_buffered(c->stream) == 0)
-        tw_stream_shrink(c->stream);
-    if (c->pool && !c->req) {
-        tw_pool_free(c->pool);
-        c->pool = NULL;
+    uint64_t d = 0;
+    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
+        if (srv->lists[l]) {
+            uint64_t dl = conn_idle_deadline(srv->lists[l]);
+            d = d && d < dl ? d : dl;
+        }
     }
-    if (!stash_pending(c)) {
-        free(c->stash);
-        c->stash = NULL;
-        c->stash_cap = c->stash_off = c->stash_len = 0;
+    if (!d || !srv->loop)
+        return;
+    if (tw_timer_active(&srv->rest_timer) && srv->rest_deadline <= d)
+        return;
+    uint64_t now = tw_loop_now(srv->loop);
+    srv->rest_deadline = d;
+    tw_timer_start(srv->loop, &srv->rest_timer, d > now ? d - now : 0);
+}
+
+/* Closes the resting connections whose time is up: without a word, as an
+ * idle connection's timer does. */
+static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    tw_http_server_t *srv = arg;
+    (void)t;
+    uint64_t now = tw_loop_now(loop);
+    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
+        tw_http_conn_t *c;
+        while ((c = srv->lists[l]) && conn_idle_deadline(c) <= now) {
+            if (c->stream) {
+                tw_stream_t *s = c->stream;
+                c->stream = NULL;
+                tw_stream_set_close_cb(s, NULL, NULL);
+                tw_stream_set_drain_cb(s, NULL, NULL);
+                tw_stream_cancel_read(s);
+                tw_stream_close(s);
+            }
+            c->reading = false;
+            c->state = TW_CONN_CLOSED;
+            conn_free(c); /* unlinks it */
+        }
     }
+    rest_timer_update(srv);
 }
 
 /* When the current state times out, or 0 if it does not. */
@@ -655,31 +908,27 @@ static uint64_t conn_deadline(const tw_http_conn_t *c)
 {
     const tw_http_server_t *srv = c->srv;
     switch (c->state) {
-    case TW_CONN_IDLE: {
+    case TW_CONN_IDLE:
         if (c->output_blocked)
             return 0; /* the send timer watches a client that does not read */
-        uint64_t d = conn_idle_deadline(c);
-        if (!c->shrunk)
-            d = min_u64(d, c->idle_since + SHRINK_AFTER_MS);
-        return d;
-    }
+        return conn_idle_deadline(c);
     case TW_CONN_HEAD:
-        return c->head_start + srv->header_timeout_ms;
+        return c->w->head_start + srv->header_timeout_ms;
     case TW_CONN_BODY: {
         const tw_request_t *r = c->req;
         if (!r || r->rb_paused)
             return 0;
-        uint64_t d = c->last_read + srv->body_timeout_ms;
+        uint64_t d = c->w->last_read + srv->body_timeout_ms;
         if (srv->min_body_rate) {
             uint64_t need = r->rb_received * 1000 / srv->min_body_rate;
-            uint64_t rate_d = c->body_start +
+            uint64_t rate_d = c->w->body_start +
                               (need > srv->body_rate_grace_ms ? need : srv->body_rate_grace_ms);
             d = min_u64(d, rate_d);
         }
         return d;
     }
     case TW_CONN_LINGER:
-        return c->linger_start ? c->linger_start + c->srv->linger_ms : 0;
+        return c->w->linger_start ? c->w->linger_start + c->srv->linger_ms : 0;
     default:
         return 0;
     }
@@ -687,39 +936,39 @@ static uint64_t conn_deadline(const tw_http_conn_t *c)
 
 static void conn_timer_update(tw_http_conn_t *c)
 {
+    tw_conn_work_t *w = c->w;
+    if (!w)
+        return; /* resting (the rest timer's) or closed */
+    if (c->state == TW_CONN_IDLE && c->depth > 0)
+        return; /* tw_http_conn_leave settles it: rest, or this timer */
     uint64_t d = conn_deadline(c);
     if (!d)
         return; /* an armed timer fires, finds nothing to do */
-    if (tw_timer_active(&c->timer) && c->timer_deadline <= d)
+    if (tw_timer_active(&w->timer) && w->timer_deadline <= d)
         return; /* it fires early and re-arms for the rest */
     uint64_t now = conn_now(c);
-    c->timer_deadline = d;
-    tw_timer_start(c->loop, &c->timer, d > now ? d - now : 0);
+    w->timer_deadline = d;
+    tw_timer_start(conn_loop(c), &w->timer, d > now ? d - now : 0);
 }
 
 static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)t;
-    if (!conn_open(c))
+    if (!conn_open(c) || !c->w)
         return;
     uint64_t d = conn_deadline(c);
     if (!d)
         return;
     uint64_t now = tw_loop_now(loop);
     if (now < d) {
-        c->timer_deadline = d;
-        tw_timer_start(loop, &c->timer, d - now);
+        c->w->timer_deadline = d;
+        tw_timer_start(loop, &c->w->timer, d - now);
         return;
     }
     tw_http_conn_enter(c);
     switch (c->state) {
     case TW_CONN_IDLE:
-        if (!c->shrunk && now < conn_idle_deadline(c)) {
-            conn_shrink(c);
-            conn_timer_update(c);
-            break;
-        }
         /* No byte of a new request: close without a word. */
         tw_stream_close(c->stream);
         break;
@@ -727,7 +976,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         c->srv->counters.timeouts++;
         c->must_close = true;
         c->state = TW_CONN_REQUEST;
-        tw_request_t *r = tw_request_create_bad(c, &c->parser, NULL, 0);
+        tw_request_t *r = tw_request_create_bad(c, &c->w->parser, NULL, 0);
         if (!r) {
             tw_stream_close(c->stream);
             break;
@@ -755,39 +1004,44 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
 
 static inline bool stash_pending(const tw_http_conn_t *c)
 {
-    return c->stash_off < c->stash_len;
+    return c->w && c->w->stash && c->w->stash->off < c->w->stash->len;
 }
 
+/* The stash is rare: it goes as soon as it is empty. */
 static void stash_clear(tw_http_conn_t *c)
 {
-    c->stash_off = c->stash_len = 0;
-    if (c->stash_cap > 16384) { /* keep a small one for the next time */
-        free(c->stash);
-        c->stash = NULL;
-        c->stash_cap = 0;
-    }
+    free(c->w->stash);
+    c->w->stash = NULL;
 }
 
 /* Appends to the stash, compacting first. */
 static bool stash_append(tw_http_conn_t *c, const char *data, size_t len)
 {
-    if (c->stash_off > 0) {
-        memmove(c->stash, c->stash + c->stash_off, c->stash_len - c->stash_off);
-        c->stash_len -= c->stash_off;
-        c->stash_off = 0;
+    tw_conn_stash_t *st = c->w->stash;
+    size_t have = 0, cap = 0;
+    if (st) {
+        if (st->off > 0) {
+            memmove(st->data, st->data + st->off, st->len - st->off);
+            st->len -= st->off;
+            st->off = 0;
+        }
+        have = st->len;
+        cap = st->cap;
     }
-    if (c->stash_len + len > c->stash_cap) {
-        size_t cap = c->stash_cap ? c->stash_cap : 4096;
-        while (cap < c->stash_len + len)
-            cap *= 2;
-        char *p = realloc(c->stash, cap);
-        if (!p)
+    if (have + len > cap) {
+        size_t ncap = cap ? cap : 4096;
+        while (ncap < have + len)
+            ncap *= 2;
+        tw_conn_stash_t *n = realloc(st, sizeof *n + ncap);
+        if (!n)
             return false;
-        c->stash = p;
-        c->stash_cap = cap;
+        if (!st)
+            n->off = n->len = 0;
+        n->cap = ncap;
+        c->w->stash = st = n;
     }
-    memcpy(c->stash + c->stash_len, data, len);
-    c->stash_len += len;
+    memcpy(st->data + st->len, data, len);
+    st->len += len;
     return true;
 }
 
@@ -796,15 +1050,16 @@ static void conn_run_stash(tw_http_conn_t *c)
 {
     if (!stash_pending(c))
         return;
-    c->in = c->stash + c->stash_off;
-    c->in_len = c->stash_len - c->stash_off;
-    c->in_used = 0;
-    c->in_stash = true;
+    tw_conn_work_t *w = c->w;
+    w->in = w->stash->data + w->stash->off;
+    w->in_len = w->stash->len - w->stash->off;
+    w->in_used = 0;
+    w->in_stash = true;
     conn_process(c);
-    c->stash_off += c->in_used;
-    c->in = NULL;
-    c->in_len = c->in_used = 0;
-    c->in_stash = false;
+    w->stash->off += w->in_used;
+    w->in = NULL;
+    w->in_len = w->in_used = 0;
+    w->in_stash = false;
     if (!stash_pending(c) || !conn_open(c) || c->state == TW_CONN_LINGER)
         stash_clear(c);
 }
@@ -813,7 +1068,7 @@ static void conn_stash_cb(tw_loop_t *loop, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)loop;
-    c->stash_scheduled = false;
+    c->w->stash_scheduled = false;
     tw_http_conn_enter(c);
     conn_run_stash(c);
     tw_http_conn_leave(c);
@@ -830,7 +1085,7 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
             tw_http_conn_enter(c);
             c->must_close = true;
             c->state = TW_CONN_REQUEST;
-            tw_request_t *r = tw_request_create_bad(c, &c->parser, data, len);
+            tw_request_t *r = tw_request_create_bad(c, &c->w->parser, data, len);
             if (r) {
                 c->req = r;
                 tw_request_fail(r, 431);
@@ -842,7 +1097,13 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
         /* EOF and errors: the stream closes and conn_on_close follows. */
         return len;
     }
+    if (!conn_activate(c)) {
+        tw_log_error("http: cannot serve a connection: out of memory");
+        tw_stream_close(c->stream);
+        return len;
+    }
     size_t used;
+    tw_conn_work_t *w = c->w;
     tw_http_conn_enter(c);
     if (stash_pending(c)) {
         /* Older bytes wait in the stash (a head split across it and the
@@ -852,13 +1113,13 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
         used = len;
         conn_run_stash(c);
     } else {
-        c->in = data;
-        c->in_len = len;
-        c->in_used = 0;
+        w->in = data;
+        w->in_len = len;
+        w->in_used = 0;
         conn_process(c);
-        used = c->in_used;
-        c->in = NULL;
-        c->in_len = c->in_used = 0;
+        used = w->in_used;
+        w->in = NULL;
+        w->in_len = w->in_used = 0;
         if (used < len && conn_open(c) && c->state != TW_CONN_HEAD) {
             /* Stopped with bytes left (a handler holds the request, a body
              * stream paused): the stream would offer them again only once
@@ -879,8 +1140,8 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
 static bool conn_begin_head(tw_http_conn_t *c)
 {
     tw_http_server_t *srv = c->srv;
-    c->shrunk = false;
-    if (!c->pool && !(c->pool = tw_pool_new(srv->pool_size)))
+    tw_conn_work_t *w = c->w;
+    if (!w->pool && !(w->pool = tw_pool_new(srv->pool_size)))
         return false;
     size_t cap = srv->limits.headers_max ? srv->limits.headers_max : 100;
     if (srv->scratch_cap < cap) {
@@ -890,34 +1151,35 @@ static bool conn_begin_head(tw_http_conn_t *c)
         srv->scratch_fields = f;
         srv->scratch_cap = cap;
     }
-    tw_http_parser_init(&c->parser, &srv->limits, srv->scratch_fields, cap);
-    c->parser.method_filter = srv->method_filter;
-    c->parser.method_filter_arg = srv->method_filter_arg;
+    tw_http_parser_init(&w->parser, &srv->limits, srv->scratch_fields, cap);
+    w->parser.method_filter = srv->method_filter;
+    w->parser.method_filter_arg = srv->method_filter_arg;
     c->state = TW_CONN_HEAD;
-    c->head_start = conn_now(c);
+    w->head_start = conn_now(c);
     return true;
 }
 
 /* The head is incomplete: give its fields storage of their own. */
 static bool conn_keep_fields(tw_http_conn_t *c)
 {
-    tw_http_parser_t *p = &c->parser;
+    tw_http_parser_t *p = &c->w->parser;
     if (p->fields != c->srv->scratch_fields)
         return true;
     size_t cap = p->field_capacity;
-    c->fields = tw_pool_alloc(c->pool, cap * sizeof *c->fields);
-    if (!c->fields)
+    tw_http_field_t *fields = tw_pool_alloc(c->w->pool, cap * sizeof *fields);
+    if (!fields)
         return false;
     size_t used = p->field_count < cap ? p->field_count + 1 : cap; /* + the one being read */
-    memcpy(c->fields, p->fields, used * sizeof *c->fields);
-    p->fields = c->fields;
+    memcpy(fields, p->fields, used * sizeof *fields);
+    p->fields = fields;
     return true;
 }
 
 static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
 {
     tw_http_server_t *srv = c->srv;
-    tw_parse_result_t rc = tw_http_parse_head(&c->parser, p, avail);
+    tw_conn_work_t *w = c->w;
+    tw_parse_result_t rc = tw_http_parse_head(&w->parser, p, avail);
     if (rc == TW_PARSE_AGAIN) {
         if (!conn_keep_fields(c))
             tw_stream_close(c->stream);
@@ -929,26 +1191,26 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
     if (rc == TW_PARSE_ERROR) {
         /* Nothing after a malformed head can be trusted: drop it all. */
         c->must_close = true;
-        tw_request_t *r = tw_request_create_bad(c, &c->parser, p, avail);
-        c->in_used = c->in_len;
+        tw_request_t *r = tw_request_create_bad(c, &w->parser, p, avail);
+        w->in_used = w->in_len;
         if (!r) {
             tw_stream_close(c->stream);
             return;
         }
         if (tw_log_enabled(TW_LOG_INFO))
             tw_log_info("bad request from %s: %s", tw_http_conn_peer_text(c),
-                        c->parser.error ? c->parser.error : "malformed");
+                        w->parser.error ? w->parser.error : "malformed");
         c->req = r;
-        tw_request_fail(r, c->parser.status ? c->parser.status : 400);
+        tw_request_fail(r, w->parser.status ? w->parser.status : 400);
         return;
     }
     int status = 0;
-    tw_request_t *r = tw_request_create(c, &c->parser, p, &status);
-    c->in_used += c->parser.head_len;
+    tw_request_t *r = tw_request_create(c, &w->parser, p, &status);
+    w->in_used += w->parser.head_len;
     if (!r) {
         c->must_close = true;
         if (status)
-            r = tw_request_create_bad(c, &c->parser, p, c->parser.head_len);
+            r = tw_request_create_bad(c, &w->parser, p, w->parser.head_len);
         if (!r) {
             tw_stream_close(c->stream);
             return;
@@ -979,7 +1241,8 @@ typedef struct {
  * rewound to just after that piece; the rest is offered again later. */
 static size_t conn_feed_body(tw_http_conn_t *c, tw_request_t *r, const char *p, size_t avail)
 {
-    c->last_read = conn_now(c);
+    tw_conn_work_t *w = c->w;
+    w->last_read = conn_now(c);
     if (r->body_kind == TW_BODY_LENGTH) {
         size_t n = avail < r->rb_remaining ? avail : (size_t)r->rb_remaining;
         r->rb_remaining -= n;
@@ -987,9 +1250,9 @@ static size_t conn_feed_body(tw_http_conn_t *c, tw_request_t *r, const char *p, 
         if (more && r->rb_remaining == 0) {
             /* A response written from the end callback must see only what
              * follows the body as pipelined input (the drain decides on it). */
-            c->in_feeding = n;
+            w->in_feeding = n;
             tw_request_body_end(r);
-            c->in_feeding = 0;
+            w->in_feeding = 0;
         }
         return n;
     }
@@ -1034,9 +1297,9 @@ static size_t conn_feed_body(tw_http_conn_t *c, tw_request_t *r, const char *p, 
             }
         }
         if (res == TW_CHUNK_DONE) {
-            c->in_feeding = used;
+            w->in_feeding = used;
             tw_request_body_end(r);
-            c->in_feeding = 0;
+            w->in_feeding = 0;
             return used;
         }
         if (used >= avail || n < LOOKAHEAD_PIECES)
@@ -1044,19 +1307,20 @@ static size_t conn_feed_body(tw_http_conn_t *c, tw_request_t *r, const char *p, 
     }
 }
 
-/* Consumes what the state machine can from c->in. Handlers that answer at
+/* Consumes what the state machine can from w->in. Handlers that answer at
  * once let it run through a whole batch of pipelined requests. */
 static void conn_process(tw_http_conn_t *c)
 {
+    tw_conn_work_t *w = c->w;
     while (conn_open(c) && !c->freeing) {
-        size_t avail = c->in_len - c->in_used;
-        const char *p = c->in + c->in_used;
+        size_t avail = w->in_len - w->in_used;
+        const char *p = w->in + w->in_used;
         switch (c->state) {
         case TW_CONN_IDLE:
             if (avail == 0)
                 return;
             if (c->must_close) {
-                c->in_used = c->in_len;
+                w->in_used = w->in_len;
                 return;
             }
             if (tw_http_conn_write_high(c)) {
@@ -1083,14 +1347,14 @@ static void conn_process(tw_http_conn_t *c)
                 return;
             tw_request_hold(r);
             size_t used = conn_feed_body(c, r, p, avail);
-            c->in_used += used;
+            w->in_used += used;
             tw_request_release(r); /* may end r */
             if (used == 0 && c->state == TW_CONN_BODY)
                 return;
             continue;
         }
         case TW_CONN_LINGER:
-            c->in_used = c->in_len;
+            w->in_used = w->in_len;
             return;
         default:
             return;
@@ -1120,7 +1384,7 @@ void tw_http_conn_body_start(tw_request_t *r)
         tw_http_conn_write(c, cont, sizeof cont - 1);
     }
     c->state = TW_CONN_BODY;
-    c->body_start = c->last_read = conn_now(c);
+    c->w->body_start = c->w->last_read = conn_now(c);
     conn_timer_update(c);
     /* Inside conn_on_data the processing loop feeds the body next; from
      * anywhere else tw_http_conn_leave arms a read, which offers what is
@@ -1133,7 +1397,7 @@ void tw_http_conn_body_resume(tw_request_t *r)
     r->rb_paused = false;
     if (c->state != TW_CONN_BODY)
         return;
-    c->last_read = conn_now(c);
+    c->w->last_read = conn_now(c);
     conn_timer_update(c);
     if (r->body_kind == TW_BODY_LENGTH && r->rb_remaining == 0 && !r->rb_done &&
         !r->rb_failed) {
@@ -1146,27 +1410,35 @@ void tw_http_conn_body_resume(tw_request_t *r)
 
 /* ---- misc --------------------------------------------------------------------- */
 
-const char *tw_http_conn_peer_text(tw_http_conn_t *c)
+/* Formats c's peer address into buf (64 bytes). */
+static const char *conn_peer_format(const tw_http_conn_t *c, char *buf, size_t size)
 {
-    if (c->peer_text[0])
-        return c->peer_text;
-    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+    const struct sockaddr *sa = &c->peer.sa;
     const char *out = NULL;
     if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
-        out = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer_text,
-                        sizeof c->peer_text);
+        out = inet_ntop(AF_INET, &c->peer.in4.sin_addr, buf, (socklen_t)size);
     } else if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in6) &&
                sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        const struct in6_addr *a = &c->peer.in6.sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a))
-            out = inet_ntop(AF_INET, &a->s6_addr[12], c->peer_text, sizeof c->peer_text);
+            out = inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
         else
-            out = inet_ntop(AF_INET6, a, c->peer_text, sizeof c->peer_text);
+            out = inet_ntop(AF_INET6, a, buf, (socklen_t)size);
     } else if (c->peer_len > 0 && sa->sa_family == AF_UNIX) {
-        snprintf(c->peer_text, sizeof c->peer_text, "unix:");
-        out = c->peer_text;
+        snprintf(buf, size, "unix:");
+        out = buf;
     }
     if (!out)
-        snprintf(c->peer_text, sizeof c->peer_text, "-");
-    return c->peer_text;
+        snprintf(buf, size, "-");
+    return buf;
+}
+
+const char *tw_http_conn_peer_text(tw_http_conn_t *c)
+{
+    static __thread char scratch[64];
+    if (!c->w)
+        return conn_peer_format(c, scratch, sizeof scratch);
+    if (!c->w->peer_text[0])
+        conn_peer_format(c, c->w->peer_text, sizeof c->w->peer_text);
+    return c->w->peer_text;
 }

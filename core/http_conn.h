@@ -81,9 +81,17 @@ typedef struct tw_http_server {
     tw_http_counters_t counters;    /* maintained by the engine */
 
     /* ---- private to http_conn.c / request.c ---- */
-    tw_loop_t *loop;
-    tw_http_conn_t *conns;          /* doubly linked list of open connections */
+    tw_loop_t *loop;                /* the one loop every connection of srv runs on */
+    /* Open connections, on three doubly linked lists: [0] active ones,
+     * [1] resting ones that have served nothing yet, [2] resting ones that
+     * have (the two use different timeouts); a resting list is ordered by
+     * idle_since, and tails[] is where insertion starts looking. */
+    tw_http_conn_t *lists[3], *tails[3];
     size_t conn_count;
+    tw_timer_t rest_timer;          /* closes resting connections whose time is up */
+    uint64_t rest_deadline;         /* what rest_timer is armed for */
+    struct tw_conn_work *free_work; /* work records of connections that came to rest */
+    size_t free_work_count;
     bool draining;
     uint64_t drain_start;
     void (*all_closed)(void *arg);
@@ -92,6 +100,8 @@ typedef struct tw_http_server {
     uint64_t serial;                /* request numbering */
     tw_http_field_t *scratch_fields; /* parser storage for heads that arrive whole */
     size_t scratch_cap;
+    uint64_t activity_serial;       /* whose request line the activity record holds
+                                       (0: unknown) */
     const tw_module_t *last_module; /* one-entry cache for module index lookups */
     size_t last_module_index;
     time_t date_sec;                /* the second date_buf was formatted for */
@@ -104,7 +114,8 @@ void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop);
 /* Hard-closes every connection (tw_http_server_close_all) and releases what
  * srv holds; srv itself is the caller's. */
 void tw_http_server_cleanup(tw_http_server_t *srv);
-/* Starts serving an accepted socket (takes ownership of fd, also on error).
+/* Starts serving an accepted socket (takes ownership of fd, also on error),
+ * already non-blocking (accept4 with SOCK_NONBLOCK; debug builds check).
  * peer/peer_len is the client's address. Returns 0, or -1 with errno. */
 int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd,
                        const struct sockaddr *peer, socklen_t peer_len, size_t listener_index);
@@ -114,6 +125,13 @@ void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), 
 /* Number of open connections (including ones whose client left while a
  * handler still holds the request). */
 size_t tw_http_server_connections(const tw_http_server_t *srv);
+/* Connections at rest: idle, holding no buffer, pool, parser or timer of
+ * their own (for stats and tests). */
+size_t tw_http_server_resting(const tw_http_server_t *srv);
+/* Heap bytes the open connections hold: their records, streams (with
+ * buffers), work records and request pools' first blocks (for stats and
+ * tests). */
+size_t tw_http_server_memory(const tw_http_server_t *srv);
 /* Hard stop: aborts every request (abort callbacks, LOG), closes every
  * socket and frees every connection now. Run the loop once more (or free
  * it) afterwards so that the streams release their buffers. */

@@ -23,6 +23,8 @@
  * every wait and spin the loop. */
 #include "twister/loop.h"
 
+#include "internal.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -83,7 +85,8 @@ struct tw_loop {
     tw_timer_t **heap; /* binary min-heap on (deadline, sequence) */
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
-    uint64_t now; /* ms, CLOCK_MONOTONIC */
+    uint64_t now;    /* ms, CLOCK_MONOTONIC */
+    uint64_t now_us; /* the same reading, in microseconds */
 
     cb_queue_t pending, running;
     size_t run_pos; /* index in running of the callback being run */
@@ -99,11 +102,11 @@ struct tw_loop {
     struct epoll_event events[MAX_EVENTS];
 };
 
-static uint64_t clock_ms(void)
+static uint64_t clock_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 tw_loop_t *tw_loop_new(void)
@@ -120,7 +123,8 @@ tw_loop_t *tw_loop_new(void)
     }
     loop->sigfd = -1;
     sigemptyset(&loop->sigmask);
-    loop->now = clock_ms();
+    loop->now_us = clock_us();
+    loop->now = loop->now_us / 1000u;
     return loop;
 }
 
@@ -150,7 +154,18 @@ uint64_t tw_loop_now(const tw_loop_t *loop)
 
 void tw_loop_update_time(tw_loop_t *loop)
 {
-    loop->now = clock_ms();
+    loop->now_us = clock_us();
+    loop->now = loop->now_us / 1000u;
+}
+
+uint64_t tw_loop_now_us(const tw_loop_t *loop)
+{
+    return loop->now_us;
+}
+
+uint64_t tw_clock_us(void)
+{
+    return clock_us();
 }
 
 void tw_loop_stop(tw_loop_t *loop)
@@ -171,10 +186,14 @@ static int fds_reserve(tw_loop_t *loop, int fd)
     size_t n = loop->nfds ? loop->nfds : 64;
     while (n <= (size_t)fd)
         n *= 2;
-    fd_rec_t *v = realloc(loop->fds, n * sizeof *v);
+    /* calloc, not realloc + memset: a large array comes zeroed from mmap,
+     * so the records of fds never used cost no resident memory. */
+    fd_rec_t *v = calloc(n, sizeof *v);
     if (!v)
         return -1;
-    memset(v + loop->nfds, 0, (n - loop->nfds) * sizeof *v);
+    if (loop->nfds)
+        memcpy(v, loop->fds, loop->nfds * sizeof *v);
+    free(loop->fds);
     loop->fds = v;
     loop->nfds = n;
     return 0;

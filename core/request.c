@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "internal.h"
 #include "twister/log.h"
 #include "twister/module.h"
 
@@ -121,12 +122,18 @@ static void activity_field(char *dst, size_t cap, const char *src, size_t len)
 /* Written before module is set, so a crash never shows a module with a
  * stale phase or request. */
 static void activity_write(tw_activity_t *a, const char *module, const char *phase,
-                           const char *request, size_t request_len)
+                           const char *request, size_t request_len, bool request_clean)
 {
     a->module[0] = '\0';
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     activity_field(a->phase, sizeof a->phase, phase, strlen(phase));
-    activity_field(a->request, sizeof a->request, request, request_len);
+    if (request_clean) { /* a parsed request line: nothing to replace */
+        size_t n = request_len < sizeof a->request ? request_len : sizeof a->request - 1;
+        memcpy(a->request, request, n);
+        a->request[n] = '\0';
+    } else {
+        activity_field(a->request, sizeof a->request, request, request_len);
+    }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     activity_field(a->module, sizeof a->module, module, strlen(module));
 }
@@ -134,7 +141,8 @@ static void activity_write(tw_activity_t *a, const char *module, const char *pha
 static void activity_enter(tw_request_t *r, const tw_module_t *m, const char *what,
                            activity_save_t *save)
 {
-    tw_activity_t *a = r->srv->activity;
+    tw_http_server_t *srv = r->srv;
+    tw_activity_t *a = srv->activity;
     save->saved = false;
     if (!a)
         return;
@@ -142,7 +150,20 @@ static void activity_enter(tw_request_t *r, const tw_module_t *m, const char *wh
         save->saved = true;
         memcpy(&save->copy, a, sizeof save->copy);
     }
-    activity_write(a, module_name(m), what, r->request_line.ptr, r->request_line.len);
+    if (srv->activity_serial == r->serial && a->request[0]) {
+        /* The record already holds this request's line (the handlers of
+         * one request follow each other): only the phase and module. */
+        const char *module = module_name(m);
+        a->module[0] = '\0';
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        activity_field(a->phase, sizeof a->phase, what, strlen(what));
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        activity_field(a->module, sizeof a->module, module, strlen(module));
+    } else {
+        activity_write(a, module_name(m), what, r->request_line.ptr, r->request_line.len,
+                       r->request_line_clean);
+        srv->activity_serial = r->serial;
+    }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
@@ -152,10 +173,12 @@ static void activity_leave(tw_request_t *r, activity_save_t *save)
     if (!a)
         return;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (save->saved)
+    if (save->saved) {
         memcpy(a, &save->copy, sizeof *a);
-    else
+        r->srv->activity_serial = 0; /* whose line it is now is not known */
+    } else {
         a->module[0] = '\0';
+    }
 }
 
 /* Calls a phase handler with the bookkeeping every plugin call needs.
@@ -230,13 +253,14 @@ static tw_str_t span_str(const char *base, tw_span_t s)
 static tw_request_t *request_alloc(tw_http_conn_t *c)
 {
     tw_http_server_t *srv = c->srv;
-    tw_request_t *r = tw_pool_calloc(c->pool, sizeof *r);
+    tw_request_t *r = tw_pool_calloc(c->w->pool, sizeof *r);
     if (!r)
         return NULL;
     r->conn = c;
     r->srv = srv;
-    r->pool = c->pool;
+    r->pool = c->w->pool;
     r->serial = ++srv->serial;
+    r->start_us = tw_loop_now_us(srv->loop);
     r->status = 200;
     r->resp_length = -1;
     r->version = 11;
@@ -245,7 +269,7 @@ static tw_request_t *request_alloc(tw_http_conn_t *c)
     r->method = r->target = r->query = r->host = r->request_line = empty;
     r->path = (tw_str_t){"/", 1};
     if (srv->module_count) {
-        r->ctx = tw_pool_calloc(c->pool, srv->module_count * sizeof *r->ctx);
+        r->ctx = tw_pool_calloc(r->pool, srv->module_count * sizeof *r->ctx);
         if (!r->ctx)
             return NULL;
     }
@@ -272,9 +296,9 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
     tw_request_t *r = request_alloc(c);
     if (!r)
         return NULL;
-    char *head = tw_pool_alloc(c->pool, p->head_len + 1);
+    char *head = tw_pool_alloc(r->pool, p->head_len + 1);
     tw_header_t *headers = p->field_count
-                               ? tw_pool_alloc(c->pool, p->field_count * sizeof *headers)
+                               ? tw_pool_alloc(r->pool, p->field_count * sizeof *headers)
                                : NULL;
     if (!head || (p->field_count && !headers))
         return NULL;
@@ -290,6 +314,7 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
     r->body_kind = p->body_kind;
     r->content_length = p->body_kind == TW_BODY_LENGTH ? p->content_length : 0;
     r->client_keep_alive = p->keep_alive;
+    r->client_close = !p->keep_alive;
     r->expect_continue = p->expect_continue;
     r->is_head = r->method.len == 4 && memcmp(r->method.ptr, "HEAD", 4) == 0;
     for (size_t i = 0; i < p->field_count; i++) {
@@ -299,9 +324,10 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
     r->headers = headers;
     r->header_count = p->field_count;
     set_request_line(r, head, p->head_len);
+    r->request_line_clean = true; /* the parser allows no control characters in it */
 
     if (p->target_form == TW_TARGET_ORIGIN || p->target_form == TW_TARGET_ABSOLUTE) {
-        char *path = tw_pool_alloc(c->pool, p->path.len + 2);
+        char *path = tw_pool_alloc(r->pool, p->path.len + 2);
         size_t plen = 0;
         if (!path)
             return NULL;
@@ -336,7 +362,7 @@ tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p
         if (n > 8192)
             n = 8192;
         if ((size_t)p->target.off + p->target.len <= n) {
-            char *head = tw_pool_strndup(c->pool, data, n);
+            char *head = tw_pool_strndup(r->pool, data, n);
             if (head) {
                 r->method = span_str(head, p->method);
                 r->target = span_str(head, p->target);
@@ -558,7 +584,7 @@ static void schedule_settle(tw_request_t *r)
 {
     if (r->settle_scheduled)
         return;
-    if (tw_loop_add_callback(r->conn->loop, settle_cb, r) == 0)
+    if (tw_loop_add_callback(r->srv->loop, settle_cb, r) == 0)
         r->settle_scheduled = true;
     else
         tw_log_error("cannot schedule the end of a request: out of memory");
@@ -569,9 +595,9 @@ static void request_end(tw_request_t *r)
     tw_http_conn_t *c = r->conn;
     r->stage = TW_AT_LOG;
     if (r->settle_scheduled)
-        tw_loop_cancel_callbacks(c->loop, settle_cb, r);
+        tw_loop_cancel_callbacks(c->srv->loop, settle_cb, r);
     if (r->drain_scheduled)
-        tw_loop_cancel_callbacks(c->loop, drain_cb, r);
+        tw_loop_cancel_callbacks(c->srv->loop, drain_cb, r);
     r->settle_scheduled = r->drain_scheduled = false;
     if (r->aborted && !r->head_sent)
         r->status = 499; /* nginx's "client closed request", for the log */
@@ -836,7 +862,7 @@ const struct sockaddr *tw_request_peer(const tw_request_t *r, socklen_t *len)
 {
     if (len)
         *len = r->conn->peer_len;
-    return (const struct sockaddr *)&r->conn->peer;
+    return &r->conn->peer.sa;
 }
 
 const char *tw_request_peer_text(const tw_request_t *r)
@@ -861,9 +887,20 @@ void *tw_request_alloc(tw_request_t *r, size_t n)
     return tw_pool_alloc(r->pool, n);
 }
 
+uint64_t tw_request_elapsed_us(const tw_request_t *r)
+{
+    uint64_t now = tw_clock_us();
+    return now > r->start_us ? now - r->start_us : 0;
+}
+
+uint64_t tw_response_body_bytes(const tw_request_t *r)
+{
+    return r->body_sent; /* 0 for HEAD and the other header-only responses */
+}
+
 tw_loop_t *tw_request_loop(tw_request_t *r)
 {
-    return r->conn->loop;
+    return r->srv->loop;
 }
 
 void *tw_request_ctx(const tw_request_t *r, const tw_module_t *module)
@@ -996,7 +1033,7 @@ static void req_timer_fire(tw_loop_t *loop, tw_timer_t *t, void *arg)
 static void req_timer_cleanup(void *arg)
 {
     req_timer_t *rt = arg;
-    tw_timer_stop(rt->r->conn->loop, &rt->timer);
+    tw_timer_stop(rt->r->srv->loop, &rt->timer);
 }
 
 int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *arg)
@@ -1019,7 +1056,7 @@ int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *a
     rt->arg = arg;
     rt->module = r->module;
     tw_timer_init(&rt->timer, req_timer_fire, rt);
-    if (tw_timer_start(r->conn->loop, &rt->timer, ms) != 0)
+    if (tw_timer_start(r->srv->loop, &rt->timer, ms) != 0)
         return -1;
     return 0;
 }
@@ -1236,15 +1273,26 @@ static bool valid_name(const char *name, size_t *len)
     return n > 0;
 }
 
-/* Field values: no control characters but HTAB (so no CR, LF or NUL). */
+/* Bytes a field value may hold: none of the control characters but HTAB
+ * (so no CR, LF or NUL: the NUL ends the scan). */
+#define VALUE_ROW16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+static const unsigned char value_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, /* 0x00: HTAB only */
+    VALUE_ROW16(0),                                  /* 0x10 */
+    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70: DEL */
+    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
+    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
+};
+#undef VALUE_ROW16
+
 static bool valid_value(const char *value, size_t *len)
 {
     size_t n = 0;
-    for (; value[n]; n++) {
-        unsigned char ch = (unsigned char)value[n];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return false;
-    }
+    while (value_chars[(unsigned char)value[n]])
+        n++;
+    if (value[n] != '\0')
+        return false;
     *len = n;
     return true;
 }
@@ -2086,7 +2134,7 @@ int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg)
      * (returned 1): if the queue is already low, run it from the loop; if it
      * is between the marks, ask to hear when it is all written. */
     if (tw_http_conn_write_low(r->conn) && !r->out_head) {
-        if (!r->drain_scheduled && tw_loop_add_callback(r->conn->loop, drain_cb, r) == 0)
+        if (!r->drain_scheduled && tw_loop_add_callback(r->srv->loop, drain_cb, r) == 0)
             r->drain_scheduled = true;
     } else if (!tw_http_conn_write_high(r->conn)) {
         tw_http_conn_notify_flushed(r->conn);

@@ -3,7 +3,8 @@
  * public request/response API of twister/http.h and the phase engine).
  * Core-internal: plugins see tw_request_t only through twister/http.h.
  *
- * Lifetime: a connection owns one pool, reset between requests, and at most
+ * Lifetime: an active connection owns one pool (in its work record), reset
+ * between requests and freed when the connection comes to rest, and at most
  * one live request allocated from it. The connection record outlives its
  * stream: when the client goes away while a handler holds a suspended
  * request, the stream is gone but the connection stays (a "zombie") until
@@ -17,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "http_conn.h"
@@ -38,52 +40,44 @@ typedef enum {
     TW_CONN_CLOSED,   /* the stream is gone */
 } tw_conn_state_t;
 
-struct tw_http_conn {
-    tw_http_server_t *srv;
-    tw_loop_t *loop;
-    tw_stream_t *stream;         /* NULL once closed */
-    tw_http_conn_t *prev, *next; /* srv->conns */
-    size_t listener_index;
-    struct sockaddr_storage peer;
-    socklen_t peer_len;
-    char peer_text[64];          /* "" until first asked */
+/* The connection's memory comes in two parts. The connection record below
+ * is all an idle keep-alive connection costs (with its stream's struct):
+ * while it rests — no request, nothing buffered or queued, no stash — it
+ * sits on one of the server's two resting lists, ordered by idle_since,
+ * and the server's one rest timer closes it when its turn comes. As soon
+ * as bytes arrive it becomes active and takes a work record (parser,
+ * request pool, timers, input bookkeeping) from the server's free list;
+ * when it comes to rest again the work record, the pool and the stream's
+ * buffers go back. */
 
-    tw_conn_state_t state;
+/* Bytes the stream offered that the connection could not consume yet (a
+ * handler held the request, a body stream paused); see http_conn.c. Rare:
+ * allocated on demand, freed once processed. */
+typedef struct {
+    size_t off, len, cap;
+    char data[];
+} tw_conn_stash_t;
+
+typedef struct tw_conn_work tw_conn_work_t;
+
+struct tw_conn_work {
+    tw_conn_work_t *next_free;   /* srv->free_work */
     tw_pool_t *pool;             /* the request pool, reset between requests */
-    tw_request_t *req;           /* the live request, or NULL */
-    tw_http_parser_t parser;
-    tw_http_field_t *fields;     /* parser storage, in the pool */
+    tw_conn_stash_t *stash;      /* NULL when empty */
+    bool stash_scheduled;        /* conn_stash_cb is queued */
+    bool flush_notify;           /* an idle connection waits for its output to flush */
 
     /* the bytes being processed: the stream's (inside its read callback)
      * or the stash's */
+    bool in_stash;
     const char *in;
     size_t in_len, in_used;
-    size_t in_feeding;          /* bytes of c->in the body feed has used but not yet
-                                   added to in_used (while the body's end is announced) */
-    bool in_stash;
-
-    /* Bytes the stream offered that the connection could not consume yet
-     * (a handler held the request, a body stream paused). The stream offers
-     * unconsumed bytes again only when more arrive, so they are kept here
-     * and processed from here, before anything newer. Rare: only pipelining
-     * behind an asynchronous handler or a paused body uses it. */
-    char *stash;
-    size_t stash_off, stash_len, stash_cap;
-    bool stash_scheduled;
-    unsigned served;             /* requests completed on this connection */
-    bool shrunk;                 /* idle buffers were given back */
-
-    unsigned depth;              /* enter/leave nesting on this connection */
-    bool reading;                /* a tw_stream_read_some is pending */
-    bool corked;
-    bool must_close;             /* no further request on this connection */
-    bool output_blocked;         /* the next request waits for the write queue to drain */
-    bool freeing;                /* conn_free ran or is scheduled */
+    size_t in_feeding;           /* bytes of in the body feed has used but not yet
+                                    added to in_used (while the body's end is announced) */
 
     /* the read-side timer: keep-alive, header, body, drain grace, linger */
     tw_timer_t timer;
     uint64_t timer_deadline;     /* what timer is armed for (it may fire early) */
-    uint64_t idle_since;         /* IDLE: when the last request ended */
     uint64_t head_start;         /* HEAD: the first byte of the request */
     uint64_t body_start;         /* BODY: when reading began */
     uint64_t last_read;          /* BODY: the last body byte */
@@ -93,6 +87,40 @@ struct tw_http_conn {
     tw_timer_t send_timer;
     uint64_t out_total;          /* bytes ever queued on the stream */
     uint64_t send_mark;          /* bytes written when send_timer was armed */
+
+    tw_http_parser_t parser;     /* HEAD: the head being read */
+    char peer_text[64];          /* "" until first asked */
+};
+
+/* Which server list a connection is on. */
+enum { TW_CONN_ACTIVE = 0, TW_CONN_REST_NEW = 1, TW_CONN_REST_KEPT = 2 };
+
+/* The peer address, as much of it as an IP address needs. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} tw_conn_peer_t;
+
+struct tw_http_conn {
+    tw_http_server_t *srv;
+    tw_stream_t *stream;         /* NULL once closed */
+    tw_http_conn_t *prev, *next; /* the server list `list` names */
+    tw_conn_work_t *w;           /* NULL while resting (and possibly once closed) */
+    tw_request_t *req;           /* the live request, or NULL */
+    uint64_t idle_since;         /* IDLE: when the last request ended */
+    uint32_t served;             /* requests completed on this connection */
+    uint32_t listener_index;
+    uint8_t state;               /* tw_conn_state_t */
+    uint8_t list;                /* TW_CONN_ACTIVE or a resting list */
+    uint8_t peer_len;            /* 0 if unknown */
+    bool reading;                /* a tw_stream_read_some is pending */
+    bool corked;
+    bool must_close;             /* no further request on this connection */
+    bool output_blocked;         /* the next request waits for the write queue to drain */
+    bool freeing;                /* conn_free ran or is scheduled */
+    unsigned depth;              /* enter/leave nesting on this connection */
+    tw_conn_peer_t peer;
 };
 
 /* Request body reading modes. */
@@ -137,10 +165,12 @@ struct tw_request {
     tw_http_server_t *srv;
     tw_pool_t *pool;
     uint64_t serial;
+    uint64_t start_us;           /* loop clock when the head was complete */
 
     /* ---- the head (strings point into a pool copy of it) ---- */
     tw_str_t method, target, path, query, host;
     tw_str_t request_line;       /* for logs and the activity record */
+    bool request_line_clean;     /* from a parsed head: no control characters */
     int version;                 /* 10 or 11 */
     tw_target_form_t target_form;
     tw_header_t *headers;
@@ -148,6 +178,8 @@ struct tw_request {
     tw_body_kind_t body_kind;
     uint64_t content_length;
     bool client_keep_alive;      /* what version and Connection allow */
+    bool client_close;           /* a well-formed head that announced its connection's
+                                    last request (Connection: close, or HTTP/1.0) */
     bool expect_continue;
     bool is_head;
 
@@ -241,7 +273,8 @@ void tw_http_conn_body_resume(tw_request_t *r);
 /* r ended (LOG ran): decide keep-alive, reset the pool, go on with the
  * next request or close. */
 void tw_http_conn_request_done(tw_request_t *r);
-/* The peer address as text, cached on the connection. */
+/* The peer address as text: cached on the connection while it is active,
+ * else in a per-thread buffer that the next call reuses (for a log line). */
 const char *tw_http_conn_peer_text(tw_http_conn_t *c);
 /* The cached Date header value (formatted once per second). */
 const char *tw_http_server_date(tw_http_server_t *srv);

@@ -12,12 +12,18 @@
  * and the stream struct is freed only from its own deferred callback, after
  * the close callback, when nothing up the stack can still be using it.
  *
- * Reading. The read buffer holds unread bytes in rbuf[rpos, rend). It is
- * allocated on first use at 4 KiB, grows (doubling, up to max_buffer_size)
- * only when a read needs more room than compaction can give, and
- * tw_stream_shrink frees it once empty, so an idle keep-alive connection
- * costs only this struct. The read size adapts: it starts at 4 KiB and
- * doubles (up to read_chunk_size) while reads come back full.
+ * Memory. An idle stream is this struct alone (kept small: 32-bit sizes
+ * and offsets). The read buffer holds unread bytes in rbuf[rpos, rend). It
+ * is allocated on first use at 4 KiB, grows (doubling, up to
+ * max_buffer_size) only when a read needs more room than compaction can
+ * give, and tw_stream_shrink frees it once empty (a read that finds
+ * nothing frees an empty 4 KiB one at once). The output buffer goes back
+ * as soon as everything in it is written, the record ring as soon as it
+ * is empty. 4 KiB buffers, the ring and the struct itself come from the
+ * per-thread block cache (internal.h), so taking them again per request
+ * is a free-list pop, not malloc. The read size adapts: it starts at
+ * 4 KiB and doubles (up to read_chunk_size) while reads come back full.
+ * Reads use recv(2) (read(2) only for a non-socket).
  *
  * EPOLLIN stays armed whenever reading is allowed and the buffer is not
  * full, whether or not a read is pending: a readable event with no read
@@ -27,7 +33,10 @@
  * request: the mask only changes for back-pressure, pauses and full
  * buffers. A read that returns less than asked means the socket is
  * drained (stream sockets fill reads while data is queued), so we wait for
- * EPOLLIN instead of paying for a read(2) that returns EAGAIN.
+ * EPOLLIN instead of paying for a read(2) that returns EAGAIN. A socket
+ * adopted right after accept (tw_stream_adopt) is read once before epoll
+ * hears of it: its request has usually arrived with the handshake, and a
+ * connection answered at once then costs no epoll_ctl at all.
  *
  * Peer EOF: a pending read is satisfied from the buffer if it can be;
  * otherwise it gets TW_STREAM_EOF (read_until_close gets OK). Then the
@@ -41,9 +50,11 @@
  * one contiguous output buffer, adjacent copies merged into one record),
  * caller-owned references, or file ranges. A flush sends consecutive
  * memory records with one sendmsg (send for one) and file ranges with
- * sendfile(2), always with MSG_NOSIGNAL. EPOLLOUT is armed only while the
- * kernel refuses bytes. The record queue is a ring and the output buffer
- * keeps its capacity: no malloc per write in steady state. */
+ * sendfile(2), always with MSG_NOSIGNAL (and MSG_MORE once the stream
+ * closes after the write, so that the close sends the last segment with
+ * the FIN). EPOLLOUT is armed only while the kernel refuses bytes. The
+ * record queue is a ring; neither it nor the output buffer costs a malloc
+ * per write in steady state. */
 #include "twister/stream.h"
 
 #include <errno.h>
@@ -56,6 +67,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "twister/log.h"
 
 #define RBUF_INITIAL 4096         /* first read buffer, and first read size */
@@ -64,7 +76,9 @@
 #define IOV_BATCH 64              /* iovecs per sendmsg */
 #define FILLS_PER_DISPATCH 64     /* read(2) calls before yielding to other fds */
 #define SENDFILE_MAX (1u << 30)   /* bytes per sendfile call */
-#define DELIM_INLINE 16           /* delimiters up to this long are not malloced */
+#define DELIM_INLINE 8            /* delimiters up to this long are not malloced */
+#define STREAM_BUFFER_MAX (1u << 30) /* max_buffer_size and read_chunk_size are capped here */
+#define WBUF_MAX (UINT32_MAX / 2) /* the output buffer never grows past this */
 
 typedef enum { RD_NONE, RD_UNTIL, RD_BYTES, RD_CLOSE, RD_SOME } rd_kind_t;
 typedef enum { WR_BUF, WR_REF, WR_FILE } wr_kind_t;
@@ -86,13 +100,56 @@ typedef struct {
     void *release_arg;
 } wrec_t;
 
+/* Sizes and offsets are 32-bit: the read buffer is capped at
+ * STREAM_BUFFER_MAX and the output buffer refuses to grow past
+ * WBUF_MAX, which keeps the struct (the whole cost of an idle connection
+ * on this side) small. */
+typedef struct {
+    uint32_t max_buffer_size, read_chunk_size, write_high_water, write_low_water;
+} stream_opt_t;
+
 struct tw_stream {
     tw_loop_t *loop;
+    char *rbuf;  /* unread bytes: rbuf[rpos, rend) */
+    char *wbuf;  /* unwritten copies: wbuf[wpos, wend) */
+    wrec_t *wq;  /* ring, wq_cap a power of two */
+    union {
+        tw_stream_read_cb read;
+        tw_stream_data_cb data;
+    } rcb;
+    void *rarg;
+    union {
+        char *ptr;                /* dlen > DELIM_INLINE: malloced */
+        char buf[DELIM_INLINE];
+    } delim;
+    size_t rlimit; /* UNTIL: max bytes incl. delimiter; BYTES: n */
+    size_t queued; /* unwritten bytes */
+    tw_stream_close_cb close_cb;
+    void *close_arg;
+    tw_stream_drain_cb drain_cb;
+    void *drain_arg;
+
     int fd;
     int error;
     unsigned depth; /* dispatchers running on the stack */
     unsigned cork;  /* tw_stream_cork nesting */
+    stream_opt_t opt;
 
+    /* read side */
+    uint32_t rcap, rpos, rend;
+    uint32_t rhint;     /* next read(2) size */
+    uint32_t scanned;   /* UNTIL: buffered bytes already searched */
+    uint32_t offered;   /* SOME: buffered bytes already offered */
+    uint32_t delivered; /* bytes handed to the read callback running now */
+    uint32_t dlen;      /* UNTIL: delimiter length */
+
+    /* write side */
+    uint32_t wcap, wpos, wend;
+    uint32_t wq_cap, wq_head, wq_len;
+    uint32_t wq_done; /* records at the head fully written, callbacks not yet run */
+
+    uint8_t rkind;          /* rd_kind_t */
+    bool rpartial;          /* BYTES */
     bool closed;            /* fd closed, teardown queued */
     bool close_after_write; /* closing once the queue drains */
     bool eof;               /* read(2) returned 0 */
@@ -106,40 +163,8 @@ struct tw_stream {
     bool drain_due;         /* ...and the queue is now under low water */
     bool delivering;        /* a read callback holds a pointer into rbuf */
     bool shrink_wanted;     /* tw_stream_shrink called while delivering */
-
-    tw_stream_options_t opt;
-
-    /* read side */
-    char *rbuf;
-    size_t rcap, rpos, rend;
-    size_t rhint; /* next read(2) size */
-    rd_kind_t rkind;
-    union {
-        tw_stream_read_cb read;
-        tw_stream_data_cb data;
-    } rcb;
-    void *rarg;
-    size_t rlimit;  /* UNTIL: max bytes incl. delimiter; BYTES: n */
-    bool rpartial;  /* BYTES */
-    size_t scanned; /* UNTIL: buffered bytes already searched */
-    size_t offered; /* SOME: buffered bytes already offered */
-    size_t delivered; /* bytes handed to the read callback running now */
-    char *delim;
-    size_t dlen;
-    char delim_buf[DELIM_INLINE];
-
-    /* write side */
-    char *wbuf;
-    size_t wcap, wpos, wend; /* unwritten copies: wbuf[wpos, wend) */
-    wrec_t *wq;              /* ring, wq_cap a power of two */
-    size_t wq_cap, wq_head, wq_len;
-    size_t wq_done; /* records at the head fully written, callbacks not yet run */
-    size_t queued;  /* unwritten bytes */
-
-    tw_stream_close_cb close_cb;
-    void *close_arg;
-    tw_stream_drain_cb drain_cb;
-    void *drain_arg;
+    bool probing;           /* adopted: the first read comes before any EPOLLIN */
+    bool not_socket;        /* recv(2) said ENOTSOCK: read(2) it is */
 };
 
 static const char empty_data[1] = "";
@@ -173,12 +198,50 @@ static inline bool reading_allowed(const tw_stream_t *s)
            !s->bp_paused;
 }
 
+static inline const char *delim_bytes(const tw_stream_t *s)
+{
+    return s->dlen > DELIM_INLINE ? s->delim.ptr : s->delim.buf;
+}
+
 static void read_clear(tw_stream_t *s)
 {
-    if (s->delim && s->delim != s->delim_buf)
-        free(s->delim);
-    s->delim = NULL;
+    if (s->dlen > DELIM_INLINE)
+        free(s->delim.ptr);
+    s->dlen = 0;
     s->rkind = RD_NONE;
+}
+
+/* ---- buffers: standard sizes go through the block cache -------------------------- */
+
+static void buf_release(void *p, size_t cap, size_t standard)
+{
+    if (cap == standard)
+        tw_block_free(p, cap);
+    else
+        free(p);
+}
+
+static void rbuf_release(tw_stream_t *s)
+{
+    buf_release(s->rbuf, s->rcap, RBUF_INITIAL);
+    s->rbuf = NULL;
+    s->rcap = s->rpos = s->rend = 0;
+}
+
+/* The output buffer goes back as soon as it holds nothing unwritten, the
+ * record ring as soon as it is empty: an idle stream holds neither. */
+static void wbuf_release(tw_stream_t *s)
+{
+    buf_release(s->wbuf, s->wcap, WBUF_INITIAL);
+    s->wbuf = NULL;
+    s->wcap = s->wpos = s->wend = 0;
+}
+
+static void wq_release(tw_stream_t *s)
+{
+    buf_release(s->wq, s->wq_cap * sizeof(wrec_t), WQ_INITIAL * sizeof(wrec_t));
+    s->wq = NULL;
+    s->wq_cap = s->wq_head = 0;
 }
 
 static void stream_defer(tw_stream_t *s)
@@ -197,7 +260,8 @@ static void stream_update_events(tw_stream_t *s)
     if (s->closed)
         return;
     unsigned m = 0;
-    if (reading_allowed(s) && rbuffered(s) < s->opt.max_buffer_size)
+    if (reading_allowed(s) && rbuffered(s) < s->opt.max_buffer_size &&
+        !(s->probing && s->deferred)) /* the queued dispatch reads first */
         m |= TW_EV_READ;
     if (s->want_out && s->cork == 0)
         m |= TW_EV_WRITE;
@@ -246,46 +310,78 @@ static void stream_fail(tw_stream_t *s, int err)
 
 /* ---- creation ---------------------------------------------------------------------- */
 
-tw_stream_t *tw_stream_new(tw_loop_t *loop, int fd, const tw_stream_options_t *opts)
+static uint32_t clamp_u32(size_t v, uint32_t max)
 {
-    tw_stream_t *s = calloc(1, sizeof *s);
+    return v > max ? max : (uint32_t)v;
+}
+
+static tw_stream_t *stream_create(tw_loop_t *loop, int fd, const tw_stream_options_t *opts,
+                                  bool set_nonblock)
+{
+    /* The struct comes from the block cache: a connection per request
+     * (Connection: close) pays no malloc for it in steady state. */
+    tw_stream_t *s = tw_block_alloc(sizeof *s);
     if (!s) {
         close(fd);
         errno = ENOMEM;
         return NULL;
     }
-    tw_stream_options_default(&s->opt);
+    memset(s, 0, sizeof *s);
+    tw_stream_options_t o;
+    tw_stream_options_default(&o);
     if (opts) {
         if (opts->max_buffer_size)
-            s->opt.max_buffer_size = opts->max_buffer_size;
+            o.max_buffer_size = opts->max_buffer_size;
         if (opts->read_chunk_size)
-            s->opt.read_chunk_size = opts->read_chunk_size;
+            o.read_chunk_size = opts->read_chunk_size;
         if (opts->write_high_water)
-            s->opt.write_high_water = opts->write_high_water;
+            o.write_high_water = opts->write_high_water;
         if (opts->write_low_water)
-            s->opt.write_low_water = opts->write_low_water;
+            o.write_low_water = opts->write_low_water;
     }
-    if (s->opt.read_chunk_size > s->opt.max_buffer_size)
-        s->opt.read_chunk_size = s->opt.max_buffer_size;
-    if (s->opt.write_low_water > s->opt.write_high_water)
-        s->opt.write_low_water = s->opt.write_high_water;
+    s->opt.max_buffer_size = clamp_u32(o.max_buffer_size, STREAM_BUFFER_MAX);
+    s->opt.read_chunk_size = clamp_u32(o.read_chunk_size, s->opt.max_buffer_size);
+    s->opt.write_high_water = clamp_u32(o.write_high_water, UINT32_MAX);
+    s->opt.write_low_water = clamp_u32(o.write_low_water, s->opt.write_high_water);
     s->rhint = s->opt.read_chunk_size < RBUF_INITIAL ? s->opt.read_chunk_size : RBUF_INITIAL;
     s->loop = loop;
     s->fd = fd;
 
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+    if (set_nonblock) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+            goto fail;
+        /* Armed from the start: see "EPOLLIN stays armed" above. */
+        if (tw_loop_watch(loop, fd, TW_EV_READ, stream_on_io, s) < 0)
+            goto fail;
+        return s;
+    }
+    /* A freshly accepted socket: its request has often arrived already, so
+     * the first dispatch reads before epoll hears of the fd; only if that
+     * read finds nothing is EPOLLIN armed. A connection answered at once
+     * (Connection: close) costs no epoll_ctl at all. */
+    if (tw_loop_watch(loop, fd, 0, stream_on_io, s) < 0)
         goto fail;
-    /* Armed from the start: see "EPOLLIN stays armed" above. */
-    if (tw_loop_watch(loop, fd, TW_EV_READ, stream_on_io, s) < 0)
-        goto fail;
+    s->readable = true;
+    s->probing = true;
+    stream_defer(s);
     return s;
 fail:;
     int e = errno;
     close(fd);
-    free(s);
+    tw_block_free(s, sizeof *s);
     errno = e;
     return NULL;
+}
+
+tw_stream_t *tw_stream_new(tw_loop_t *loop, int fd, const tw_stream_options_t *opts)
+{
+    return stream_create(loop, fd, opts, true);
+}
+
+tw_stream_t *tw_stream_adopt(tw_loop_t *loop, int fd, const tw_stream_options_t *opts)
+{
+    return stream_create(loop, fd, opts, false);
 }
 
 /* ---- the read buffer ------------------------------------------------------------------ */
@@ -301,7 +397,11 @@ static int rbuf_grow(tw_stream_t *s, size_t need)
     if (cap > s->opt.max_buffer_size)
         cap = s->opt.max_buffer_size > need ? s->opt.max_buffer_size : need;
     char *b;
-    if (s->rpos == 0) {
+    if (!s->rbuf) {
+        b = tw_block_alloc(cap);
+        if (!b)
+            return -1;
+    } else if (s->rpos == 0 && s->rcap != RBUF_INITIAL) {
         b = realloc(s->rbuf, cap);
         if (!b)
             return -1;
@@ -310,12 +410,12 @@ static int rbuf_grow(tw_stream_t *s, size_t need)
         if (!b)
             return -1;
         memcpy(b, s->rbuf + s->rpos, avail);
-        free(s->rbuf);
+        rbuf_release(s);
     }
     s->rbuf = b;
-    s->rcap = cap;
+    s->rcap = (uint32_t)cap;
     s->rpos = 0;
-    s->rend = avail;
+    s->rend = (uint32_t)avail;
     return 0;
 }
 
@@ -351,11 +451,21 @@ static int stream_fill(tw_stream_t *s)
         }
     }
     ssize_t n;
+    s->probing = false;
+    /* recv, not read: a socket's read(2) goes through the VFS layers for
+     * nothing. A stream on something else (a pipe) falls back to read. */
     do
-        n = read(s->fd, s->rbuf + s->rend, want);
+        n = s->not_socket ? read(s->fd, s->rbuf + s->rend, want)
+                          : recv(s->fd, s->rbuf + s->rend, want, 0);
     while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == ENOTSOCK && !s->not_socket) {
+        s->not_socket = true;
+        do
+            n = read(s->fd, s->rbuf + s->rend, want);
+        while (n < 0 && errno == EINTR);
+    }
     if (n > 0) {
-        s->rend += (size_t)n;
+        s->rend += (uint32_t)n;
         if ((size_t)n == want) {
             if (s->rhint < s->opt.read_chunk_size)
                 s->rhint = s->rhint * 2 < s->opt.read_chunk_size ? s->rhint * 2
@@ -365,14 +475,17 @@ static int stream_fill(tw_stream_t *s)
         }
         return FILL_OK;
     }
+    int e = errno;
     s->readable = false;
+    if (avail == 0 && s->rcap == RBUF_INITIAL && !s->delivering)
+        rbuf_release(s); /* nothing came: an idle stream keeps no buffer */
     if (n == 0) {
         s->eof = true;
         return FILL_EOF;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
+    if (e == EAGAIN || e == EWOULDBLOCK)
         return FILL_AGAIN;
-    s->error = errno;
+    s->error = e;
     s->rd_failed = true;
     return FILL_ERR;
 }
@@ -380,9 +493,7 @@ static int stream_fill(tw_stream_t *s)
 static void rbuf_free_if_empty(tw_stream_t *s)
 {
     if (rbuffered(s) == 0 && s->rbuf) {
-        free(s->rbuf);
-        s->rbuf = NULL;
-        s->rcap = s->rpos = s->rend = 0;
+        rbuf_release(s);
         s->rhint = s->opt.read_chunk_size < RBUF_INITIAL ? s->opt.read_chunk_size : RBUF_INITIAL;
     }
 }
@@ -404,7 +515,7 @@ static void deliver(tw_stream_t *s, int status, size_t len)
     const char *data = s->rbuf ? s->rbuf + s->rpos : empty_data;
     size_t consumed = 0;
     s->delivering = true;
-    s->delivered = len;
+    s->delivered = (uint32_t)len;
     if (kind == RD_SOME) {
         size_t c = dcb(s, status, data, len, arg);
         consumed = c < len ? c : len;
@@ -417,11 +528,11 @@ static void deliver(tw_stream_t *s, int status, size_t len)
     s->delivered = 0;
     if (s->closed)
         return;
-    s->rpos += consumed;
+    s->rpos += (uint32_t)consumed;
     if (kind == RD_SOME)
-        s->offered = len - consumed;
+        s->offered = (uint32_t)(len - consumed);
     else
-        s->offered = s->offered > consumed ? s->offered - consumed : 0;
+        s->offered = s->offered > consumed ? s->offered - (uint32_t)consumed : 0;
     if (s->rpos == s->rend)
         s->rpos = s->rend = 0;
     if (s->shrink_wanted) {
@@ -445,8 +556,9 @@ static bool read_try_complete(tw_stream_t *s)
         size_t start = s->scanned >= dlen - 1 ? s->scanned - (dlen - 1) : 0;
         if (avail >= start + dlen) {
             const char *base = s->rbuf + s->rpos;
-            const char *hit = dlen == 1 ? memchr(base + start, s->delim[0], avail - start)
-                                        : memmem(base + start, avail - start, s->delim, dlen);
+            const char *d = delim_bytes(s);
+            const char *hit = dlen == 1 ? memchr(base + start, d[0], avail - start)
+                                        : memmem(base + start, avail - start, d, dlen);
             if (hit) {
                 size_t end = (size_t)(hit - base) + dlen;
                 if (end > s->rlimit)
@@ -456,7 +568,7 @@ static bool read_try_complete(tw_stream_t *s)
                 return true;
             }
         }
-        s->scanned = avail;
+        s->scanned = (uint32_t)avail;
         if (avail >= s->rlimit) {
             deliver(s, TW_STREAM_TOO_LARGE, avail);
             return true;
@@ -514,15 +626,20 @@ static bool read_try_complete(tw_stream_t *s)
 static wrec_t *wq_push(tw_stream_t *s)
 {
     if (s->wq_len == s->wq_cap) {
-        size_t cap = s->wq_cap ? s->wq_cap * 2 : WQ_INITIAL;
-        wrec_t *v = malloc(cap * sizeof *v);
+        if (s->wq_cap >= UINT32_MAX / 2) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        size_t cap = s->wq_cap ? (size_t)s->wq_cap * 2 : WQ_INITIAL;
+        wrec_t *v = cap == WQ_INITIAL ? tw_block_alloc(cap * sizeof *v) : malloc(cap * sizeof *v);
         if (!v)
             return NULL;
         for (size_t i = 0; i < s->wq_len; i++)
             v[i] = *wq_at(s, i);
-        free(s->wq);
+        if (s->wq)
+            wq_release(s);
         s->wq = v;
-        s->wq_cap = cap;
+        s->wq_cap = (uint32_t)cap;
         s->wq_head = 0;
     }
     wrec_t *r = wq_at(s, s->wq_len++);
@@ -535,7 +652,8 @@ static wrec_t wq_pop(tw_stream_t *s)
 {
     wrec_t r = s->wq[s->wq_head];
     s->wq_head = (s->wq_head + 1) & (s->wq_cap - 1);
-    s->wq_len--;
+    if (--s->wq_len == 0)
+        wq_release(s);
     return r;
 }
 
@@ -569,7 +687,7 @@ static int wbuf_append(tw_stream_t *s, const char *p, size_t n)
 {
     if (s->wcap - s->wend < n) {
         size_t used = s->wend - s->wpos;
-        if (n > SIZE_MAX / 4 - used) {
+        if (n > WBUF_MAX - used) {
             errno = ENOMEM;
             return -1;
         }
@@ -578,23 +696,26 @@ static int wbuf_append(tw_stream_t *s, const char *p, size_t n)
         if (s->wpos > 0 && used <= s->wcap / 2 && s->wcap - used >= n) {
             memmove(s->wbuf, s->wbuf + s->wpos, used);
         } else {
-            size_t cap = s->wcap ? s->wcap * 2 : WBUF_INITIAL;
+            size_t cap = s->wcap ? (size_t)s->wcap * 2 : WBUF_INITIAL;
             while (cap < used + n)
                 cap *= 2;
-            char *b = malloc(cap);
+            if (cap > WBUF_MAX)
+                cap = WBUF_MAX;
+            char *b = cap == WBUF_INITIAL ? tw_block_alloc(cap) : malloc(cap);
             if (!b)
                 return -1;
             if (used)
                 memcpy(b, s->wbuf + s->wpos, used);
-            free(s->wbuf);
+            if (s->wbuf)
+                wbuf_release(s);
             s->wbuf = b;
-            s->wcap = cap;
+            s->wcap = (uint32_t)cap;
         }
         s->wpos = 0;
-        s->wend = used;
+        s->wend = (uint32_t)used;
     }
     memcpy(s->wbuf + s->wend, p, n);
-    s->wend += n;
+    s->wend += (uint32_t)n;
     return 0;
 }
 
@@ -631,7 +752,7 @@ static void wq_consume(tw_stream_t *s, size_t n)
             break;
         size_t take = r->len < n ? r->len : n;
         if (r->kind == WR_BUF)
-            s->wpos += take;
+            s->wpos += (uint32_t)take;
         else
             r->u.ptr += take;
         r->len -= take;
@@ -658,7 +779,10 @@ static int flush_iov(tw_stream_t *s)
     struct iovec iov[IOV_BATCH];
     int cnt = 0;
     size_t total = 0, woff = s->wpos;
-    int flags = MSG_NOSIGNAL;
+    /* Closing once this is out: MSG_MORE keeps a final short segment in
+     * the kernel until the close, which sends it with the FIN — one
+     * segment (and one ACK) instead of two. */
+    int flags = s->close_after_write ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
     for (size_t i = s->wq_done; i < s->wq_len; i++) {
         const wrec_t *r = wq_at(s, i);
         if (r->kind == WR_FILE) {
@@ -743,8 +867,8 @@ static void stream_flush(tw_stream_t *s)
         return;
     }
     s->want_out = s->wq_done < s->wq_len;
-    if (s->wpos == s->wend)
-        s->wpos = s->wend = 0;
+    if (s->wpos == s->wend && s->wbuf)
+        wbuf_release(s);
     wq_pop_silent(s);
     stream_water(s);
 }
@@ -865,10 +989,13 @@ static void stream_teardown(tw_stream_t *s)
         s->close_cb(s, s->close_arg);
     s->depth--;
     read_clear(s);
-    free(s->rbuf);
-    free(s->wbuf);
-    free(s->wq);
-    free(s);
+    if (s->rbuf)
+        rbuf_release(s);
+    if (s->wbuf)
+        wbuf_release(s);
+    if (s->wq)
+        wq_release(s);
+    tw_block_free(s, sizeof *s);
 }
 
 static void stream_on_deferred(tw_loop_t *loop, void *arg)
@@ -910,12 +1037,18 @@ int tw_stream_read_until(tw_stream_t *s, const char *delim, size_t dlen, size_t 
     }
     if (read_begin(s) < 0)
         return -1;
-    char *d = s->delim_buf;
-    if (dlen > sizeof s->delim_buf && !(d = malloc(dlen)))
+    if (dlen > s->opt.max_buffer_size) {
+        errno = EINVAL;
         return -1;
+    }
+    char *d = s->delim.buf;
+    if (dlen > DELIM_INLINE) {
+        if (!(d = malloc(dlen)))
+            return -1;
+        s->delim.ptr = d;
+    }
     memcpy(d, delim, dlen);
-    s->delim = d;
-    s->dlen = dlen;
+    s->dlen = (uint32_t)dlen;
     s->rlimit = max_bytes && max_bytes < s->opt.max_buffer_size ? max_bytes
                                                                  : s->opt.max_buffer_size;
     s->scanned = 0;
@@ -997,22 +1130,16 @@ void tw_stream_shrink(tw_stream_t *s)
         return;
     }
     rbuf_free_if_empty(s);
-    if (s->wpos == s->wend && s->wbuf) {
-        free(s->wbuf);
-        s->wbuf = NULL;
-        s->wcap = s->wpos = s->wend = 0;
-    }
-    if (s->wq_len == 0 && s->wq) {
-        free(s->wq);
-        s->wq = NULL;
-        s->wq_cap = s->wq_head = 0;
-    }
+    if (s->wpos == s->wend && s->wbuf)
+        wbuf_release(s);
+    if (s->wq_len == 0 && s->wq)
+        wq_release(s);
 }
 
 size_t tw_stream_memory(const tw_stream_t *s)
 {
     return sizeof *s + s->rcap + s->wcap + s->wq_cap * sizeof(wrec_t) +
-           (s->delim && s->delim != s->delim_buf ? s->dlen : 0);
+           (s->dlen > DELIM_INLINE ? s->dlen : 0);
 }
 
 /* ---- writes ------------------------------------------------------------------------------------------- */
@@ -1198,7 +1325,7 @@ void tw_stream_close(tw_stream_t *s)
     s->closed = true;
     read_clear(s);
     if (s->fd >= 0) {
-        tw_loop_unwatch(s->loop, s->fd);
+        tw_loop_unwatch(s->loop, s->fd); /* no epoll_ctl if it was never armed */
         close(s->fd);
         s->fd = -1;
     }

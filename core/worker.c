@@ -189,6 +189,8 @@ static void begin_drain(worker_state_t *ws)
 static void on_signal(tw_loop_t *loop, int signo, void *arg)
 {
     worker_state_t *ws = arg;
+    if (!ws->http)
+        return; /* shutting down: the server is being freed */
     switch (signo) {
     case SIGQUIT:
         begin_drain(ws);
@@ -291,6 +293,7 @@ int tw_worker_main(const tw_worker_params_t *params)
     tw_timer_stop(ws.api.loop, &ws.shutdown_timer);
     tw_http_server_close_all(ws.http);
     tw_loop_run_once(ws.api.loop, 0);
+    ws.http = NULL;
     tw_runtime_free(rt);
     tw_loop_run_once(ws.api.loop, 0);
     close(params->control_fd);

@@ -24,6 +24,8 @@
 static char trace[512];
 static int log_count, abort_count, rewrite_passes;
 static int last_log_status;
+static uint64_t log_body_bytes[8]; /* tw_response_body_bytes in LOG, per request */
+static uint64_t log_elapsed_us[8];
 static int log_set_uri_errno, log_write_errno, wrong_set_uri_errno;
 static int upload_status = -100;
 static int big_write_returned_one;
@@ -73,6 +75,10 @@ static int b_rewrite_500(tw_request_t *r)
 
 static int b_log(tw_request_t *r)
 {
+    if (log_count < 8) {
+        log_body_bytes[log_count] = tw_response_body_bytes(r);
+        log_elapsed_us[log_count] = tw_request_elapsed_us(r);
+    }
     log_count++;
     last_log_status = tw_response_status(r);
     if (!path_is(r, "/wrong") && !path_is(r, "/hello"))
@@ -658,11 +664,18 @@ static void teardown(void)
     free(rbuf);
 }
 
+/* tw_http_conn_start wants the socket non-blocking already. */
+static void server_nonblock(int fd)
+{
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
 /* A new client connection; returns its fd (also kept in `client`). */
 static int connect_client(void)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    server_nonblock(sv[0]); /* what accept4(SOCK_NONBLOCK) gives the worker */
     ck_assert_int_eq(tw_http_conn_start(&srv, loop, sv[0], NULL, 0, 0), 0);
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
     if (client >= 0)
@@ -1120,6 +1133,14 @@ START_TEST(test_head)
     expect_responses(2);
     ck_assert_str_eq(hdr(&resps[0], "Content-Length"), "26");
     ck_assert(body_is(&resps[1], "abcdefghijklmnopqrstuvwxyz"));
+    /* What LOG sees: body bytes sent (none for HEAD), and a sane elapsed time. */
+    ck_assert_int_eq(log_count, 4);
+    ck_assert_uint_eq(log_body_bytes[0], 0);
+    ck_assert_uint_eq(log_body_bytes[1], 6);
+    ck_assert_uint_eq(log_body_bytes[2], 0);
+    ck_assert_uint_eq(log_body_bytes[3], 26);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_lt(log_elapsed_us[i], 10 * 1000 * 1000);
 }
 END_TEST
 
@@ -1232,6 +1253,76 @@ START_TEST(test_405_allow)
     ck_assert_int_eq(resps[2].status, 200);
     ck_assert_ptr_nonnull(hdr(&resps[2], "Allow"));
     ck_assert_str_eq(hdr(&resps[2], "Content-Length"), "0");
+}
+END_TEST
+
+/* An idle keep-alive connection holds nothing but its record and its
+ * stream's struct: no buffers, pool, parser or timer, from the moment its
+ * response is out (not after a delay). */
+START_TEST(test_idle_connection_holds_nothing)
+{
+    reset_client_state();
+    connect_client();
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 1);
+    size_t idle = tw_http_server_memory(&srv);
+    ck_assert_uint_le(idle, 512);
+    ck_assert_uint_eq(tw_loop_timer_count(loop), 1); /* the server's rest timer only */
+
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 1);
+    ck_assert_uint_eq(tw_http_server_memory(&srv), idle);
+
+    /* A pipelined batch, then a head split across reads: active (with its
+     * buffers and parser) while the head is incomplete, at rest after. */
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(3);
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_memory(&srv), idle);
+    SEND("GET /hello HTTP/1.1\r\n");
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 0);
+    ck_assert_uint_gt(tw_http_server_memory(&srv), idle);
+    SEND("Host: x\r\n\r\n");
+    expect_responses(4);
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 1);
+    ck_assert_uint_eq(tw_http_server_memory(&srv), idle);
+
+    /* An asynchronous handler: active while it holds the request. */
+    SEND("GET /suspend HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin_for(3);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 0);
+    expect_responses(5);
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 1);
+    ck_assert_uint_eq(tw_http_server_memory(&srv), idle);
+    ck_assert(!client_eof);
+}
+END_TEST
+
+/* A client that announced its last request gets the response and the
+ * close at once: no lingering for input that cannot come. */
+START_TEST(test_close_without_linger)
+{
+    srv.linger_ms = 60000;
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect_responses(1);
+    expect_eof();
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
+    /* An unread body still lingers (the client may be sending it). */
+    reset_client_state();
+    connect_client();
+    SEND("POST /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n");
+    expect_responses(1);
+    expect_eof();
+    spin_for(5);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 1);
 }
 END_TEST
 
@@ -1396,6 +1487,7 @@ START_TEST(test_backpressure_stream)
     sndbuf_small(sv[0]);
     int v = 4096;
     setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    server_nonblock(sv[0]); /* what accept4(SOCK_NONBLOCK) gives the worker */
     ck_assert_int_eq(tw_http_conn_start(&srv, loop, sv[0], NULL, 0, 0), 0);
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
     client = sv[1];
@@ -1411,6 +1503,11 @@ START_TEST(test_backpressure_stream)
         if (resps[0].body[i] != (char)('a' + i % 26))
             ck_abort_msg("byte %zu wrong", i);
     ck_assert_int_ge(big_write_returned_one, 2);
+    /* Once the last bytes are out, the connection comes to rest and gives
+     * its buffers back (its request ended with output still queued). */
+    spin_for(20);
+    ck_assert_uint_eq(tw_http_server_resting(&srv), 1);
+    ck_assert_uint_le(tw_http_server_memory(&srv), 512);
 }
 END_TEST
 
@@ -1709,6 +1806,7 @@ START_TEST(test_send_timeout)
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     sndbuf_small(sv[0]);
+    server_nonblock(sv[0]); /* what accept4(SOCK_NONBLOCK) gives the worker */
     ck_assert_int_eq(tw_http_conn_start(&srv, loop, sv[0], NULL, 0, 0), 0);
     client = sv[1];
     SEND("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -1848,6 +1946,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_chunked_response);
     tcase_add_test(tc, test_error_responses);
     tcase_add_test(tc, test_405_allow);
+    tcase_add_test(tc, test_idle_connection_holds_nothing);
+    tcase_add_test(tc, test_close_without_linger);
     tcase_add_test(tc, test_header_timeout);
     tcase_add_test(tc, test_slowloris);
     tcase_add_test(tc, test_keepalive_timeout);

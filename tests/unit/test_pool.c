@@ -1,10 +1,12 @@
 /* test_pool.c — core/pool.c: alignment, large allocations, cleanups,
  * reset and free. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "twister/pool.h"
 
 START_TEST(test_alignment)
@@ -129,6 +131,56 @@ START_TEST(test_cleanup_registering_cleanup)
 }
 END_TEST
 
+/* The block cache: a freed block of a cached size comes back on the next
+ * allocation of that size; each size keeps a bounded number. (Under
+ * AddressSanitizer the cache passes everything through: nothing is kept.) */
+START_TEST(test_block_cache)
+{
+    /* Many odd sizes (plugins' pools) take the slots first... */
+    for (size_t n = 100; n < 100 + 40 * 16; n += 16)
+        tw_block_free(tw_block_alloc(n), n);
+    /* ...but an empty list gives its slot up to a new size. */
+    tw_block_trim();
+    ck_assert_uint_eq(tw_block_cached(), 0);
+    char *a = tw_block_alloc(4096);
+    ck_assert_ptr_nonnull(a);
+    memset(a, 1, 4096);
+    tw_block_free(a, 4096);
+    bool caching = tw_block_cached() > 0;
+    if (caching) {
+        ck_assert_uint_eq(tw_block_cached(), 4096);
+        char *b = tw_block_alloc(4096);
+        ck_assert_ptr_eq(b, a);
+        ck_assert_uint_eq(tw_block_cached(), 0);
+        /* Another size is another list. */
+        tw_block_free(b, 4096);
+        char *c = tw_block_alloc(8192);
+        ck_assert_ptr_ne(c, a);
+        tw_block_free(c, 8192);
+        ck_assert_uint_eq(tw_block_cached(), 4096 + 8192);
+    }
+    /* Bounded: at most 128 KiB (or 4 blocks) per size. */
+    enum { N = 200 };
+    char *v[N];
+    for (int i = 0; i < N; i++)
+        ck_assert_ptr_nonnull(v[i] = tw_block_alloc(4096));
+    for (int i = 0; i < N; i++)
+        tw_block_free(v[i], 4096);
+    ck_assert_uint_le(tw_block_cached(), 128 * 1024 + 8192);
+    /* Pools take their blocks from the cache and give them back. */
+    size_t before = tw_block_cached();
+    tw_pool_t *p = tw_pool_new(4096);
+    for (int i = 0; i < 10; i++)
+        ck_assert_ptr_nonnull(tw_pool_alloc(p, 1000));
+    tw_pool_free(p);
+    if (caching)
+        ck_assert_uint_ge(tw_block_cached(), before);
+    tw_block_trim();
+    ck_assert_uint_eq(tw_block_cached(), 0);
+    tw_block_free(NULL, 4096);
+}
+END_TEST
+
 START_TEST(test_free_null)
 {
     tw_pool_free(NULL);
@@ -146,6 +198,7 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_cleanups_newest_first);
     tcase_add_test(tc, test_reset_runs_cleanups_and_reuses_first_block);
     tcase_add_test(tc, test_cleanup_registering_cleanup);
+    tcase_add_test(tc, test_block_cache);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);
     return s;

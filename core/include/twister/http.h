@@ -269,6 +269,12 @@ bool tw_response_head_sent(const tw_request_t *r);
  * For use inside a tw_body_filter_fn only. Returns TW_NEXT or TW_ERROR. */
 int tw_body_filter_next(tw_request_t *r, const char *data, size_t len, bool last);
 
+/* Body bytes handed to the connection for this response so far (not
+ * counting the head or chunked framing; 0 for HEAD). Since ABI 1.1. */
+uint64_t tw_response_body_bytes(const tw_request_t *r);
+/* Microseconds since the request's head was complete. Since ABI 1.1. */
+uint64_t tw_request_elapsed_us(const tw_request_t *r);
+
 /* The reason phrase of status ("Not Found"), or "Unknown". */
 const char *tw_http_status_text(int status);
 

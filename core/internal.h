@@ -1,0 +1,56 @@
+/* internal.h — hooks between the core's hot-path components that are not
+ * part of the plugin API: the block cache (pool.c), the loop's clock in
+ * microseconds (loop.c) and adopting a freshly accepted, already
+ * non-blocking socket (stream.c).
+ *
+ * ---- the block cache: a per-thread cache of fixed-size heap blocks ----
+ *
+ * The hot path borrows the same few block sizes over and over: a stream's
+ * 4 KiB read and output buffers, its write-record ring, a request pool's
+ * first block. A connection gives them back as soon as it goes idle (so an
+ * idle keep-alive connection holds none of them), and a busy one takes them
+ * again for the next request: a small free list per size makes that a
+ * pointer pop and push instead of a trip through malloc, and keeps the
+ * memory of a burst for the next one instead of fragmenting the heap.
+ *
+ * A block comes from malloc and may be handed to free or realloc like any
+ * other (the cache only ever holds blocks nobody uses). Each size keeps at
+ * most a bounded number of blocks; beyond that they go back to free. A
+ * worker is one thread: the cache is thread-local so that a plugin that
+ * uses pools from threads of its own stays correct. Under AddressSanitizer
+ * the cache passes everything through to malloc and free, so a use after
+ * "free" is still reported. */
+#ifndef TWISTER_INTERNAL_H
+#define TWISTER_INTERNAL_H
+
+#include <stddef.h>
+
+#include "twister/loop.h"
+#include "twister/stream.h"
+
+/* A block of exactly size bytes (from the cache if one is there), or NULL
+ * with errno ENOMEM. */
+void *tw_block_alloc(size_t size);
+/* Gives back a block of size bytes obtained from tw_block_alloc (or from
+ * malloc with that size). NULL is a no-op. */
+void tw_block_free(void *p, size_t size);
+/* Frees every block this thread's cache holds. */
+void tw_block_trim(void);
+/* Bytes this thread's cache holds (for tests and stats). */
+size_t tw_block_cached(void);
+
+/* ---- loop.c ---- */
+
+/* The loop's clock reading (tw_loop_now's), in microseconds. */
+uint64_t tw_loop_now_us(const tw_loop_t *loop);
+/* CLOCK_MONOTONIC now, in microseconds. */
+uint64_t tw_clock_us(void);
+
+/* ---- stream.c ---- */
+
+/* tw_stream_new for a socket just accepted with SOCK_NONBLOCK: no fcntl,
+ * and the first read is tried (from a deferred dispatch) before EPOLLIN is
+ * armed, since the request has usually arrived already. */
+tw_stream_t *tw_stream_adopt(tw_loop_t *loop, int fd, const tw_stream_options_t *opts);
+
+#endif /* TWISTER_INTERNAL_H */
