@@ -419,6 +419,32 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
     if (rt->extra_method_count) {
         h->method_filter = extra_method_filter;
         h->method_filter_arg = rt;
+        /* A route without a method list accepts the added methods too
+         * (the parser's own methods are never asked about: skip those). */
+        static const char *const known[] = {"GET",     "HEAD",  "POST",  "PUT",    "DELETE",
+                                            "CONNECT", "TRACE", "PATCH", "OPTIONS"};
+        size_t n = sizeof TW_HTTP_ALLOW_ANY;
+        for (size_t i = 0; i < rt->extra_method_count; i++)
+            n += 2 + strlen(rt->extra_methods[i]);
+        char *allow = tw_pool_alloc(rt->pool, n);
+        if (!allow)
+            return tw_conf_error(err, tw_conf_root(s->doc), "out of memory");
+        char *p = allow;
+        memcpy(p, TW_HTTP_ALLOW_ANY, sizeof TW_HTTP_ALLOW_ANY - 1);
+        p += sizeof TW_HTTP_ALLOW_ANY - 1;
+        for (size_t i = 0; i < rt->extra_method_count; i++) {
+            bool is_known = false;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                is_known |= strcmp(rt->extra_methods[i], known[k]) == 0;
+            if (is_known)
+                continue;
+            size_t m = strlen(rt->extra_methods[i]);
+            memcpy(p, ", ", 2);
+            memcpy(p + 2, rt->extra_methods[i], m);
+            p += 2 + m;
+        }
+        *p = '\0';
+        h->allow_any = allow;
     }
     if (!s->server_header || !*s->server_header) {
         h->server_header = NULL;

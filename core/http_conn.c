@@ -325,7 +325,7 @@ void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), 
         /* Idle connections now close after the short grace; the others learn
          * about the drain when their response head is written. */
         for (tw_http_conn_t *c = srv->lists[TW_CONN_ACTIVE]; c; c = c->next)
-            if (c->state == TW_CONN_IDLE)
+            if (c->state == TW_CONN_IDLE || (c->state == TW_CONN_HEAD && c->w->head_blank))
                 conn_timer_update(c);
         rest_timer_update(srv);
     }
@@ -913,6 +913,8 @@ static uint64_t conn_deadline(const tw_http_conn_t *c)
             return 0; /* the send timer watches a client that does not read */
         return conn_idle_deadline(c);
     case TW_CONN_HEAD:
+        if (c->w->head_blank)
+            return conn_idle_deadline(c); /* empty lines only: still idle */
         return c->w->head_start + srv->header_timeout_ms;
     case TW_CONN_BODY: {
         const tw_request_t *r = c->req;
@@ -973,6 +975,12 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         tw_stream_close(c->stream);
         break;
     case TW_CONN_HEAD: {
+        if (c->w->head_blank) {
+            /* Nothing but empty lines, which precede no request yet: an
+             * idle connection, closed without a word. */
+            tw_stream_close(c->stream);
+            break;
+        }
         c->srv->counters.timeouts++;
         c->must_close = true;
         c->state = TW_CONN_REQUEST;
@@ -1085,7 +1093,8 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
             tw_http_conn_enter(c);
             c->must_close = true;
             c->state = TW_CONN_REQUEST;
-            tw_request_t *r = tw_request_create_bad(c, &c->w->parser, data, len);
+            tw_request_t *r =
+                tw_request_create_bad(c, &c->w->parser, stash_pending(c) ? NULL : data, len);
             if (r) {
                 c->req = r;
                 tw_request_fail(r, 431);
@@ -1156,6 +1165,20 @@ static bool conn_begin_head(tw_http_conn_t *c)
     w->parser.method_filter_arg = srv->method_filter_arg;
     c->state = TW_CONN_HEAD;
     w->head_start = conn_now(c);
+    w->head_blank = false;
+    w->head_is_head = false;
+    return true;
+}
+
+/* After TW_PARSE_AGAIN: whether the avail bytes of p the parser took are
+ * only empty lines (at most 8 CRLFs and a CR: the parser's limit). */
+static bool only_empty_lines(const char *p, size_t avail)
+{
+    if (avail > 17 || p[0] != '\r')
+        return false;
+    for (size_t i = 0; i < avail; i++)
+        if (p[i] != '\r' && p[i] != '\n')
+            return false;
     return true;
 }
 
@@ -1179,10 +1202,19 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
 {
     tw_http_server_t *srv = c->srv;
     tw_conn_work_t *w = c->w;
+    if (w->head_blank) {
+        /* Empty lines came first (RFC 9112 2.2): they are no request, and
+         * the header timeout counts from the bytes after them. */
+        w->head_blank = false;
+        w->head_start = conn_now(c);
+    }
     tw_parse_result_t rc = tw_http_parse_head(&w->parser, p, avail);
     if (rc == TW_PARSE_AGAIN) {
         if (!conn_keep_fields(c))
             tw_stream_close(c->stream);
+        const tw_span_t m = w->parser.method;
+        w->head_is_head = m.len == 4 && memcmp(p + m.off, "HEAD", 4) == 0;
+        w->head_blank = m.len == 0 && only_empty_lines(p, avail);
         conn_timer_update(c);
         return;
     }

@@ -35,6 +35,11 @@
 
 typedef struct tw_http_conn tw_http_conn_t;
 
+/* The Allow value for "OPTIONS *" and for a route without a method list
+ * (what the parser accepts, less CONNECT and TRACE, which the core refuses),
+ * when no module added methods (tw_http_server_t.allow_any). */
+#define TW_HTTP_ALLOW_ANY "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
+
 /* Looks up the route for r (tw_request_host, tw_request_path) on the
  * listener it arrived on. Returns 0 with *route set, or 404. */
 typedef int (*tw_http_find_route_fn)(void *arg, tw_request_t *r, size_t listener_index,
@@ -76,6 +81,9 @@ typedef struct tw_http_server {
     tw_http_method_filter_fn method_filter; /* extra methods (tw_configure_add_method) */
     void *method_filter_arg;
     const char *server_header;      /* Server header value ["twister"]; NULL or "": none */
+    const char *allow_any;          /* Allow for OPTIONS and a 405 on a route without a
+                                       method list [NULL: TW_HTTP_ALLOW_ANY]; the
+                                       worker appends the modules' extra methods */
     tw_activity_t *activity;        /* crash-safe record in shared memory, or NULL */
 
     tw_http_counters_t counters;    /* maintained by the engine */

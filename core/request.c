@@ -355,20 +355,27 @@ tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p
     if (!r)
         return NULL;
     r->client_keep_alive = false;
-    /* Keep the method and target when they were read, for the log. */
-    if (data && p->method.len && p->target.len && (size_t)p->target.off + p->target.len <= len &&
-        (size_t)p->method.off + p->method.len <= len) {
-        size_t n = (size_t)p->target.off + p->target.len;
-        if (n > 8192)
-            n = 8192;
-        if ((size_t)p->target.off + p->target.len <= n) {
-            char *head = tw_pool_strndup(r->pool, data, n);
-            if (head) {
-                r->method = span_str(head, p->method);
+    /* A HEAD is known from its method alone, so the error page for a
+     * request line refused before its end (414, 400) has no body; data no
+     * longer holds the head after a timeout (408): the connection noted it. */
+    bool have_method = data && p->method.len && (size_t)p->method.off + p->method.len <= len;
+    if (have_method)
+        r->is_head = p->method.len == 4 && memcmp(data + p->method.off, "HEAD", 4) == 0;
+    else
+        r->is_head = c->w && c->w->head_is_head;
+    if (r->is_head)
+        r->method = (tw_str_t){"HEAD", 4};
+    /* Keep the method, and the target when it was read, for the log. */
+    if (have_method) {
+        bool have_target = p->target.len && (size_t)p->target.off + p->target.len <= len;
+        size_t n = have_target ? (size_t)p->target.off + p->target.len
+                               : (size_t)p->method.off + p->method.len;
+        char *head = n <= 8192 ? tw_pool_strndup(r->pool, data, n) : NULL;
+        if (head) {
+            r->method = span_str(head, p->method);
+            if (have_target)
                 r->target = span_str(head, p->target);
-                r->is_head = r->method.len == 4 && memcmp(r->method.ptr, "HEAD", 4) == 0;
-                set_request_line(r, head, n);
-            }
+            set_request_line(r, head, n);
         }
     }
     return r;
@@ -384,15 +391,29 @@ void tw_request_run(tw_request_t *r)
     run(r);
 }
 
+/* What a route without a method list accepts (TRACE is refused). */
+static const char *allow_any(const tw_http_server_t *srv)
+{
+    return srv->allow_any ? srv->allow_any : TW_HTTP_ALLOW_ANY;
+}
+
+/* Answers OPTIONS for the server ("*") or a route: Allow, no content. */
+static int answer_options(tw_request_t *r, const char *allow)
+{
+    tw_response_set_header(r, "Allow", allow);
+    return tw_response_send(r, 200, NULL, NULL, 0) == 0 ? TW_DONE : TW_ERROR;
+}
+
 /* The core's FIND_ROUTE: the route, then 404, 405, 413 before any body byte
- * is read. */
+ * is read. On a route without a method list the core answers OPTIONS
+ * itself and refuses TRACE (405, as nginx does); a route hands them to its
+ * handler only by listing them. */
 static int find_route(tw_request_t *r)
 {
     tw_http_server_t *srv = r->srv;
     if (r->target_form == TW_TARGET_ASTERISK) {
         /* "OPTIONS *": what the server supports as a whole. */
-        tw_response_set_header(r, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
-        return tw_response_send(r, 200, NULL, NULL, 0) == 0 ? TW_DONE : TW_ERROR;
+        return answer_options(r, allow_any(srv));
     }
     if (r->target_form == TW_TARGET_AUTHORITY) {
         /* CONNECT: no tunnels here. */
@@ -416,6 +437,10 @@ static int find_route(tw_request_t *r)
         }
         if (!ok)
             return 405;
+    } else if (r->method.len == 7 && memcmp(r->method.ptr, "OPTIONS", 7) == 0) {
+        return answer_options(r, allow_any(srv));
+    } else if (r->method.len == 5 && memcmp(r->method.ptr, "TRACE", 5) == 0) {
+        return 405; /* request_error adds Allow: allow_any */
     }
     r->body_limit = route->body_limit ? route->body_limit : srv->body_limit;
     if (r->body_kind == TW_BODY_LENGTH && r->content_length > r->body_limit &&
@@ -764,8 +789,16 @@ static void request_error(tw_request_t *r, int status)
     r->error_response = true;
     r->resp_started = true;
     resp_add(r, "Content-Type", 12, "text/html; charset=utf-8", 24);
-    if (status == 405 && r->route && r->route->allow)
-        resp_add(r, "Allow", 5, r->route->allow, strlen(r->route->allow));
+    if (status == 405 && r->route) {
+        /* The route's list; for a route without one, what the core's own
+         * refusal (TRACE, in FIND_ROUTE) leaves allowed. A handler's 405
+         * on such a route says nothing the core could list. */
+        const char *allow = r->route->allow;
+        if (!allow && !r->route->methods && r->phase == TW_PHASE_FIND_ROUTE)
+            allow = allow_any(r->srv);
+        if (allow)
+            resp_add(r, "Allow", 5, allow, strlen(allow));
+    }
     r->resp_length = n;
     if (write_head(r) == 0)
         wire_body(r, body, (size_t)n, true);
@@ -1887,7 +1920,8 @@ int tw_response_send(tw_request_t *r, int status, const char *content_type, cons
         resp_remove(r, "Content-Type", 12);
         rc = resp_add(r, "Content-Type", 12, content_type, ctlen);
     }
-    r->resp_length = (int64_t)len;
+    if (status != 304) /* a 304 keeps what was declared: len is no GET's length */
+        r->resp_length = (int64_t)len;
     if (rc == 0) {
         int hr = send_head(r);
         if (hr != 0) {
@@ -2008,8 +2042,11 @@ int tw_response_finish(tw_request_t *r)
     if (!conn_usable(r)) {
         r->finished = true; /* nothing can be sent; the request may end */
     } else {
-        if (!r->head_sent && r->resp_length < 0)
-            r->resp_length = 0; /* nothing was written: an empty body */
+        /* Nothing was written: an empty body, "Content-Length: 0" — but not
+         * for a HEAD or a 304, where it would describe the GET's content
+         * (RFC 9110 8.6): those send a length only if one was declared. */
+        if (!r->head_sent && r->resp_length < 0 && !r->is_head && r->status != 304)
+            r->resp_length = 0;
         rc = output_begin(r, "tw_response_finish");
         if (rc == 0) {
             if (r->out_head) {

@@ -66,6 +66,10 @@ struct tw_conn_work {
     tw_conn_stash_t *stash;      /* NULL when empty */
     bool stash_scheduled;        /* conn_stash_cb is queued */
     bool flush_notify;           /* an idle connection waits for its output to flush */
+    bool head_blank;             /* HEAD: nothing but empty lines (CRLF) so far: still
+                                    idle for the timers (RFC 9112 2.2) */
+    bool head_is_head;           /* HEAD: the method read so far is "HEAD" (for an
+                                    error page once the head is no longer at hand) */
 
     /* the bytes being processed: the stream's (inside its read callback)
      * or the stash's */
@@ -78,7 +82,7 @@ struct tw_conn_work {
     /* the read-side timer: keep-alive, header, body, drain grace, linger */
     tw_timer_t timer;
     uint64_t timer_deadline;     /* what timer is armed for (it may fire early) */
-    uint64_t head_start;         /* HEAD: the first byte of the request */
+    uint64_t head_start;         /* HEAD: the first byte of the request line */
     uint64_t body_start;         /* BODY: when reading began */
     uint64_t last_read;          /* BODY: the last body byte */
     uint64_t linger_start;

@@ -563,28 +563,27 @@ class ConformanceTest(unittest.TestCase):
         self.assertEqual(rs[4].get("Allow"), "POST")
         self.assertEqual(rs[5].get("Allow"), "GET, HEAD")
 
-    # TRACE through a route without a method list reaches the hello handler,
-    # which answers 200 "Hello, World!". RFC 9110 9.3.8 says the final
-    # recipient SHOULD reflect the request as the 200 content (message/http);
-    # a server that does not implement TRACE answers 405 (nginx always does:
-    # "405 Not Allowed") or 501. Fix in the engine (request.c find_route):
-    # refuse TRACE with 405 + Allow unless the route lists TRACE explicitly.
-    @unittest.expectedFailure
+    # RFC 9110 9.3.8: a server that does not implement TRACE answers 405
+    # (nginx always does) or 501. The engine refuses TRACE on a route without
+    # a method list with 405 + Allow; only a route listing TRACE passes it on.
     def test_trace_is_refused_unless_implemented(self):
         e = self.ex(b"TRACE /any HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertIn(e.statuses, ([405], [501]), e)
+        self.assertEqual(e.responses[0].get("Allow"),
+                         "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
 
-    # OPTIONS on a route without a method list is answered by the content
-    # handler as if it were a GET (200 "Hello, World!", no Allow). RFC 9110
-    # 9.3.7: a successful OPTIONS response SHOULD describe the options (Allow)
-    # and is not the resource's representation. Fix in the engine: answer
-    # OPTIONS itself (200/204 with Allow, Content-Length: 0) unless the route
-    # lists OPTIONS.
-    @unittest.expectedFailure
+    # RFC 9110 9.3.7: a successful OPTIONS response SHOULD describe the
+    # options (Allow) and is not the resource's representation. The engine
+    # answers OPTIONS on a route without a method list itself (200, Allow,
+    # Content-Length: 0); only a route listing OPTIONS passes it on.
     def test_options_on_a_resource_lists_allow(self):
         e = self.ex(b"OPTIONS /any HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertEqual(len(e.responses), 1, e)
-        self.assertIsNotNone(e.responses[0].get("Allow"), e)
+        r = e.responses[0]
+        self.assertEqual(r.status, 200, e)
+        self.assertEqual(r.get("Allow"), "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH", e)
+        self.assertEqual(r.get("Content-Length"), "0", e)
+        self.assertEqual(r.body, b"", e)
 
     def test_options_asterisk(self):
         # RFC 9110 9.3.7: OPTIONS * is about the server; no content → Content-Length: 0.
@@ -957,14 +956,10 @@ class ConformanceTest(unittest.TestCase):
         self.assertEqual(rs[0].get("ETag"), etag)
         self.assertIsNone(rs[0].get("Transfer-Encoding"))
 
-    # A 304 from static carries "Content-Length: 0" while the 200 would have 13
-    # bytes. RFC 9110 8.6: a server MUST NOT send Content-Length in a 304
-    # unless it equals the length the 200 would have had (nginx sends none).
-    # Cause: static ends its 304 with tw_response_finish() and no length;
-    # tw_response_finish (core/request.c) then sets resp_length = 0, and
-    # write_head emits it for 304 (and would for HEAD too). Fix in the engine:
-    # no implicit length for 304/HEAD, or in static: declare the file size.
-    @unittest.expectedFailure
+    # RFC 9110 8.6: a server MUST NOT send Content-Length in a 304 unless it
+    # equals the length the 200 would have had (nginx sends none). A response
+    # finished with nothing written gets no implicit "Content-Length: 0" when
+    # it is a 304 or a HEAD.
     def test_304_content_length_is_absent_or_true(self):
         etag = self.ex(b"GET /static/file.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
                        ).responses[0].get("ETag")
@@ -1053,13 +1048,9 @@ class ConformanceTest(unittest.TestCase):
                 self.assertRejected(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                                     b"Expect: " + expect + b"\r\n\r\nhello", 417)
 
-    # HEAD with a request line over the limit gets the 414 page's body: the
-    # engine (tw_request_create_bad) only marks a bad request as HEAD once
-    # the whole target was read. RFC 9110 9.3.2: no content in a response to
-    # HEAD. Harmless on a closing connection, but a strict client reading
-    # responses would see 120 stray bytes. Fix: set is_head from the method
-    # span alone.
-    @unittest.expectedFailure
+    # RFC 9110 9.3.2: no content in a response to HEAD, also when the request
+    # line is refused before its target ends (a bad request is known to be a
+    # HEAD from its method alone).
     def test_head_414_has_no_content(self):
         e = self.ex(b"HEAD /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", heads=(0,))
         self.assertEqual(e.statuses, [414], e)
@@ -1134,15 +1125,10 @@ class ConformanceTest(unittest.TestCase):
             c.close()
 
     # A keep-alive connection that receives only an empty line (CRLF, which
-    # some clients send after a POST body) is answered with an unsolicited
-    # 408 after the header timeout instead of being closed silently at the
-    # keep-alive timeout. RFC 9112 2.2: a server SHOULD ignore empty lines
-    # before a request-line, so this is still an idle connection; a 408 on an
-    # idle connection is read by the client as the answer to its next request
-    # (nginx closes silently). Fix in the engine (http_conn.c): leading CRLFs
-    # must not start the header timer, or the timeout must close silently
-    # while the parser has seen nothing but empty lines.
-    @unittest.expectedFailure
+    # some clients send after a POST body) is still idle (RFC 9112 2.2: empty
+    # lines before a request-line are ignored): it closes silently at the
+    # keep-alive timeout, as nginx does. A 408 there would be read by the
+    # client as the answer to its next request.
     def test_empty_line_on_idle_connection_is_not_a_request(self):
         c = Client(self.port, timeout=8)
         try:

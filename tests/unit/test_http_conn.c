@@ -527,11 +527,39 @@ static int h_secho(tw_request_t *r)
     return tw_request_stream_body(r, secho_chunk, NULL) ? TW_ERROR : TW_DONE;
 }
 
+/* Finishes with nothing written and no length declared. */
+static int h_empty(tw_request_t *r)
+{
+    return tw_response_finish(r) ? TW_ERROR : TW_DONE;
+}
+
+/* A 304 without a declared length, by finish or by send. */
+static int h_nm_finish(tw_request_t *r)
+{
+    tw_response_set_status(r, 304);
+    tw_response_set_header(r, "ETag", "\"x\"");
+    return tw_response_finish(r) ? TW_ERROR : TW_DONE;
+}
+
+static int h_nm_send(tw_request_t *r)
+{
+    tw_response_set_header(r, "ETag", "\"x\"");
+    return tw_response_send(r, 304, NULL, NULL, 0) ? TW_ERROR : TW_DONE;
+}
+
+/* Answers with the method: shows that the handler got the request. */
+static int h_method(tw_request_t *r)
+{
+    tw_str_t m = tw_request_method(r);
+    return tw_response_send(r, 200, "text/plain", m.ptr, m.len) ? TW_ERROR : TW_DONE;
+}
+
 static void *api_confs[4] = {NULL, NULL, NULL, "routeconf"};
 static void *global_confs[4] = {NULL, NULL, NULL, "globalconf"};
 
 static const char *const get_only[] = {"GET", NULL};
 static const char *const post_only[] = {"POST", NULL};
+static const char *const with_options[] = {"GET", "HEAD", "OPTIONS", "TRACE", NULL};
 
 #define ROUTE(p, fn) {.name = p, .handler = &mod_app, .content = fn}
 static tw_http_route_t routes[] = {
@@ -569,6 +597,12 @@ static tw_http_route_t routes[] = {
     ROUTE("/upperbig", h_upper_big),
     ROUTE("/hfail", h_hfail),
     ROUTE("/secho", h_secho),
+    ROUTE("/empty", h_empty),
+    ROUTE("/nmfinish", h_nm_finish),
+    ROUTE("/nmsend", h_nm_send),
+    ROUTE("/method", h_method),
+    {.name = "/listed", .handler = &mod_app, .content = h_method, .methods = with_options,
+     .allow = "GET, HEAD, OPTIONS, TRACE"},
 };
 
 static int find_route(void *arg, tw_request_t *r, size_t listener, const tw_http_route_t **out)
@@ -1797,6 +1831,184 @@ START_TEST(test_misc_responses)
 END_TEST
 
 
+/* RFC 9110 8.6: a HEAD or a 304 finished with nothing written sends no
+ * Content-Length unless one was declared (the GET's would differ); other
+ * empty responses send "Content-Length: 0". */
+START_TEST(test_no_implicit_length_head_304)
+{
+    reset_client_state();
+    connect_client();
+    head_flags[1] = true;
+    SEND("GET /empty HTTP/1.1\r\nHost: x\r\n\r\n"
+         "HEAD /empty HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /nmfinish HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /nmsend HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /notmodified HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(6);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert_str_eq(hdr(&resps[0], "Content-Length"), "0");
+    ck_assert_int_eq(resps[1].status, 200);
+    ck_assert_ptr_null(hdr(&resps[1], "Content-Length"));
+    ck_assert_ptr_null(hdr(&resps[1], "Transfer-Encoding"));
+    for (int i = 2; i <= 3; i++) {
+        ck_assert_int_eq(resps[i].status, 304);
+        ck_assert_ptr_null(hdr(&resps[i], "Content-Length"));
+        ck_assert_ptr_null(hdr(&resps[i], "Transfer-Encoding"));
+        ck_assert_str_eq(hdr(&resps[i], "ETag"), "\"x\"");
+    }
+    ck_assert_str_eq(hdr(&resps[4], "Content-Length"), "100"); /* declared: kept */
+    /* Nothing stray on the wire: the last response parses as hello. */
+    ck_assert(body_is(&resps[5], "hello\n"));
+    ck_assert(!client_eof);
+}
+END_TEST
+
+/* TRACE and OPTIONS on a route without a method list are the core's: 405
+ * and an answer with Allow. A route that lists them hands them over. */
+START_TEST(test_trace_options_on_routes)
+{
+    reset_client_state();
+    connect_client();
+    SEND("TRACE /method HTTP/1.1\r\nHost: x\r\n\r\n"
+         "OPTIONS /method HTTP/1.1\r\nHost: x\r\n\r\n"
+         "OPTIONS /listed HTTP/1.1\r\nHost: x\r\n\r\n"
+         "TRACE /listed HTTP/1.1\r\nHost: x\r\n\r\n"
+         "OPTIONS /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+         "POST /method HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    expect_responses(6);
+    ck_assert_int_eq(resps[0].status, 405);
+    ck_assert_str_eq(hdr(&resps[0], "Allow"), TW_HTTP_ALLOW_ANY);
+    ck_assert(memmem(resps[0].body, resps[0].body_len, "TRACE", 5) == NULL);
+    ck_assert_int_eq(resps[1].status, 200);
+    ck_assert_str_eq(hdr(&resps[1], "Allow"), TW_HTTP_ALLOW_ANY);
+    ck_assert_str_eq(hdr(&resps[1], "Content-Length"), "0");
+    ck_assert_uint_eq(resps[1].body_len, 0);
+    ck_assert(body_is(&resps[2], "OPTIONS"));
+    ck_assert(body_is(&resps[3], "TRACE"));
+    ck_assert_int_eq(resps[4].status, 405); /* a list without OPTIONS */
+    ck_assert_str_eq(hdr(&resps[4], "Allow"), "GET, HEAD");
+    ck_assert(body_is(&resps[5], "POST"));
+    ck_assert(!client_eof);
+    /* Methods added by modules are listed too (the worker sets allow_any). */
+    srv.allow_any = TW_HTTP_ALLOW_ANY ", PURGE";
+    SEND("OPTIONS /method HTTP/1.1\r\nHost: x\r\n\r\n"
+         "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(8);
+    ck_assert_str_eq(hdr(&resps[6], "Allow"), TW_HTTP_ALLOW_ANY ", PURGE");
+    ck_assert_str_eq(hdr(&resps[7], "Allow"), TW_HTTP_ALLOW_ANY ", PURGE");
+    srv.allow_any = NULL;
+}
+END_TEST
+
+/* RFC 9112 2.2: empty lines before a request line are no request. A
+ * connection that received only those is idle: no 408, a silent close at
+ * the keep-alive timeout (or the drain grace), and the header timeout
+ * counts from the request line. */
+START_TEST(test_empty_lines_keep_a_connection_idle)
+{
+    srv.header_timeout_ms = 30;
+    srv.keepalive_timeout_ms = 150;
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    uint64_t requests = srv.counters.requests, timeouts = srv.counters.timeouts;
+    SEND("\r\n");
+    expect_eof();
+    ck_assert_uint_eq(parse_all(), 1); /* no 408 */
+    ck_assert_uint_eq(srv.counters.requests, requests);
+    ck_assert_uint_eq(srv.counters.timeouts, timeouts);
+    ck_assert_int_eq(log_count, 1);
+
+    /* A CR and its LF in separate reads; a new connection (header timeout
+     * for its first request line): silent too. */
+    srv.header_timeout_ms = 300;
+    reset_client_state();
+    connect_client();
+    SEND("\r");
+    spin_for(5);
+    SEND("\n\r\n");
+    expect_eof();
+    ck_assert_uint_eq(rlen, 0);
+
+    /* Empty lines, then a request after longer than the header timeout. */
+    srv.header_timeout_ms = 100;
+    srv.keepalive_timeout_ms = 5000;
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    SEND("\r\n\r\n");
+    spin_for(200);
+    ck_assert_uint_eq(parse_all(), 1);
+    ck_assert(!client_eof);
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(2);
+    ck_assert(body_is(&resps[1], "hello\n"));
+    /* They still count toward the parser's limit of empty lines (8). */
+    SEND("\r\n\r\n\r\n\r\n\r\n");
+    spin_for(5);
+    SEND("\r\n\r\n\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(3);
+    ck_assert_int_eq(resps[2].status, 400);
+    expect_eof();
+
+    /* Draining: such a connection closes after the grace, silently. */
+    srv.drain_grace_ms = 30;
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    SEND("\r\n");
+    spin_for(5);
+    tw_http_server_drain(&srv, on_all_closed, NULL);
+    expect_eof();
+    ck_assert_uint_eq(parse_all(), 1);
+}
+END_TEST
+
+/* An error page for a HEAD has no body, however early the request was
+ * refused: a request line over the limit, a head timed out before its
+ * target ended. */
+START_TEST(test_head_error_pages_without_target)
+{
+    reset_client_state();
+    connect_client();
+    char *big = malloc(9000);
+    memset(big, 'a', 9000);
+    head_flags[0] = true;
+    SEND("HEAD /");
+    send_str(big, 9000);
+    free(big);
+    expect_eof();
+    ck_assert_uint_eq(parse_all(), 1);
+    ck_assert_int_eq(resps[0].status, 414);
+    ck_assert_uint_eq(rlen, strlen(resps[0].head)); /* nothing after the head */
+    ck_assert_ptr_nonnull(hdr(&resps[0], "Content-Length"));
+    ck_assert_int_eq(log_count, 1);
+
+    srv.header_timeout_ms = 50;
+    reset_client_state();
+    connect_client();
+    head_flags[0] = true;
+    SEND("HEAD /partial-tar");
+    expect_eof();
+    ck_assert_uint_eq(parse_all(), 1);
+    ck_assert_int_eq(resps[0].status, 408);
+    ck_assert_uint_eq(rlen, strlen(resps[0].head));
+
+    /* A GET cut off the same way has its page. */
+    reset_client_state();
+    connect_client();
+    SEND("GET /partial-tar");
+    expect_eof();
+    ck_assert_uint_eq(parse_all(), 1);
+    ck_assert_int_eq(resps[0].status, 408);
+    ck_assert_uint_gt(resps[0].body_len, 0);
+}
+END_TEST
+
 START_TEST(test_send_timeout)
 {
     srv.send_timeout_ms = 100;
@@ -1974,6 +2186,10 @@ static Suite *suite(void)
     tcase_add_test(tc, test_activity_record);
     tcase_add_test(tc, test_discard_small_body);
     tcase_add_test(tc, test_misc_responses);
+    tcase_add_test(tc, test_no_implicit_length_head_304);
+    tcase_add_test(tc, test_trace_options_on_routes);
+    tcase_add_test(tc, test_empty_lines_keep_a_connection_idle);
+    tcase_add_test(tc, test_head_error_pages_without_target);
     tcase_add_test(tc, test_send_timeout);
     tcase_add_test(tc, test_resume_from_other_request);
     tcase_add_test(tc, test_pipelined_split_behind_async);

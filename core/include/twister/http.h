@@ -26,7 +26,8 @@
  * responses carry the headers a GET would (Content-Length included) and no
  * body bytes (writes are accepted and dropped, sendfile fds closed); 1xx,
  * 204 and 304 responses never carry body bytes (a 304 keeps a declared
- * Content-Length, 204 never sends one). Error pages the core produces
+ * Content-Length and gets none otherwise, 204 never sends one; a HEAD
+ * response that declared no length sends none). Error pages the core produces
  * itself bypass the filters. */
 #ifndef TWISTER_HTTP_H
 #define TWISTER_HTTP_H
@@ -239,7 +240,8 @@ const char *tw_response_header(const tw_request_t *r, const char *name);
 int tw_response_set_content_length(tw_request_t *r, uint64_t len);
 
 /* Sends a whole response in one call: status, Content-Type (may be NULL),
- * the body (copied; len may be 0) with Content-Length, and finishes.
+ * the body (copied; len may be 0) with Content-Length, and finishes. For a
+ * 304 the body is ignored and only a length declared earlier is sent.
  * Errors: EALREADY if a response was started, ENOMEM, EPIPE if the client
  * is gone, EIO if a header filter refused the response (its error page was
  * sent instead). */
