@@ -1082,6 +1082,8 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         int rc = reload_via_socket(pid_file);
         if (rc >= 0)
             return rc;
+        fprintf(stderr, "twister: the master's control socket is not answering; sending SIGHUP "
+                        "instead (see the error log for the outcome)\n");
     }
     if (kill(pid, sig) != 0) {
         fprintf(stderr, "twister: cannot signal %d: %s\n", (int)pid, strerror(errno));

@@ -103,6 +103,54 @@ class OperationsTest(unittest.TestCase):
             with open("/proc/%d/status" % s.pid()) as f:
                 self.assertIn("Uid:\t0", f.read())
 
+    def test_draining_generations_are_bounded(self):
+        config = """
+modules: [hello, echo]
+max_draining_generations: 1
+timeouts: { shutdown: 60s }
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+      - path: /upload
+        handler: echo
+        echo: { buffer: true }
+"""
+        with Server(config, workers=1, check_clean=False) as s:
+            # A request stuck in its body keeps generation 1 draining.
+            c = Client(s.port)
+            c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            time.sleep(0.2)
+            self.assertEqual(s.run("-s", "reload")[0], 0)
+            self.assertEqual(s.run("-s", "reload")[0], 0)
+            wait_for(lambda: "stopping generation 1 now" in s.log(), what="generation 1 to be stopped")
+            self.assertTrue(c.closed(timeout=10))
+            c.close()
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+
+    def test_ipv4_and_ipv6_listeners(self):
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        config = CONFIG.replace('["127.0.0.1:{port}"]', '["127.0.0.1:{port}", "[::1]:{port}"]')
+        with Server(config) as s:
+            self.assertEqual(request(s.port, path="/hello").body, b"Hello, World!")
+            c = socket.create_connection(("::1", s.port), timeout=10)
+            c.sendall(b"GET /hello HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            c.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+            self.assertTrue(data.endswith(b"Hello, World!"), data)
+
     def test_connection_cap_leaves_the_rest_in_the_backlog(self):
         with Server(CONFIG + "worker_connections: 4\n", workers=1) as s:
             held = []
