@@ -16,8 +16,8 @@ static void copy_field(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
-void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase,
-                       const char *request, size_t request_len)
+void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase, const char *request,
+                       size_t request_len)
 {
     if (!a)
         return;

@@ -18,8 +18,8 @@ typedef struct {
 } tw_activity_t;
 
 /* Records that module is running phase for request (may be NULL/empty). */
-void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase,
-                       const char *request, size_t request_len);
+void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase, const char *request,
+                       size_t request_len);
 /* Clears the record: no plugin code is running. */
 void tw_activity_leave(tw_activity_t *a);
 /* Formats the record as "in module X, phase Y, request 'Z'" into buf (empty

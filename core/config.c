@@ -377,8 +377,7 @@ const char *tw_conf_suggest(const char *word, const char *const *candidates, siz
     return best;
 }
 
-int tw_conf_check_keys(const tw_conf_node_t *node, const char *const *allowed,
-                       tw_conf_error_t *err)
+int tw_conf_check_keys(const tw_conf_node_t *node, const char *const *allowed, tw_conf_error_t *err)
 {
     char buf[64];
     if (!node || node->type != TW_CONF_MAP)
@@ -502,10 +501,23 @@ int tw_conf_get_size(const tw_conf_node_t *node, uint64_t *out, tw_conf_error_t 
     if (!parse_u64(&s, &v, &overflow))
         goto bad;
     switch (*s) {
-    case 'k': case 'K': mul = 1ull << 10; s++; break;
-    case 'm': case 'M': mul = 1ull << 20; s++; break;
-    case 'g': case 'G': mul = 1ull << 30; s++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        s++;
+        break;
+    default:
+        break;
     }
     if (*s)
         goto bad;
@@ -588,23 +600,23 @@ typedef struct {
 
 /* An open map or list. */
 typedef struct {
-    tw_conf_node_t *node;     /* type, position and path are set */
-    tw_conf_entry_t *ents;    /* map entries so far (malloc) */
-    tw_conf_node_t **items;   /* list items so far (malloc) */
-    size_t n, cap;            /* of ents or items */
-    tw_conf_node_t *key;      /* map: the key waiting for its value */
-    bool merge_pending;       /* map: the key waiting is "<<" */
-    bool has_merge;           /* map: a "<<" was seen */
-    size_t merge_pos;         /* map: entries before the "<<" */
-    tw_conf_node_t **msrc;    /* map: maps to merge, in priority order */
+    tw_conf_node_t *node;   /* type, position and path are set */
+    tw_conf_entry_t *ents;  /* map entries so far (malloc) */
+    tw_conf_node_t **items; /* list items so far (malloc) */
+    size_t n, cap;          /* of ents or items */
+    tw_conf_node_t *key;    /* map: the key waiting for its value */
+    bool merge_pending;     /* map: the key waiting is "<<" */
+    bool has_merge;         /* map: a "<<" was seen */
+    size_t merge_pos;       /* map: entries before the "<<" */
+    tw_conf_node_t **msrc;  /* map: maps to merge, in priority order */
     size_t nmsrc, capmsrc;
-    char *anchor;             /* registered when the node is complete */
+    char *anchor; /* registered when the node is complete */
 } frame_t;
 
 typedef struct {
     loader_t *ld;
-    const char *file;      /* display name, in the arena */
-    const char *text;      /* the file's bytes, for reader error positions */
+    const char *file; /* display name, in the arena */
+    const char *text; /* the file's bytes, for reader error positions */
     size_t len;
     const char *base_path; /* path of the root node */
     unsigned base_depth;   /* depth of the root node */
@@ -633,8 +645,8 @@ static int fail(file_t *f, unsigned line, unsigned col, const char *path, const 
 
 static int fail_oom(file_t *f)
 {
-    return fail(f, f->line, f->col, NULL,
-                "out of memory (a configuration may use at most %u MiB)", TW_CONF_MAX_MEMORY >> 20);
+    return fail(f, f->line, f->col, NULL, "out of memory (a configuration may use at most %u MiB)",
+                TW_CONF_MAX_MEMORY >> 20);
 }
 
 static void *alloc(file_t *f, size_t n)
@@ -800,8 +812,8 @@ static tw_conf_node_t *copy_tree(file_t *f, const tw_conf_node_t *src, const cha
         for (size_t i = 0; i < src->u.m.n; i++) {
             const tw_conf_entry_t *e = &src->u.m.ents[i];
             const char *kp = path_key(f, path, e->key->u.s.text);
-            tw_conf_node_t *k = new_node(f, TW_CONF_SCALAR, e->key->line, e->key->column,
-                                         e->key->file, kp);
+            tw_conf_node_t *k =
+                new_node(f, TW_CONF_SCALAR, e->key->line, e->key->column, e->key->file, kp);
             if (!k)
                 return NULL;
             k->u.s = e->key->u.s;
@@ -1060,8 +1072,7 @@ static tw_conf_node_t *include(file_t *f, const char *name, unsigned line, unsig
         return NULL;
     }
     if (ld->nchain > TW_CONF_MAX_INCLUDE) {
-        fail(f, line, col, path, "!include nested more than %d files deep",
-             TW_CONF_MAX_INCLUDE);
+        fail(f, line, col, path, "!include nested more than %d files deep", TW_CONF_MAX_INCLUDE);
         return NULL;
     }
     char *dir = name[0] == '/' ? NULL : dir_of(f->file);
@@ -1125,8 +1136,7 @@ static int on_scalar(file_t *f, const yaml_event_t *ev)
     if (at_key(f)) {
         frame_t *t = top(f);
         if (tag && !core_tag(tag))
-            return fail(f, f->line, f->col, t->node->path, "a map key cannot have a tag (%s)",
-                        tag);
+            return fail(f, f->line, f->col, t->node->path, "a map key cannot have a tag (%s)", tag);
         if (plain && len == 2 && memcmp(text, "<<", 2) == 0 && !anchor) {
             if (t->has_merge)
                 return fail(f, f->line, f->col, t->node->path,
@@ -1161,8 +1171,7 @@ static int on_scalar(file_t *f, const yaml_event_t *ev)
         node = include(f, name, f->line, f->col, path);
         free(name);
     } else if (tag && !core_tag(tag)) {
-        return fail(f, f->line, f->col, path, "unknown tag %s (Twister knows only !include)",
-                    tag);
+        return fail(f, f->line, f->col, path, "unknown tag %s (Twister knows only !include)", tag);
     } else if (plain && !tag && is_null(text, len)) {
         node = new_scalar(f, "", 0, f->line, f->col, f->file, path);
     } else {
@@ -1237,14 +1246,12 @@ static int on_start(file_t *f, const yaml_event_t *ev, tw_conf_type_t type)
     if (at_key(f))
         return fail(f, f->line, f->col, where, "a map key must be a scalar");
     if (cur_depth(f) + 1 > TW_CONF_MAX_DEPTH)
-        return fail(f, f->line, f->col, where, "nested deeper than %d levels",
-                    TW_CONF_MAX_DEPTH);
+        return fail(f, f->line, f->col, where, "nested deeper than %d levels", TW_CONF_MAX_DEPTH);
     if (tag && strcmp(tag, "!include") == 0)
         return fail(f, f->line, f->col, where, "!include takes a file name, not a %s",
                     type == TW_CONF_MAP ? "map" : "list");
     if (tag && !core_tag(tag))
-        return fail(f, f->line, f->col, where, "unknown tag %s (Twister knows only !include)",
-                    tag);
+        return fail(f, f->line, f->col, where, "unknown tag %s (Twister knows only !include)", tag);
     tw_conf_node_t *node = new_node(f, type, f->line, f->col, f->file, value_path(f));
     if (!node)
         return -1;
@@ -1287,8 +1294,8 @@ static int finish_map(file_t *f, frame_t *fr)
         if (dup == SIZE_MAX || b < dup) {
             dup = b;
             size_t g = i - 1; /* the group's first, i.e. the first definition */
-            while (g > 0 && strcmp(fr->ents[idx[g - 1]].key->u.s.text,
-                                   fr->ents[b].key->u.s.text) == 0)
+            while (g > 0 &&
+                   strcmp(fr->ents[idx[g - 1]].key->u.s.text, fr->ents[b].key->u.s.text) == 0)
                 g--;
             first = idx[g];
         }
@@ -1336,8 +1343,8 @@ static int finish_map(file_t *f, frame_t *fr)
                     return -1;
                 }
                 const char *kp = path_key(f, m->path, e->key->u.s.text);
-                tw_conf_node_t *k = new_node(f, TW_CONF_SCALAR, e->key->line, e->key->column,
-                                             e->key->file, kp);
+                tw_conf_node_t *k =
+                    new_node(f, TW_CONF_SCALAR, e->key->line, e->key->column, e->key->file, kp);
                 tw_conf_node_t *v = k ? copy_tree(f, e->value, kp) : NULL;
                 if (!v) {
                     free(merged);
@@ -1487,13 +1494,24 @@ static int parse_file(loader_t *ld, const char *name, const char *text, size_t l
                 rc = fail(&f, f.line, f.col, NULL,
                           "a config file holds one YAML document; this is a second one");
             break;
-        case YAML_SCALAR_EVENT: rc = on_scalar(&f, &ev); break;
-        case YAML_ALIAS_EVENT: rc = on_alias(&f, &ev); break;
-        case YAML_SEQUENCE_START_EVENT: rc = on_start(&f, &ev, TW_CONF_LIST); break;
-        case YAML_MAPPING_START_EVENT: rc = on_start(&f, &ev, TW_CONF_MAP); break;
+        case YAML_SCALAR_EVENT:
+            rc = on_scalar(&f, &ev);
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = on_alias(&f, &ev);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            rc = on_start(&f, &ev, TW_CONF_LIST);
+            break;
+        case YAML_MAPPING_START_EVENT:
+            rc = on_start(&f, &ev, TW_CONF_MAP);
+            break;
         case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: rc = on_end(&f); break;
-        default: break;
+        case YAML_MAPPING_END_EVENT:
+            rc = on_end(&f);
+            break;
+        default:
+            break;
         }
         yaml_event_delete(&ev);
         if (rc || type == YAML_STREAM_END_EVENT)
@@ -1628,8 +1646,8 @@ static int emit_scalar(yaml_emitter_t *e, const char *text, size_t len, bool key
                                     ? YAML_SINGLE_QUOTED_SCALAR_STYLE
                                     : YAML_ANY_SCALAR_STYLE;
     yaml_event_t ev;
-    int ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)(uintptr_t)out,
-                                          (int)len, 1, 1, style) &&
+    int ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)(uintptr_t)out, (int)len,
+                                          1, 1, style) &&
              yaml_emitter_emit(e, &ev);
     free(buf);
     return ok ? 0 : -1;
@@ -1671,8 +1689,7 @@ int tw_conf_dump(const tw_conf_node_t *node, FILE *out)
     yaml_emitter_set_width(&e, -1);
     yaml_emitter_set_indent(&e, 2);
     int rc = -1;
-    if (yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
-        yaml_emitter_emit(&e, &ev) &&
+    if (yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
         yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
         yaml_emitter_emit(&e, &ev) && emit_node(&e, node) == 0 &&
         yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&e, &ev) &&

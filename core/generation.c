@@ -26,18 +26,18 @@
 
 struct tw_runtime {
     tw_generation_t *gen;
-    tw_pool_t *pool;                 /* generation memory for configure hooks */
-    const tw_module_t **modules;     /* loaded descriptors, config order */
-    void **handles;                  /* dlopen handles */
-    void **global_conf;              /* per module */
+    tw_pool_t *pool;             /* generation memory for configure hooks */
+    const tw_module_t **modules; /* loaded descriptors, config order */
+    void **handles;              /* dlopen handles */
+    void **global_conf;          /* per module */
     size_t module_count;
-    char **extra_methods;            /* added by tw_configure_add_method */
+    char **extra_methods; /* added by tw_configure_add_method */
     size_t extra_method_count;
     tw_phases_t *phases;
     tw_http_server_t http;
     bool http_ready;
     tw_worker_t *worker;
-    size_t inited;                   /* modules whose init_worker succeeded */
+    size_t inited; /* modules whose init_worker succeeded */
 };
 
 struct tw_configure {
@@ -76,7 +76,8 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         snap->path = strdup(s->modules[i].path);
         g->snapshot_count = i + 1;
         char why[900];
-        if (!snap->path || tw_module_snapshot(s->modules[i].path, &snap->memfd, why, sizeof why) != 0) {
+        if (!snap->path ||
+            tw_module_snapshot(s->modules[i].path, &snap->memfd, why, sizeof why) != 0) {
             tw_conf_error(err, s->modules[i].node, "%s", snap->path ? why : "out of memory");
             tw_generation_free(g);
             return NULL;
@@ -312,8 +313,8 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
         tw_server_conf_t *srv = &s->servers[si];
         for (size_t ri = 0; ri < srv->nroutes; ri++) {
             tw_route_t *route = &srv->routes[ri];
-            void **confs = tw_pool_calloc(rt->pool, (rt->module_count ? rt->module_count : 1) *
-                                                        sizeof *confs);
+            void **confs =
+                tw_pool_calloc(rt->pool, (rt->module_count ? rt->module_count : 1) * sizeof *confs);
             if (!confs)
                 return tw_conf_error(err, route->node, "out of memory");
             route->http.module_conf = confs;
@@ -335,11 +336,10 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
             for (size_t k = 0; k < route->nsections; k++) {
                 int mi = module_index_by_name(rt, route->sections[k].name);
                 if (mi < 0)
-                    return tw_conf_error(err, route->sections[k].key, "no loaded module is named '%s'",
-                                         route->sections[k].name);
+                    return tw_conf_error(err, route->sections[k].key,
+                                         "no loaded module is named '%s'", route->sections[k].name);
                 if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
-                                  route->sections[k].key,
-                                  &confs[mi], err) != 0)
+                                  route->sections[k].key, &confs[mi], err) != 0)
                     return -1;
                 if (mi == handler)
                     handler_configured = true;
@@ -387,8 +387,8 @@ static int find_route(void *arg, tw_request_t *r, size_t listener_index,
     tw_str_t host = tw_request_host(r);
     tw_str_t path = tw_request_path(r);
     int status = 404;
-    const tw_route_t *route = tw_router_find(rt->gen->settings, listener_index, host.ptr,
-                                             host.len, path.ptr, path.len, &status);
+    const tw_route_t *route = tw_router_find(rt->gen->settings, listener_index, host.ptr, host.len,
+                                             path.ptr, path.len, &status);
     if (!route || !route->http.content)
         return 404;
     *out = &route->http;
@@ -491,8 +491,8 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, tw_worker_t *worker, tw_co
                     else if (!strstr(err->message, m->name)) {
                         char copy[sizeof err->message];
                         memcpy(copy, err->message, sizeof copy);
-                        snprintf(err->message, sizeof err->message, "module %s: init_worker: %.900s",
-                                 m->name, copy);
+                        snprintf(err->message, sizeof err->message,
+                                 "module %s: init_worker: %.900s", m->name, copy);
                     }
                     tw_runtime_free(rt);
                     return NULL;

@@ -32,12 +32,12 @@ typedef struct {
 } tw_snapshot_t;
 
 typedef struct tw_generation {
-    unsigned number;            /* 1, 2, ... */
+    unsigned number; /* 1, 2, ... */
     tw_settings_t *settings;
-    unsigned workers;           /* resolved worker count (auto → CPUs) */
+    unsigned workers; /* resolved worker count (auto → CPUs) */
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
-    int *listen_fds;            /* per settings listener, set by the master */
+    int *listen_fds; /* per settings listener, set by the master */
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -52,8 +52,7 @@ void tw_generation_free(tw_generation_t *g);
  * master does not depend on the settings layout. */
 size_t tw_generation_listener_count(const tw_generation_t *g);
 /* The i-th distinct listen address; *len receives its size. */
-const struct sockaddr *tw_generation_listener(const tw_generation_t *g, size_t i,
-                                              socklen_t *len);
+const struct sockaddr *tw_generation_listener(const tw_generation_t *g, size_t i, socklen_t *len);
 /* The pid file path (absolute or relative to the cwd), or NULL for none. */
 const char *tw_generation_pid_file(const tw_generation_t *g);
 /* "stderr" or a path. */
@@ -75,8 +74,7 @@ unsigned tw_generation_worker_connections(const tw_generation_t *g);
  * and register_phases, then builds the HTTP server context. With a worker,
  * it also runs every init_worker hook. Returns NULL with the error (naming
  * the config file:line:col and the module) in err. */
-tw_runtime_t *tw_runtime_activate(tw_generation_t *g, tw_worker_t *worker,
-                                  tw_conf_error_t *err);
+tw_runtime_t *tw_runtime_activate(tw_generation_t *g, tw_worker_t *worker, tw_conf_error_t *err);
 /* Runs exit_worker hooks (if init ran) and frees the runtime. Modules stay
  * mapped: a process exits soon after, and unmapping code that may still
  * have callbacks registered is the classic in-place reload crash. */

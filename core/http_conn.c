@@ -406,8 +406,8 @@ const char *tw_http_server_date(tw_http_server_t *srv)
 
 /* ---- connection lifecycle ------------------------------------------------------ */
 
-int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd,
-                       const struct sockaddr *peer, socklen_t peer_len, size_t listener_index)
+int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const struct sockaddr *peer,
+                       socklen_t peer_len, size_t listener_index)
 {
 #ifndef NDEBUG
     assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* accept4 with SOCK_NONBLOCK */
@@ -632,8 +632,7 @@ void tw_http_conn_leave(tw_http_conn_t *c)
                 w->send_mark = w->out_total - queued;
                 tw_timer_start(conn_loop(c), &w->send_timer, c->srv->send_timeout_ms);
             }
-            if (c->state == TW_CONN_LINGER && !w->linger_start && queued == 0 &&
-                c->srv->linger_ms)
+            if (c->state == TW_CONN_LINGER && !w->linger_start && queued == 0 && c->srv->linger_ms)
                 conn_linger_begin(c);
             if (c->state == TW_CONN_IDLE)
                 conn_idle_settle(c, queued);
@@ -782,9 +781,8 @@ bool tw_http_conn_keep_alive(tw_http_conn_t *c, tw_request_t *r)
         srv->keepalive_timeout_ms == 0)
         return false;
     bool body_pending = request_has_body(r) && !r->rb_done;
-    if (body_pending && r->rb_mode == TW_RB_NONE && r->body_kind == TW_BODY_LENGTH &&
-        c->w->in && c->w->in_len - c->w->in_used >= r->content_length &&
-        r->content_length <= DISCARD_MAX) {
+    if (body_pending && r->rb_mode == TW_RB_NONE && r->body_kind == TW_BODY_LENGTH && c->w->in &&
+        c->w->in_len - c->w->in_used >= r->content_length && r->content_length <= DISCARD_MAX) {
         /* The whole unread body is already here: drop it when the request
          * ends (it is still in this pass of the input) and stay open. */
         r->rb_discard = true;
@@ -1261,8 +1259,8 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
 typedef struct {
     const char *ptr;
     size_t len;
-    size_t end;                   /* input bytes used once this piece is out */
-    tw_chunked_decoder_t after;   /* the decoder state at that point */
+    size_t end;                 /* input bytes used once this piece is out */
+    tw_chunked_decoder_t after; /* the decoder state at that point */
 } piece_t;
 
 /* Feeds body bytes to the request. Chunked bodies are decoded ahead over
@@ -1431,8 +1429,7 @@ void tw_http_conn_body_resume(tw_request_t *r)
         return;
     c->w->last_read = conn_now(c);
     conn_timer_update(c);
-    if (r->body_kind == TW_BODY_LENGTH && r->rb_remaining == 0 && !r->rb_done &&
-        !r->rb_failed) {
+    if (r->body_kind == TW_BODY_LENGTH && r->rb_remaining == 0 && !r->rb_done && !r->rb_failed) {
         /* It paused on the last piece: the end is all that is left. */
         tw_request_hold(r);
         tw_request_body_end(r);
@@ -1449,8 +1446,7 @@ static const char *conn_peer_format(const tw_http_conn_t *c, char *buf, size_t s
     const char *out = NULL;
     if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
         out = inet_ntop(AF_INET, &c->peer.in4.sin_addr, buf, (socklen_t)size);
-    } else if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in6) &&
-               sa->sa_family == AF_INET6) {
+    } else if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &c->peer.in6.sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a))
             out = inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);

@@ -47,49 +47,49 @@ typedef int (*tw_http_find_route_fn)(void *arg, tw_request_t *r, size_t listener
 
 /* Statistics, for logs and tests. */
 typedef struct {
-    uint64_t accepted;    /* connections started */
-    uint64_t requests;    /* request heads parsed (including bad ones) */
-    uint64_t responses;   /* requests ended (after LOG) */
-    uint64_t aborted;     /* requests whose client went away */
-    uint64_t timeouts;    /* connections closed by a timeout */
+    uint64_t accepted;  /* connections started */
+    uint64_t requests;  /* request heads parsed (including bad ones) */
+    uint64_t responses; /* requests ended (after LOG) */
+    uint64_t aborted;   /* requests whose client went away */
+    uint64_t timeouts;  /* connections closed by a timeout */
 } tw_http_counters_t;
 
 typedef struct tw_http_server {
     /* ---- set by the worker (tw_http_server_init fills the defaults) ---- */
-    tw_http_limits_t limits;        /* head limits: 414/431 */
-    uint64_t body_limit;            /* default request body limit [1 MiB]; routes override */
-    uint64_t header_timeout_ms;     /* whole head, from its first byte [10 s]: 408 */
-    uint64_t body_timeout_ms;       /* between two reads of a body [30 s]: 408 */
-    uint64_t send_timeout_ms;       /* a response making no progress [30 s]: close */
-    uint64_t keepalive_timeout_ms;  /* idle between requests [75 s]; 0: no keep-alive */
-    uint64_t min_body_rate;         /* bytes/s a body must average after the grace
-                                       [1 KiB]; 0: off */
-    uint64_t body_rate_grace_ms;    /* when the body rate starts to count [10 s] */
-    uint64_t drain_grace_ms;        /* idle time before closing while draining [1 s] */
-    uint64_t linger_ms;             /* reading and dropping unread input after a final
-                                       response, so the client sees it instead of a
-                                       reset [2 s]; 0: close at once */
-    tw_stream_options_t stream;     /* per connection; max_buffer_size bounds parse-ahead */
-    size_t pool_size;               /* first block of each connection's request pool [4 KiB] */
+    tw_http_limits_t limits;       /* head limits: 414/431 */
+    uint64_t body_limit;           /* default request body limit [1 MiB]; routes override */
+    uint64_t header_timeout_ms;    /* whole head, from its first byte [10 s]: 408 */
+    uint64_t body_timeout_ms;      /* between two reads of a body [30 s]: 408 */
+    uint64_t send_timeout_ms;      /* a response making no progress [30 s]: close */
+    uint64_t keepalive_timeout_ms; /* idle between requests [75 s]; 0: no keep-alive */
+    uint64_t min_body_rate;        /* bytes/s a body must average after the grace
+                                      [1 KiB]; 0: off */
+    uint64_t body_rate_grace_ms;   /* when the body rate starts to count [10 s] */
+    uint64_t drain_grace_ms;       /* idle time before closing while draining [1 s] */
+    uint64_t linger_ms;            /* reading and dropping unread input after a final
+                                      response, so the client sees it instead of a
+                                      reset [2 s]; 0: close at once */
+    tw_stream_options_t stream;    /* per connection; max_buffer_size bounds parse-ahead */
+    size_t pool_size;              /* first block of each connection's request pool [4 KiB] */
 
     const tw_module_t *const *modules; /* the loaded modules, in config order */
     size_t module_count;
-    void **global_conf;             /* per module index: its TW_SCOPE_GLOBAL conf */
-    const tw_phase_table_t *phases; /* tw_phases_table() of the compiled registry; NULL: none */
+    void **global_conf;               /* per module index: its TW_SCOPE_GLOBAL conf */
+    const tw_phase_table_t *phases;   /* tw_phases_table() of the compiled registry; NULL: none */
     tw_http_find_route_fn find_route; /* NULL: every request is 404 */
     void *find_route_arg;
     tw_http_method_filter_fn method_filter; /* extra methods (tw_configure_add_method) */
     void *method_filter_arg;
-    const char *server_header;      /* Server header value ["twister"]; NULL or "": none */
-    const char *allow_any;          /* Allow for OPTIONS and a 405 on a route without a
-                                       method list [NULL: TW_HTTP_ALLOW_ANY]; the
-                                       worker appends the modules' extra methods */
-    tw_activity_t *activity;        /* crash-safe record in shared memory, or NULL */
+    const char *server_header; /* Server header value ["twister"]; NULL or "": none */
+    const char *allow_any;     /* Allow for OPTIONS and a 405 on a route without a
+                                  method list [NULL: TW_HTTP_ALLOW_ANY]; the
+                                  worker appends the modules' extra methods */
+    tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
 
-    tw_http_counters_t counters;    /* maintained by the engine */
+    tw_http_counters_t counters; /* maintained by the engine */
 
     /* ---- private to http_conn.c / request.c ---- */
-    tw_loop_t *loop;                /* the one loop every connection of srv runs on */
+    tw_loop_t *loop; /* the one loop every connection of srv runs on */
     /* Open connections, on three doubly linked lists: [0] active ones,
      * [1] resting ones that have served nothing yet, [2] resting ones that
      * have (the two use different timeouts); a resting list is ordered by
@@ -104,16 +104,16 @@ typedef struct tw_http_server {
     uint64_t drain_start;
     void (*all_closed)(void *arg);
     void *all_closed_arg;
-    unsigned depth;                 /* engine entries on the stack (any connection) */
-    uint64_t serial;                /* request numbering */
+    unsigned depth;                  /* engine entries on the stack (any connection) */
+    uint64_t serial;                 /* request numbering */
     tw_http_field_t *scratch_fields; /* parser storage for heads that arrive whole */
     size_t scratch_cap;
     uint64_t activity_serial;       /* whose request line the activity record holds
                                        (0: unknown) */
     const tw_module_t *last_module; /* one-entry cache for module index lookups */
     size_t last_module_index;
-    time_t date_sec;                /* the second date_buf was formatted for */
-    char date_buf[32];              /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    time_t date_sec;   /* the second date_buf was formatted for */
+    char date_buf[32]; /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 } tw_http_server_t;
 
 /* Fills srv with the defaults above (zeroing everything else); loop is the
@@ -125,8 +125,8 @@ void tw_http_server_cleanup(tw_http_server_t *srv);
 /* Starts serving an accepted socket (takes ownership of fd, also on error),
  * already non-blocking (accept4 with SOCK_NONBLOCK; debug builds check).
  * peer/peer_len is the client's address. Returns 0, or -1 with errno. */
-int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd,
-                       const struct sockaddr *peer, socklen_t peer_len, size_t listener_index);
+int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const struct sockaddr *peer,
+                       socklen_t peer_len, size_t listener_index);
 /* Begins the graceful drain described above; all_closed(arg) runs (from a
  * loop callback, never inside this call) once no connection is left. */
 void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), void *arg);

@@ -34,22 +34,24 @@ enum {
 
 #define IS_DIGIT_(c) ((c) >= '0' && (c) <= '9')
 #define IS_ALPHA_(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
-#define IS_TCHAR_(c)                                                                    \
-    (IS_DIGIT_(c) || IS_ALPHA_(c) || (c) == '!' || (c) == '#' || (c) == '$' ||          \
-     (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || \
-     (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define IS_SUBDELIM_(c)                                                                 \
-    ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || \
+#define IS_TCHAR_(c)                                                                               \
+    (IS_DIGIT_(c) || IS_ALPHA_(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||       \
+     (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
+     (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_SUBDELIM_(c)                                                                            \
+    ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||          \
      (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
-#define IS_UNRESERVED_(c)                                                               \
+#define IS_UNRESERVED_(c)                                                                          \
     (IS_DIGIT_(c) || IS_ALPHA_(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~')
-#define CLASS_(c)                                                                       \
-    ((IS_TCHAR_(c) ? C_TCHAR : 0) | (((c) > 0x20 && (c) < 0x7f && (c) != '#') ? C_TARGET : 0) | \
-     (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_VALUE : 0) |                    \
-     ((IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F')) ? C_HEX : 0) | \
-     ((IS_UNRESERVED_(c) || IS_SUBDELIM_(c)) ? C_REG : 0) |                             \
-     (((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||       \
-       ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80) ? C_QDTEXT : 0))
+#define CLASS_(c)                                                                                  \
+    ((IS_TCHAR_(c) ? C_TCHAR : 0) | (((c) > 0x20 && (c) < 0x7f && (c) != '#') ? C_TARGET : 0) |    \
+     (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_VALUE : 0) |                               \
+     ((IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F')) ? C_HEX : 0) |    \
+     ((IS_UNRESERVED_(c) || IS_SUBDELIM_(c)) ? C_REG : 0) |                                        \
+     (((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||                 \
+       ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80)                                                \
+          ? C_QDTEXT                                                                               \
+          : 0))
 #define R4_(b) CLASS_(b), CLASS_((b) + 1), CLASS_((b) + 2), CLASS_((b) + 3)
 #define R16_(b) R4_(b), R4_((b) + 4), R4_((b) + 8), R4_((b) + 12)
 #define R64_(b) R16_(b), R16_((b) + 16), R16_((b) + 32), R16_((b) + 48)
@@ -186,8 +188,8 @@ static tw_span_t span(size_t off, size_t len)
 
 static int method_id(const unsigned char *m, size_t n)
 {
-#define M_(lit, id)                                                      \
-    if (n == sizeof(lit) - 1 && memcmp(m, lit, sizeof(lit) - 1) == 0) \
+#define M_(lit, id)                                                                                \
+    if (n == sizeof(lit) - 1 && memcmp(m, lit, sizeof(lit) - 1) == 0)                              \
         return id;
     switch (n) {
     case 3:
@@ -708,8 +710,9 @@ tw_parse_result_t tw_http_parse_head(tw_http_parser_t *p, const char *data, size
             if (d[i] != '\r') {
                 if (i >= p->rl_limit)
                     return fail(p, i, 414, "request line too long");
-                return fail(p, i, 400, d[i] == '\n' ? "bare LF after the request line"
-                                                     : "malformed HTTP version");
+                return fail(p, i, 400,
+                            d[i] == '\n' ? "bare LF after the request line"
+                                         : "malformed HTTP version");
             }
             p->state = S_RL_LF;
             i++;
@@ -800,8 +803,9 @@ tw_parse_result_t tw_http_parse_head(tw_http_parser_t *p, const char *data, size
                 goto again;
             }
             if (d[i] != '\r')
-                return fail(p, i, 400, d[i] == '\n' ? "bare LF in a field line"
-                                                    : "invalid character in a field value");
+                return fail(p, i, 400,
+                            d[i] == '\n' ? "bare LF in a field line"
+                                         : "invalid character in a field value");
             size_t ve = i;
             while (ve > p->value_start && is_ows(d[ve - 1]))
                 ve--;
@@ -894,22 +898,22 @@ int tw_http_normalize_path(const char *path, size_t len, char *out, size_t *out_
 /* ---- chunked transfer coding --------------------------------------------------------- */
 
 enum {
-    K_SIZE_START = 0, /* first HEXDIG of a chunk-size */
-    K_SIZE,           /* more HEXDIG, ';', BWS or CR */
-    K_SIZE_BWS,       /* BWS after the size: ';' must follow */
-    K_EXT_NAME_BWS,   /* after ';': BWS then a name */
-    K_EXT_NAME,       /* in a chunk-ext-name */
-    K_EXT_NAME_AFTER, /* BWS after a name: '=' or ';' must follow */
-    K_EXT_VALUE_BWS,  /* after '=': BWS then a token or quoted-string */
-    K_EXT_TOKEN,      /* in a token value */
-    K_EXT_QUOTED,     /* in a quoted-string */
-    K_EXT_QPAIR,      /* after '\' in a quoted-string */
-    K_EXT_VALUE_AFTER,/* after a value: BWS then ';' (after BWS) or CR */
-    K_SIZE_LF,        /* LF ending the chunk-size line */
+    K_SIZE_START = 0,  /* first HEXDIG of a chunk-size */
+    K_SIZE,            /* more HEXDIG, ';', BWS or CR */
+    K_SIZE_BWS,        /* BWS after the size: ';' must follow */
+    K_EXT_NAME_BWS,    /* after ';': BWS then a name */
+    K_EXT_NAME,        /* in a chunk-ext-name */
+    K_EXT_NAME_AFTER,  /* BWS after a name: '=' or ';' must follow */
+    K_EXT_VALUE_BWS,   /* after '=': BWS then a token or quoted-string */
+    K_EXT_TOKEN,       /* in a token value */
+    K_EXT_QUOTED,      /* in a quoted-string */
+    K_EXT_QPAIR,       /* after '\' in a quoted-string */
+    K_EXT_VALUE_AFTER, /* after a value: BWS then ';' (after BWS) or CR */
+    K_SIZE_LF,         /* LF ending the chunk-size line */
     K_DATA,
     K_DATA_CR,
     K_DATA_LF,
-    K_TR_START,       /* first byte of a trailer field line or the final CRLF */
+    K_TR_START, /* first byte of a trailer field line or the final CRLF */
     K_TR_NAME,
     K_TR_VALUE,
     K_TR_LF,

@@ -58,29 +58,29 @@ typedef bool (*tw_http_method_filter_fn)(const char *method, size_t len, void *a
 typedef struct {
     /* results, valid once tw_http_parse_head returned TW_PARSE_DONE */
     tw_span_t method;
-    tw_span_t target;      /* raw request-target */
-    tw_span_t path;        /* raw path part of the target (not decoded); "/" for an
-                              absolute-form target with an empty path, "*" for the
-                              asterisk form, len 0 for the authority form */
-    tw_span_t query;       /* raw query without '?' (len 0 if none) */
-    tw_span_t host;        /* host[:port] from Host, or the authority of an absolute-
-                              or authority-form target (the target wins); len 0 if
-                              neither (HTTP/1.0 without Host; an empty Host is 400) */
-    tw_span_t host_name;   /* host without ":port" (an IPv6 literal keeps its []) */
-    int port;              /* the explicit port of host, or -1 */
+    tw_span_t target;    /* raw request-target */
+    tw_span_t path;      /* raw path part of the target (not decoded); "/" for an
+                            absolute-form target with an empty path, "*" for the
+                            asterisk form, len 0 for the authority form */
+    tw_span_t query;     /* raw query without '?' (len 0 if none) */
+    tw_span_t host;      /* host[:port] from Host, or the authority of an absolute-
+                            or authority-form target (the target wins); len 0 if
+                            neither (HTTP/1.0 without Host; an empty Host is 400) */
+    tw_span_t host_name; /* host without ":port" (an IPv6 literal keeps its []) */
+    int port;            /* the explicit port of host, or -1 */
     tw_target_form_t target_form;
-    int version;           /* 10 or 11 (other 1.x are answered as 11) */
+    int version; /* 10 or 11 (other 1.x are answered as 11) */
     tw_http_field_t *fields;
     size_t field_count;
     tw_body_kind_t body_kind;
     uint64_t content_length;
-    bool keep_alive;       /* from version and Connection */
-    bool expect_continue;  /* Expect: 100-continue */
-    size_t head_len;       /* bytes of the head including the final CRLF */
+    bool keep_alive;      /* from version and Connection */
+    bool expect_continue; /* Expect: 100-continue */
+    size_t head_len;      /* bytes of the head including the final CRLF */
 
     /* on TW_PARSE_ERROR */
-    int status;            /* 400, 414, 417, 431, 501, 505 */
-    const char *error;     /* static text for the log: what was wrong */
+    int status;        /* 400, 414, 417, 431, 501, 505 */
+    const char *error; /* static text for the log: what was wrong */
 
     /* configuration */
     tw_http_limits_t limits;
@@ -96,18 +96,18 @@ typedef struct {
     unsigned host_count;
     unsigned content_length_count;
     bool has_transfer_encoding;
-    uint8_t method_id;       /* which known method, 0 for another token */
-    uint8_t empty_lines;     /* skipped before the request line */
-    uint8_t te_chunked;      /* times "chunked" was listed */
-    bool te_last_chunked;    /* the last coding listed is chunked */
-    bool te_other;           /* a coding other than chunked was listed */
-    bool conn_close;         /* Connection: close */
-    bool conn_keep_alive;    /* Connection: keep-alive */
-    bool expect_bad;         /* an expectation other than 100-continue */
-    size_t rl_limit;         /* request line bytes must end before this offset */
-    size_t hdr_start;        /* offset of the first field line */
-    size_t hdr_limit;        /* field lines must end before this offset */
-    size_t value_start;      /* of the field value being read */
+    uint8_t method_id;    /* which known method, 0 for another token */
+    uint8_t empty_lines;  /* skipped before the request line */
+    uint8_t te_chunked;   /* times "chunked" was listed */
+    bool te_last_chunked; /* the last coding listed is chunked */
+    bool te_other;        /* a coding other than chunked was listed */
+    bool conn_close;      /* Connection: close */
+    bool conn_keep_alive; /* Connection: keep-alive */
+    bool expect_bad;      /* an expectation other than 100-continue */
+    size_t rl_limit;      /* request line bytes must end before this offset */
+    size_t hdr_start;     /* offset of the first field line */
+    size_t hdr_limit;     /* field lines must end before this offset */
+    size_t value_start;   /* of the field value being read */
 } tw_http_parser_t;
 
 /* Fills limits with the defaults. */
@@ -157,12 +157,12 @@ int tw_http_normalize_path(const char *path, size_t len, char *out, size_t *out_
 
 typedef struct {
     unsigned state;
-    uint64_t remaining;     /* bytes left in the current chunk */
-    size_t line_bytes;      /* bytes in the current size/extension/trailer line */
-    size_t trailer_bytes;   /* bytes of all trailer lines */
-    size_t max_line;        /* a longer chunk-size line or trailer: error [4 KiB] */
-    size_t max_trailers;    /* [32 KiB] */
-    const char *error;      /* on TW_CHUNK_ERROR */
+    uint64_t remaining;   /* bytes left in the current chunk */
+    size_t line_bytes;    /* bytes in the current size/extension/trailer line */
+    size_t trailer_bytes; /* bytes of all trailer lines */
+    size_t max_line;      /* a longer chunk-size line or trailer: error [4 KiB] */
+    size_t max_trailers;  /* [32 KiB] */
+    const char *error;    /* on TW_CHUNK_ERROR */
 } tw_chunked_decoder_t;
 
 typedef enum {

@@ -29,8 +29,7 @@ const char *tw_sockaddr_text(const struct sockaddr *addr, char *buf, size_t len)
     char host[INET6_ADDRSTRLEN];
     tw_sockaddr_host_text(addr, host, sizeof host);
     if (addr->sa_family == AF_INET6)
-        snprintf(buf, len, "[%s]:%u", host,
-                 ntohs(((const struct sockaddr_in6 *)addr)->sin6_port));
+        snprintf(buf, len, "[%s]:%u", host, ntohs(((const struct sockaddr_in6 *)addr)->sin6_port));
     else if (addr->sa_family == AF_INET)
         snprintf(buf, len, "%s:%u", host, ntohs(((const struct sockaddr_in *)addr)->sin_port));
     else

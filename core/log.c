@@ -254,8 +254,8 @@ void tw_log(tw_log_level_t level, const char *fmt, ...)
     static const char cut_mark[] = "...(truncated)";
     char line[LINE_MAX_BYTES + 256];
     size_t n = format_time(line);
-    int h = snprintf(line + n, sizeof line - n, " [%s] %d %s: ", level_names[level],
-                     (int)g_log.pid, g_log.tag);
+    int h = snprintf(line + n, sizeof line - n, " [%s] %d %s: ", level_names[level], (int)g_log.pid,
+                     g_log.tag);
     if (h > 0)
         n += (size_t)h;
     size_t room = sizeof line - n - (sizeof cut_mark - 1) - 1; /* keep space for mark + \n */

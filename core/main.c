@@ -20,17 +20,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: twister [-c FILE] [-t | -T | -M | -s SIGNAL] [-V] [-h]\n"
-            "  -c FILE    configuration file (default conf/twister.yaml)\n"
-            "  -t         check the configuration completely (loads the modules and runs\n"
-            "             their configure hooks, binds nothing) and exit\n"
-            "  -T         check, then print the effective configuration and phase table\n"
-            "  -M         list the configured modules with their version and ABI\n"
-            "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
-            "             (reload waits and prints whether it worked)\n"
-            "  -V         print the version\n"
-            "  -h         this help\n");
+    fprintf(out, "usage: twister [-c FILE] [-t | -T | -M | -s SIGNAL] [-V] [-h]\n"
+                 "  -c FILE    configuration file (default conf/twister.yaml)\n"
+                 "  -t         check the configuration completely (loads the modules and runs\n"
+                 "             their configure hooks, binds nothing) and exit\n"
+                 "  -T         check, then print the effective configuration and phase table\n"
+                 "  -M         list the configured modules with their version and ABI\n"
+                 "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
+                 "             (reload waits and prints whether it worked)\n"
+                 "  -V         print the version\n"
+                 "  -h         this help\n");
 }
 
 /* The default module directory: $TWISTER_MODULE_DIR, else the build tree's

@@ -43,8 +43,16 @@
 #include "twister/loop.h"
 #include "worker.h"
 
-enum { GEN_STARTING, GEN_SERVING, GEN_DRAINING };
-enum { W_STARTING, W_READY, W_DRAINING };
+enum {
+    GEN_STARTING,
+    GEN_SERVING,
+    GEN_DRAINING
+};
+enum {
+    W_STARTING,
+    W_READY,
+    W_DRAINING
+};
 
 /* How long a new generation may take to report READY. */
 #define STARTUP_TIMEOUT_MS 15000
@@ -81,10 +89,10 @@ struct gen {
     int state;
     unsigned ready;
     unsigned alive;
-    tw_activity_t *slots;        /* one per worker index, MAP_SHARED */
-    unsigned *quick_deaths;      /* per worker index, for back-off */
-    respawn_t *respawns;         /* per worker index */
-    tw_timer_t timer;            /* start-up timeout, then drain backstop */
+    tw_activity_t *slots;   /* one per worker index, MAP_SHARED */
+    unsigned *quick_deaths; /* per worker index, for back-off */
+    respawn_t *respawns;    /* per worker index */
+    tw_timer_t timer;       /* start-up timeout, then drain backstop */
     char error[2048];
 };
 
@@ -107,19 +115,19 @@ struct master {
     unsigned generation_counter;
     gen_t *serving;
     gen_t *starting;
-    gen_t *draining;              /* list */
-    worker_t *workers;            /* list */
+    gen_t *draining;   /* list */
+    worker_t *workers; /* list */
     listener_t *listeners;
     size_t listener_count;
     bool reload_again;
-    waiter_t *waiters_now;        /* answered by the reload in progress */
-    waiter_t *waiters_next;       /* arrived during it: answered by the next */
+    waiter_t *waiters_now;  /* answered by the reload in progress */
+    waiter_t *waiters_next; /* arrived during it: answered by the next */
     int control_fd;
     char control_path[PATH_MAX];
     char pid_path[PATH_MAX];
     bool stopping;
     int exit_status;
-    unsigned long fd_limit;       /* RLIMIT_NOFILE in force, for connection caps */
+    unsigned long fd_limit; /* RLIMIT_NOFILE in force, for connection caps */
     tw_timer_t stop_timer;
 };
 
@@ -392,8 +400,8 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
         if (ge->state == GEN_STARTING)
             gen_failed(ge, msg + 6);
         else
-            tw_log_error("worker %u of generation %u failed to start: %s", w->index,
-                         ge->g->number, msg + 6);
+            tw_log_error("worker %u of generation %u failed to start: %s", w->index, ge->g->number,
+                         msg + 6);
     }
 }
 
@@ -412,8 +420,7 @@ static void describe_status(int status, char *buf, size_t len)
     if (WIFSIGNALED(status))
         snprintf(buf, len, "signal %d (SIG%s, %s)%s", WTERMSIG(status),
                  sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
-                 strsignal(WTERMSIG(status)),
-                 WCOREDUMP(status) ? ", core dumped" : "");
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
     else
         snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
 }
@@ -461,8 +468,8 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         tw_timer_start(m->loop, &ge->respawns[index].timer, delay ? delay : 1000);
     } else if (ge->state == GEN_DRAINING) {
         if (abnormal && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
-            tw_log_warn("draining worker %u of generation %u ended with %s", index,
-                        ge->g->number, how);
+            tw_log_warn("draining worker %u of generation %u ended with %s", index, ge->g->number,
+                        how);
         if (ge->alive == 0) {
             tw_log_info("generation %u has drained", ge->g->number);
             for (gen_t **p = &m->draining; *p; p = &(*p)->next) {
@@ -786,8 +793,8 @@ static void begin_stop(master_t *m, int sig)
     /* Stop accepting at once: nothing new should queue in our backlog. */
     for (size_t i = 0; i < m->listener_count; i++)
         shutdown(m->listeners[i].fd, SHUT_RD);
-    uint64_t bound = graceful && m->serving ? tw_generation_shutdown_ms(m->serving->g) + 5000
-                                            : 10000;
+    uint64_t bound =
+        graceful && m->serving ? tw_generation_shutdown_ms(m->serving->g) + 5000 : 10000;
     tw_timer_init(&m->stop_timer, stop_backstop, m);
     tw_timer_start(m->loop, &m->stop_timer, bound);
     maybe_finish_stop(m);
@@ -863,8 +870,7 @@ int tw_master_run(const char *config_path, const char *module_dir)
     if (m.fd_limit < want)
         tw_log_info("open files limit is %lu (the hard limit): each worker takes at most %u "
                     "connections instead of worker_connections %u",
-                    m.fd_limit, connection_cap(&m, probe),
-                    tw_generation_worker_connections(probe));
+                    m.fd_limit, connection_cap(&m, probe), tw_generation_worker_connections(probe));
     char pid_path[PATH_MAX] = "";
     if (tw_generation_pid_file(probe))
         snprintf(pid_path, sizeof pid_path, "%s", tw_generation_pid_file(probe));
@@ -1052,8 +1058,7 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
     static const struct {
         const char *name;
         int sig;
-    } commands[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT},
-                    {"reopen", SIGUSR1}};
+    } commands[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
     int sig = 0;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(command, commands[i].name) == 0)

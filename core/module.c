@@ -53,8 +53,8 @@ _Static_assert(offsetof(tw_module_t, content) + sizeof(tw_handler_fn) == sizeof(
 #define MAX_NAME 64
 
 /* The fix for most descriptor problems, with the plugin's file names. */
-#define REBUILD_FMT                                                                   \
-    "rebuild it against this server's headers: cc -shared -fPIC $(pkg-config --cflags " \
+#define REBUILD_FMT                                                                                \
+    "rebuild it against this server's headers: cc -shared -fPIC $(pkg-config --cflags "            \
     "twister) -o %s.so %s.c"
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
@@ -97,8 +97,8 @@ static int check_elf(const char *path, const unsigned char *head, size_t n, char
                     path);
     /* e_type sits right after e_ident in both ELF classes; only trust it in
      * our own byte order (dlopen explains a foreign one well enough). */
-    if (n >= EI_NIDENT + 2 && head[EI_DATA] == (__BYTE_ORDER == __LITTLE_ENDIAN ? ELFDATA2LSB
-                                                                               : ELFDATA2MSB)) {
+    if (n >= EI_NIDENT + 2 &&
+        head[EI_DATA] == (__BYTE_ORDER == __LITTLE_ENDIAN ? ELFDATA2LSB : ELFDATA2MSB)) {
         uint16_t type;
         memcpy(&type, head + EI_NIDENT, sizeof type);
         if (type != ET_DYN)
@@ -293,8 +293,7 @@ int tw_module_load(int memfd, const char *display_path, const tw_module_t **out,
      * the object: then that name can never come to mean another file. */
     int fd = fcntl(memfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
-        return fail(err, errlen, "%s: cannot load the snapshot: %s", display_path,
-                    strerror(errno));
+        return fail(err, errlen, "%s: cannot load the snapshot: %s", display_path, strerror(errno));
     char name[32];
     snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
 
@@ -312,8 +311,8 @@ int tw_module_load(int memfd, const char *display_path, const tw_module_t **out,
                  "this server does not provide: " REBUILD_FMT,
                  display_path, why, name, display_path, base, base);
         else
-            fail(err, errlen, "%s: cannot load: %s (%s is the snapshot of %s)", display_path,
-                 why, name, display_path);
+            fail(err, errlen, "%s: cannot load: %s (%s is the snapshot of %s)", display_path, why,
+                 name, display_path);
         close(fd);
         return -1;
     }
@@ -334,8 +333,8 @@ int tw_module_load(int memfd, const char *display_path, const tw_module_t **out,
          * (an `int twister_module_v1;` would otherwise be read past). */
         Dl_info info;
         const ElfW(Sym) *sym = NULL;
-        if (dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL &&
-            sym->st_size != 0 && sym->st_size < HEADER_SIZE)
+        if (dladdr1(m, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL && sym->st_size != 0 &&
+            sym->st_size < HEADER_SIZE)
             rc = fail(err, errlen,
                       "%s: " TW_MODULE_SYMBOL " is %zu bytes, too small for a module "
                       "descriptor: declare it `TW_MODULE_EXPORT const tw_module_t " TW_MODULE_SYMBOL

@@ -42,8 +42,8 @@ int tw_module_snapshot(const char *path, int *memfd_out, char *err, size_t errle
  * Returns -1 with the reason in err (dlerror() text verbatim when dlopen
  * fails). Runs the plugin's ELF constructors, if it has any: call it only
  * where plugin code may run (a worker or the -t checker). */
-int tw_module_load(int memfd, const char *display_path, const tw_module_t **out,
-                   void **handle, char *err, size_t errlen);
+int tw_module_load(int memfd, const char *display_path, const tw_module_t **out, void **handle,
+                   char *err, size_t errlen);
 
 /* Checks a descriptor the way tw_module_load does, in this order: magic, ABI
  * major (equal), ABI minor (the server's at least the plugin's), struct
@@ -87,8 +87,8 @@ void tw_modules_init(tw_modules_t *mods);
  * still does. Errors (-1, reason in err): a module with the same name is
  * already registered ("module name 'hello' is already used by ..."), or
  * ENOMEM. */
-int tw_modules_add(tw_modules_t *mods, const tw_module_t *module, void *handle,
-                   const char *path, const char *configured, char *err, size_t errlen);
+int tw_modules_add(tw_modules_t *mods, const tw_module_t *module, void *handle, const char *path,
+                   const char *configured, char *err, size_t errlen);
 
 /* tw_module_load then tw_modules_add; unloads the module again if adding
  * it fails. Returns 0 or -1 with the reason in err. */

@@ -8,7 +8,11 @@
 #include <string.h>
 
 /* Kinds beyond the phases: the two filter chains. */
-enum { KIND_HEADER_FILTER = TW_PHASE_COUNT, KIND_BODY_FILTER, KIND_COUNT };
+enum {
+    KIND_HEADER_FILTER = TW_PHASE_COUNT,
+    KIND_BODY_FILTER,
+    KIND_COUNT
+};
 
 typedef struct {
     unsigned kind;
@@ -22,15 +26,15 @@ struct tw_phases {
     size_t count, cap;
     const tw_module_t *module; /* set by tw_phases_begin_module */
     size_t config_index;
-    int error;                 /* first failed registration (errno), reported by compile */
+    int error; /* first failed registration (errno), reported by compile */
     tw_phase_table_t table;
     bool compiled;
 };
 
 static const char *const phase_names[TW_PHASE_COUNT] = {
-    [TW_PHASE_POST_READ] = "POST_READ", [TW_PHASE_REWRITE] = "REWRITE",
+    [TW_PHASE_POST_READ] = "POST_READ",   [TW_PHASE_REWRITE] = "REWRITE",
     [TW_PHASE_FIND_ROUTE] = "FIND_ROUTE", [TW_PHASE_ACCESS] = "ACCESS",
-    [TW_PHASE_CONTENT] = "CONTENT",     [TW_PHASE_LOG] = "LOG",
+    [TW_PHASE_CONTENT] = "CONTENT",       [TW_PHASE_LOG] = "LOG",
 };
 
 const char *tw_phase_name(tw_phase_t phase)

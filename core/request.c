@@ -216,7 +216,12 @@ void tw_request_call_cb(tw_request_t *r, const tw_module_t *module, const char *
 
 /* Checks that the running plugin may call fn now; logs and sets EPERM if
  * not. */
-enum { API_HEADERS, API_OUTPUT, API_READ_BODY, API_URI };
+enum {
+    API_HEADERS,
+    API_OUTPUT,
+    API_READ_BODY,
+    API_URI
+};
 
 static bool api_allowed(tw_request_t *r, const char *fn, int kind)
 {
@@ -229,10 +234,8 @@ static bool api_allowed(tw_request_t *r, const char *fn, int kind)
         why = "from a body filter (the head is out)";
     else if (r->in_header_filter && kind != API_HEADERS)
         why = "from a header filter";
-    else if (kind == API_URI &&
-             (r->stage != TW_AT_PHASES || r->phase == TW_PHASE_FIND_ROUTE))
-        why = r->stage != TW_AT_PHASES ? "once the response is being produced"
-                                        : "in FIND_ROUTE";
+    else if (kind == API_URI && (r->stage != TW_AT_PHASES || r->phase == TW_PHASE_FIND_ROUTE))
+        why = r->stage != TW_AT_PHASES ? "once the response is being produced" : "in FIND_ROUTE";
     if (!why)
         return true;
     tw_log_error("module %s called %s %s; ignored", module_name(r->module), fn, why);
@@ -297,9 +300,8 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
     if (!r)
         return NULL;
     char *head = tw_pool_alloc(r->pool, p->head_len + 1);
-    tw_header_t *headers = p->field_count
-                               ? tw_pool_alloc(r->pool, p->field_count * sizeof *headers)
-                               : NULL;
+    tw_header_t *headers =
+        p->field_count ? tw_pool_alloc(r->pool, p->field_count * sizeof *headers) : NULL;
     if (!head || (p->field_count && !headers))
         return NULL;
     memcpy(head, data, p->head_len);
@@ -348,8 +350,8 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
     return r;
 }
 
-tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p,
-                                    const char *data, size_t len)
+tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p, const char *data,
+                                    size_t len)
 {
     tw_request_t *r = request_alloc(c);
     if (!r)
@@ -421,9 +423,9 @@ static int find_route(tw_request_t *r)
         return 501;
     }
     const tw_http_route_t *route = NULL;
-    int rc = srv->find_route ? srv->find_route(srv->find_route_arg, r, r->conn->listener_index,
-                                               &route)
-                             : 404;
+    int rc = srv->find_route
+                 ? srv->find_route(srv->find_route_arg, r, r->conn->listener_index, &route)
+                 : 404;
     if (rc != 0 || !route)
         return rc >= 400 && rc <= 599 ? rc : 404;
     r->route = route;
@@ -568,8 +570,8 @@ static bool handle_rc(tw_request_t *r, int rc)
         return false;
     default:
         if (rc < 200 || rc > 599) {
-            tw_log_error("module %s returned %d from %s; answering 500", module_name(r->module),
-                         rc, tw_phase_name(r->phase));
+            tw_log_error("module %s returned %d from %s; answering 500", module_name(r->module), rc,
+                         tw_phase_name(r->phase));
             rc = 500;
         }
         request_error(r, rc);
@@ -630,8 +632,7 @@ static void request_end(tw_request_t *r)
     if (t) {
         r->phase = TW_PHASE_LOG;
         r->running++; /* LOG handlers cannot end the request twice */
-        for (size_t i = t->phase_start[TW_PHASE_LOG]; i < t->phase_start[TW_PHASE_LOG + 1];
-             i++) {
+        for (size_t i = t->phase_start[TW_PHASE_LOG]; i < t->phase_start[TW_PHASE_LOG + 1]; i++) {
             const tw_phase_entry_t *e = &t->entries[i];
             int rc = call_handler(r, e->module, e->fn.handler, "LOG");
             if (rc == TW_SUSPENDED)
@@ -732,7 +733,14 @@ void tw_request_abort(tw_request_t *r, bool force)
 static bool status_closes(int status)
 {
     switch (status) {
-    case 400: case 408: case 413: case 414: case 417: case 431: case 501: case 505:
+    case 400:
+    case 408:
+    case 413:
+    case 414:
+    case 417:
+    case 431:
+    case 501:
+    case 505:
         return true;
     default:
         return false;
@@ -745,8 +753,7 @@ static void resp_reset(tw_request_t *r)
     r->resp_length = -1;
 }
 
-static int resp_add(tw_request_t *r, const char *name, size_t nlen, const char *value,
-                    size_t vlen);
+static int resp_add(tw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen);
 static int write_head(tw_request_t *r);
 static int wire_body(tw_request_t *r, const char *data, size_t len, bool last);
 
@@ -1283,17 +1290,15 @@ void tw_request_body_fail(tw_request_t *r, int status)
 
 static const unsigned char token_chars[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 static bool valid_name(const char *name, size_t *len)
@@ -1310,12 +1315,52 @@ static bool valid_name(const char *name, size_t *len)
  * (so no CR, LF or NUL: the NUL ends the scan). */
 #define VALUE_ROW16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
 static const unsigned char value_chars[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, /* 0x00: HTAB only */
-    VALUE_ROW16(0),                                  /* 0x10 */
-    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70: DEL */
-    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
-    VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1), VALUE_ROW16(1),
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,              /* 0x00: HTAB only */
+    VALUE_ROW16(0), /* 0x10 */
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    0, /* 0x70: DEL */
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
+    VALUE_ROW16(1),
 };
 #undef VALUE_ROW16
 
@@ -1330,8 +1375,7 @@ static bool valid_value(const char *value, size_t *len)
     return true;
 }
 
-static int resp_add(tw_request_t *r, const char *name, size_t nlen, const char *value,
-                    size_t vlen)
+static int resp_add(tw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (r->resp_count == r->resp_cap) {
         size_t cap = r->resp_cap ? r->resp_cap * 2 : 8;
@@ -1677,8 +1721,7 @@ static int send_head(tw_request_t *r)
             r->module = prev_module;
             r->where = prev_where;
             if (rc != TW_NEXT) {
-                tw_log_error("header filter of module %s failed (%d)", module_name(e->module),
-                             rc);
+                tw_log_error("header filter of module %s failed (%d)", module_name(e->module), rc);
                 return rc;
             }
         }
@@ -2184,68 +2227,131 @@ int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg)
 const char *tw_http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 102: return "Processing";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 207: return "Multi-Status";
-    case 208: return "Already Reported";
-    case 226: return "IM Used";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 305: return "Use Proxy";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a teapot";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 423: return "Locked";
-    case 424: return "Failed Dependency";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 506: return "Variant Also Negotiates";
-    case 507: return "Insufficient Storage";
-    case 508: return "Loop Detected";
-    case 510: return "Not Extended";
-    case 511: return "Network Authentication Required";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 208:
+        return "Already Reported";
+    case 226:
+        return "IM Used";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 418:
+        return "I'm a teapot";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 506:
+        return "Variant Also Negotiates";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 510:
+        return "Not Extended";
+    case 511:
+        return "Network Authentication Required";
+    default:
+        return "Unknown";
     }
 }

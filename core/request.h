@@ -15,10 +15,10 @@
 #ifndef TWISTER_REQUEST_H
 #define TWISTER_REQUEST_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "http_conn.h"
@@ -61,43 +61,47 @@ typedef struct {
 typedef struct tw_conn_work tw_conn_work_t;
 
 struct tw_conn_work {
-    tw_conn_work_t *next_free;   /* srv->free_work */
-    tw_pool_t *pool;             /* the request pool, reset between requests */
-    tw_conn_stash_t *stash;      /* NULL when empty */
-    bool stash_scheduled;        /* conn_stash_cb is queued */
-    bool flush_notify;           /* an idle connection waits for its output to flush */
-    bool head_blank;             /* HEAD: nothing but empty lines (CRLF) so far: still
-                                    idle for the timers (RFC 9112 2.2) */
-    bool head_is_head;           /* HEAD: the method read so far is "HEAD" (for an
-                                    error page once the head is no longer at hand) */
+    tw_conn_work_t *next_free; /* srv->free_work */
+    tw_pool_t *pool;           /* the request pool, reset between requests */
+    tw_conn_stash_t *stash;    /* NULL when empty */
+    bool stash_scheduled;      /* conn_stash_cb is queued */
+    bool flush_notify;         /* an idle connection waits for its output to flush */
+    bool head_blank;           /* HEAD: nothing but empty lines (CRLF) so far: still
+                                  idle for the timers (RFC 9112 2.2) */
+    bool head_is_head;         /* HEAD: the method read so far is "HEAD" (for an
+                                  error page once the head is no longer at hand) */
 
     /* the bytes being processed: the stream's (inside its read callback)
      * or the stash's */
     bool in_stash;
     const char *in;
     size_t in_len, in_used;
-    size_t in_feeding;           /* bytes of in the body feed has used but not yet
-                                    added to in_used (while the body's end is announced) */
+    size_t in_feeding; /* bytes of in the body feed has used but not yet
+                          added to in_used (while the body's end is announced) */
 
     /* the read-side timer: keep-alive, header, body, drain grace, linger */
     tw_timer_t timer;
-    uint64_t timer_deadline;     /* what timer is armed for (it may fire early) */
-    uint64_t head_start;         /* HEAD: the first byte of the request line */
-    uint64_t body_start;         /* BODY: when reading began */
-    uint64_t last_read;          /* BODY: the last body byte */
+    uint64_t timer_deadline; /* what timer is armed for (it may fire early) */
+    uint64_t head_start;     /* HEAD: the first byte of the request line */
+    uint64_t body_start;     /* BODY: when reading began */
+    uint64_t last_read;      /* BODY: the last body byte */
     uint64_t linger_start;
 
     /* the send timer: no progress writing a response for send_timeout_ms */
     tw_timer_t send_timer;
-    uint64_t out_total;          /* bytes ever queued on the stream */
-    uint64_t send_mark;          /* bytes written when send_timer was armed */
+    uint64_t out_total; /* bytes ever queued on the stream */
+    uint64_t send_mark; /* bytes written when send_timer was armed */
 
-    tw_http_parser_t parser;     /* HEAD: the head being read */
-    char peer_text[64];          /* "" until first asked */
+    tw_http_parser_t parser; /* HEAD: the head being read */
+    char peer_text[64];      /* "" until first asked */
 };
 
 /* Which server list a connection is on. */
-enum { TW_CONN_ACTIVE = 0, TW_CONN_REST_NEW = 1, TW_CONN_REST_KEPT = 2 };
+enum {
+    TW_CONN_ACTIVE = 0,
+    TW_CONN_REST_NEW = 1,
+    TW_CONN_REST_KEPT = 2
+};
 
 /* The peer address, as much of it as an IP address needs. */
 typedef union {
@@ -115,30 +119,30 @@ struct tw_http_conn {
     uint64_t idle_since;         /* IDLE: when the last request ended */
     uint32_t served;             /* requests completed on this connection */
     uint32_t listener_index;
-    uint8_t state;               /* tw_conn_state_t */
-    uint8_t list;                /* TW_CONN_ACTIVE or a resting list */
-    uint8_t peer_len;            /* 0 if unknown */
-    bool reading;                /* a tw_stream_read_some is pending */
+    uint8_t state;    /* tw_conn_state_t */
+    uint8_t list;     /* TW_CONN_ACTIVE or a resting list */
+    uint8_t peer_len; /* 0 if unknown */
+    bool reading;     /* a tw_stream_read_some is pending */
     bool corked;
-    bool must_close;             /* no further request on this connection */
-    bool output_blocked;         /* the next request waits for the write queue to drain */
-    bool freeing;                /* conn_free ran or is scheduled */
-    unsigned depth;              /* enter/leave nesting on this connection */
+    bool must_close;     /* no further request on this connection */
+    bool output_blocked; /* the next request waits for the write queue to drain */
+    bool freeing;        /* conn_free ran or is scheduled */
+    unsigned depth;      /* enter/leave nesting on this connection */
     tw_conn_peer_t peer;
 };
 
 /* Request body reading modes. */
 typedef enum {
-    TW_RB_NONE = 0,   /* not asked for */
-    TW_RB_WHOLE,      /* tw_request_read_body */
-    TW_RB_STREAM,     /* tw_request_stream_body */
+    TW_RB_NONE = 0, /* not asked for */
+    TW_RB_WHOLE,    /* tw_request_read_body */
+    TW_RB_STREAM,   /* tw_request_stream_body */
 } tw_rb_mode_t;
 
 /* Where the request is, for API checks. */
 typedef enum {
-    TW_AT_PHASES = 0,    /* running or suspended in POST_READ .. CONTENT */
-    TW_AT_RESPONSE,      /* a handler returned TW_DONE: it owns the response */
-    TW_AT_LOG,           /* running LOG handlers */
+    TW_AT_PHASES = 0, /* running or suspended in POST_READ .. CONTENT */
+    TW_AT_RESPONSE,   /* a handler returned TW_DONE: it owns the response */
+    TW_AT_LOG,        /* running LOG handlers */
     TW_AT_ENDED,
 } tw_req_stage_t;
 
@@ -152,7 +156,11 @@ typedef struct tw_req_cb {
 /* Output queued behind a body-filtered sendfile that waits for the client. */
 typedef struct tw_out_op {
     struct tw_out_op *next;
-    enum { TW_OUT_DATA, TW_OUT_FILE, TW_OUT_FINISH } kind;
+    enum {
+        TW_OUT_DATA,
+        TW_OUT_FILE,
+        TW_OUT_FINISH
+    } kind;
     int fd;
     off_t off;
     size_t len;
@@ -160,7 +168,7 @@ typedef struct tw_out_op {
 } tw_out_op_t;
 
 typedef struct {
-    tw_str_t name;  /* NUL-terminated copies in the pool */
+    tw_str_t name; /* NUL-terminated copies in the pool */
     tw_str_t value;
 } tw_resp_header_t;
 
@@ -169,42 +177,42 @@ struct tw_request {
     tw_http_server_t *srv;
     tw_pool_t *pool;
     uint64_t serial;
-    uint64_t start_us;           /* loop clock when the head was complete */
+    uint64_t start_us; /* loop clock when the head was complete */
 
     /* ---- the head (strings point into a pool copy of it) ---- */
     tw_str_t method, target, path, query, host;
-    tw_str_t request_line;       /* for logs and the activity record */
-    bool request_line_clean;     /* from a parsed head: no control characters */
-    int version;                 /* 10 or 11 */
+    tw_str_t request_line;   /* for logs and the activity record */
+    bool request_line_clean; /* from a parsed head: no control characters */
+    int version;             /* 10 or 11 */
     tw_target_form_t target_form;
     tw_header_t *headers;
     size_t header_count;
     tw_body_kind_t body_kind;
     uint64_t content_length;
-    bool client_keep_alive;      /* what version and Connection allow */
-    bool client_close;           /* a well-formed head that announced its connection's
-                                    last request (Connection: close, or HTTP/1.0) */
+    bool client_keep_alive; /* what version and Connection allow */
+    bool client_close;      /* a well-formed head that announced its connection's
+                               last request (Connection: close, or HTTP/1.0) */
     bool expect_continue;
     bool is_head;
 
     /* ---- the phase engine ---- */
     tw_req_stage_t stage;
     tw_phase_t phase;
-    size_t handler_index;        /* within the phase */
-    const tw_module_t *module;   /* whose code runs (or last ran) for this request */
-    const char *where;           /* phase or callback name, for errors and activity */
+    size_t handler_index;      /* within the phase */
+    const tw_module_t *module; /* whose code runs (or last ran) for this request */
+    const char *where;         /* phase or callback name, for errors and activity */
     const tw_http_route_t *route;
-    void **ctx;                  /* per module index */
+    void **ctx; /* per module index */
     unsigned redirects;
-    unsigned running;            /* plugin code of this request is on the stack */
+    unsigned running; /* plugin code of this request is on the stack */
     bool suspended;
-    bool resume_pending;         /* resume was called while running */
+    bool resume_pending; /* resume was called while running */
     int resume_rc;
     bool uri_changed;
-    bool aborted;                /* the client went away */
-    bool settle_scheduled;       /* settle_cb is queued on the loop */
+    bool aborted;          /* the client went away */
+    bool settle_scheduled; /* settle_cb is queued on the loop */
     bool in_header_filter;
-    unsigned in_body_filter;     /* body filter calls on the stack */
+    unsigned in_body_filter; /* body filter calls on the stack */
     size_t body_filter_index;
     bool filter_failed;
     tw_req_cb_t *abort_cbs;
@@ -213,13 +221,13 @@ struct tw_request {
 
     /* ---- the request body ---- */
     tw_rb_mode_t rb_mode;
-    bool rb_done;                /* every body byte was consumed from the connection */
+    bool rb_done; /* every body byte was consumed from the connection */
     bool rb_failed;
     bool rb_paused;
-    bool rb_discard;             /* unread, fully buffered: dropped at the end */
+    bool rb_discard; /* unread, fully buffered: dropped at the end */
     bool continue_sent;
-    uint64_t rb_remaining;       /* Content-Length bytes still to read */
-    uint64_t rb_received;        /* decoded body bytes so far */
+    uint64_t rb_remaining; /* Content-Length bytes still to read */
+    uint64_t rb_received;  /* decoded body bytes so far */
     uint64_t body_limit;
     tw_chunked_decoder_t decoder;
     char *body;
@@ -233,16 +241,16 @@ struct tw_request {
     int status;
     tw_resp_header_t *resp_headers;
     size_t resp_count, resp_cap;
-    int64_t resp_length;         /* Content-Length, -1 if unknown */
-    bool resp_started;           /* a handler began producing a response */
+    int64_t resp_length; /* Content-Length, -1 if unknown */
+    bool resp_started;   /* a handler began producing a response */
     bool head_sent;
-    bool finished;               /* tw_response_finish ran (all output queued) */
-    bool chunked;                /* chunked framing on the wire */
-    bool header_only;            /* HEAD, 1xx, 204, 304: no body bytes */
-    bool keep_alive;             /* decided when the head was sent */
-    bool force_close;            /* Connection: close asked by a handler, or an error */
-    bool error_response;         /* the core's own error page is being sent */
-    uint64_t body_sent;          /* body bytes on the wire (after filters) */
+    bool finished;                    /* tw_response_finish ran (all output queued) */
+    bool chunked;                     /* chunked framing on the wire */
+    bool header_only;                 /* HEAD, 1xx, 204, 304: no body bytes */
+    bool keep_alive;                  /* decided when the head was sent */
+    bool force_close;                 /* Connection: close asked by a handler, or an error */
+    bool error_response;              /* the core's own error page is being sent */
+    uint64_t body_sent;               /* body bytes on the wire (after filters) */
     tw_out_op_t *out_head, *out_tail; /* output waiting behind a filtered sendfile */
     char *pump_buf;
 };
@@ -291,8 +299,8 @@ tw_request_t *tw_request_create(tw_http_conn_t *c, const tw_http_parser_t *p, co
                                 int *status);
 /* Builds a bare request for a head the parser refused, so that the error
  * response and LOG have something to work with. */
-tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p,
-                                    const char *data, size_t len);
+tw_request_t *tw_request_create_bad(tw_http_conn_t *c, const tw_http_parser_t *p, const char *data,
+                                    size_t len);
 /* Runs the phases from POST_READ. */
 void tw_request_run(tw_request_t *r);
 /* Answers r with the core's error page for status (closing the connection

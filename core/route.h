@@ -12,13 +12,13 @@
 #include "twister/module.h"
 
 typedef struct tw_http_route {
-    const char *name;             /* for logs: "servers[0].routes[2] (/hello)" */
-    const tw_module_t *handler;   /* the module whose content handler answers */
-    tw_handler_fn content;        /* handler->content, cached */
-    void **module_conf;           /* per module index: its TW_SCOPE_ROUTE conf or NULL */
-    uint64_t body_limit;          /* max request body bytes for this route */
-    const char *const *methods;   /* allowed methods, NULL-terminated; NULL: any */
-    const char *allow;            /* "GET, HEAD" for 405 answers; NULL if methods is NULL */
+    const char *name;           /* for logs: "servers[0].routes[2] (/hello)" */
+    const tw_module_t *handler; /* the module whose content handler answers */
+    tw_handler_fn content;      /* handler->content, cached */
+    void **module_conf;         /* per module index: its TW_SCOPE_ROUTE conf or NULL */
+    uint64_t body_limit;        /* max request body bytes for this route */
+    const char *const *methods; /* allowed methods, NULL-terminated; NULL: any */
+    const char *allow;          /* "GET, HEAD" for 405 answers; NULL if methods is NULL */
 } tw_http_route_t;
 
 #endif

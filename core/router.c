@@ -25,9 +25,9 @@ typedef struct {
 } listener_tab_t;
 
 typedef struct {
-    const tw_route_t **exact;  /* sorted by pattern */
+    const tw_route_t **exact; /* sorted by pattern */
     size_t nexact;
-    const tw_route_t **regex;  /* config order */
+    const tw_route_t **regex; /* config order */
     size_t nregex;
     const tw_route_t **prefix; /* longest first */
     size_t nprefix;
@@ -121,8 +121,7 @@ static int build_server(tw_settings_t *s, const tw_server_conf_t *srv, server_ta
     }
     qsort(t->exact, t->nexact, sizeof(*t->exact), cmp_route_pattern);
     qsort(t->prefix, t->nprefix, sizeof(*t->prefix), cmp_route_longest);
-    if (check_dup_routes(t->exact, t->nexact, err) ||
-        check_dup_routes(t->prefix, t->nprefix, err))
+    if (check_dup_routes(t->exact, t->nexact, err) || check_dup_routes(t->prefix, t->nprefix, err))
         return -1;
     /* Regexes: the same text twice is a dead route too (order kept). */
     for (size_t i = 0; i < t->nregex; i++)

@@ -25,15 +25,28 @@
 /* ---- schema ------------------------------------------------------------ */
 
 static const char *const root_keys[] = {
-    "workers", "user", "pid_file", "error_log", "log_level", "module_dir", "modules",
-    "limits", "timeouts", "worker_connections", "backlog", "max_draining_generations",
-    "min_body_rate", "server_tokens", "server_header", "servers", NULL,
+    "workers",
+    "user",
+    "pid_file",
+    "error_log",
+    "log_level",
+    "module_dir",
+    "modules",
+    "limits",
+    "timeouts",
+    "worker_connections",
+    "backlog",
+    "max_draining_generations",
+    "min_body_rate",
+    "server_tokens",
+    "server_header",
+    "servers",
+    NULL,
 };
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
-static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown",
-                                           NULL};
+static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
-static const char *const route_keys[] = {"path", "prefix", "regex", "methods",
+static const char *const route_keys[] = {"path",    "prefix", "regex", "methods",
                                          "handler", "limits", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -139,8 +152,7 @@ static int get_size(ctx_t *c, const tw_conf_node_t *map, const char *key, uint64
         return -1;
     if (v < min || v > max)
         return tw_conf_error(c->err, n, "expected a size from %llu to %llu bytes, got '%s'",
-                             (unsigned long long)min, (unsigned long long)max,
-                             tw_conf_scalar(n));
+                             (unsigned long long)min, (unsigned long long)max, tw_conf_scalar(n));
     *out = v;
     return 0;
 }
@@ -292,8 +304,9 @@ int tw_settings_parse_listen(const char *text, struct sockaddr_storage *addr, so
         return -1;
     }
     if (parse_port(port, &sin->sin_port)) {
-        *why = colon ? "expected a port from 1 to 65535" : "expected a port from 1 to 65535, "
-                                                             "or address:port";
+        *why = colon ? "expected a port from 1 to 65535"
+                     : "expected a port from 1 to 65535, "
+                       "or address:port";
         return -1;
     }
     *len = sizeof(*sin);
@@ -427,8 +440,7 @@ static int parse_globals(ctx_t *c, const tw_conf_node_t *root)
             return -1;
         for (const char *p = str; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-                return tw_conf_error(c->err, n,
-                                     "expected printable ASCII (it goes into a header)");
+                return tw_conf_error(c->err, n, "expected printable ASCII (it goes into a header)");
         s->server_header = *str ? str : NULL;
     }
 
@@ -546,8 +558,8 @@ static int parse_methods(ctx_t *c, tw_route_t *r, const tw_conf_node_t *node)
             for (k = 0; m[k] && k < sizeof(up) - 1; k++)
                 up[k] = (char)toupper((unsigned char)m[k]);
             up[k] = '\0';
-            return tw_conf_error(c->err, items[i],
-                                 "methods are case-sensitive; did you mean '%s'?", up);
+            return tw_conf_error(c->err, items[i], "methods are case-sensitive; did you mean '%s'?",
+                                 up);
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(m, tw_conf_scalar(items[j])) == 0)
@@ -594,15 +606,15 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
         if (!(n = tw_conf_map_get(node, kinds[i])))
             continue;
         if (pat)
-            return tw_conf_error(c->err, n, "a route has one of path, prefix or regex, not %s "
-                                            "and %s",
+            return tw_conf_error(c->err, n,
+                                 "a route has one of path, prefix or regex, not %s "
+                                 "and %s",
                                  kinds[kind - 1], kinds[i]);
         pat = n;
         kind = (tw_match_kind_t)(i + 1);
     }
     if (!pat)
-        return tw_conf_error(c->err, node,
-                             "a route needs one of path (exact), prefix or regex");
+        return tw_conf_error(c->err, node, "a route needs one of path (exact), prefix or regex");
     if (get_nonempty(c, pat, kind == TW_MATCH_REGEX ? "a regular expression" : "a path", &str))
         return -1;
     if (kind != TW_MATCH_REGEX) {
@@ -643,8 +655,9 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
     }
     if (sections(c, node, route_keys, N_ROUTE_KEYS, &r->sections, &r->nsections))
         return -1;
-    const char *label = r->kind == TW_MATCH_EXACT ? "" : r->kind == TW_MATCH_PREFIX ? "prefix "
-                                                                                    : "regex ";
+    const char *label = r->kind == TW_MATCH_EXACT    ? ""
+                        : r->kind == TW_MATCH_PREFIX ? "prefix "
+                                                     : "regex ";
     r->http.name = tw_conf_arena_printf(c->s->arena, "%s (%s%s)", tw_conf_path(node), label, str);
     return r->http.name ? 0 : oom(c, node);
 }
@@ -712,8 +725,7 @@ static int add_listener(ctx_t *c, const tw_conf_node_t *node, const struct socka
     return 0;
 }
 
-static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node,
-                        size_t *lcap)
+static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
 {
     const tw_conf_node_t *n, **items;
     size_t count;
@@ -769,10 +781,9 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         }
         srv->nserver_names = count;
     }
-    srv->name = srv->nserver_names
-                    ? tw_conf_arena_printf(c->s->arena, "%s (%s)", tw_conf_path(node),
-                                           srv->server_names[0])
-                    : tw_conf_path(node);
+    srv->name = srv->nserver_names ? tw_conf_arena_printf(c->s->arena, "%s (%s)",
+                                                          tw_conf_path(node), srv->server_names[0])
+                                   : tw_conf_path(node);
     if (!srv->name)
         return oom(c, node);
 
@@ -872,8 +883,8 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     s->server_header = "twister";
     s->limits = (tw_limits_t){DEF_REQUEST_LINE, DEF_HEADER_SIZE, DEF_HEADERS, DEF_BODY};
     s->timeouts = (tw_timeouts_t){10000, 30000, 30000, 75000, 30000};
-    if (!(s->module_dir = resolve(c, root, default_module_dir ? default_module_dir
-                                                              : TW_SETTINGS_DEFAULT_MODULE_DIR)))
+    if (!(s->module_dir = resolve(
+              c, root, default_module_dir ? default_module_dir : TW_SETTINGS_DEFAULT_MODULE_DIR)))
         return -1;
 
     if (tw_conf_type(root) != TW_CONF_MAP)
@@ -886,8 +897,8 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     return tw_router_build(s, c->err);
 }
 
-int tw_settings_from_doc(tw_conf_doc_t *doc, const char *default_module_dir,
-                         tw_settings_t **out, tw_conf_error_t *err)
+int tw_settings_from_doc(tw_conf_doc_t *doc, const char *default_module_dir, tw_settings_t **out,
+                         tw_conf_error_t *err)
 {
     *out = NULL;
     tw_settings_t *s = calloc(1, sizeof(*s));
@@ -968,8 +979,8 @@ int tw_settings_check_modules(const tw_settings_t *s, const char *const *names, 
         for (size_t j = 0; j < srv->nroutes; j++) {
             const tw_route_t *r = &srv->routes[j];
             for (size_t k = 0; k < r->nsections; k++)
-                if (check_section(&r->sections[k], route_keys, N_ROUTE_KEYS, names, nnames,
-                                  "route", err))
+                if (check_section(&r->sections[k], route_keys, N_ROUTE_KEYS, names, nnames, "route",
+                                  err))
                     return -1;
             if (!r->handler)
                 continue;

@@ -87,101 +87,101 @@ typedef struct tw_server_conf tw_server_conf_t;
 
 /* One entry of a server's `routes:`. */
 typedef struct tw_route {
-    tw_http_route_t http;       /* what the HTTP engine uses; first member */
-    tw_match_kind_t kind;       /* exact, prefix or regex */
-    const char *pattern;        /* the path, prefix or regex as written */
-    size_t pattern_len;         /* strlen(pattern) */
-    regex_t regex;              /* compiled pattern when kind == TW_MATCH_REGEX */
-    const char *handler;        /* `handler:` module name as written; NULL if absent */
+    tw_http_route_t http;               /* what the HTTP engine uses; first member */
+    tw_match_kind_t kind;               /* exact, prefix or regex */
+    const char *pattern;                /* the path, prefix or regex as written */
+    size_t pattern_len;                 /* strlen(pattern) */
+    regex_t regex;                      /* compiled pattern when kind == TW_MATCH_REGEX */
+    const char *handler;                /* `handler:` module name as written; NULL if absent */
     const tw_conf_node_t *handler_node; /* the handler: value, for errors */
-    tw_conf_section_t *sections; /* module sections of this route, config order */
-    size_t nsections;           /* number of sections */
-    const tw_conf_node_t *node; /* the route's map */
-    const tw_server_conf_t *server; /* the server it belongs to */
-    size_t index;               /* position in server->routes */
+    tw_conf_section_t *sections;        /* module sections of this route, config order */
+    size_t nsections;                   /* number of sections */
+    const tw_conf_node_t *node;         /* the route's map */
+    const tw_server_conf_t *server;     /* the server it belongs to */
+    size_t index;                       /* position in server->routes */
 } tw_route_t;
 
 /* One entry of `servers:`. */
 struct tw_server_conf {
-    size_t index;               /* position in settings->servers */
-    const char *name;           /* "servers[0]" (plus " (first-name)" if named) */
-    const char **server_names;  /* lowercased, trailing dot removed; "*.x.com"
-                                 * for wildcards */
+    size_t index;                             /* position in settings->servers */
+    const char *name;                         /* "servers[0]" (plus " (first-name)" if named) */
+    const char **server_names;                /* lowercased, trailing dot removed; "*.x.com"
+                                               * for wildcards */
     const tw_conf_node_t **server_name_nodes; /* where each name was written */
-    size_t nserver_names;       /* number of server_names (may be 0) */
-    size_t *listeners;          /* indices into settings->listeners, config order */
-    size_t nlisteners;          /* number of listeners (at least 1) */
-    tw_route_t *routes;         /* routes, config order */
-    size_t nroutes;             /* number of routes (may be 0: everything 404s) */
-    const tw_conf_node_t *node; /* the server's map */
+    size_t nserver_names;                     /* number of server_names (may be 0) */
+    size_t *listeners;                        /* indices into settings->listeners, config order */
+    size_t nlisteners;                        /* number of listeners (at least 1) */
+    tw_route_t *routes;                       /* routes, config order */
+    size_t nroutes;                           /* number of routes (may be 0: everything 404s) */
+    const tw_conf_node_t *node;               /* the server's map */
 };
 
 /* One distinct listen address (de-duplicated across all servers: "8080",
  * "*:8080" and "0.0.0.0:8080" are one listener). */
 typedef struct {
-    struct sockaddr_storage addr; /* AF_INET or AF_INET6 with the port */
-    socklen_t addrlen;          /* sizeof(sockaddr_in) or sizeof(sockaddr_in6) */
-    const char *text;           /* canonical "127.0.0.1:8080", "[::1]:8080" */
-    const tw_conf_node_t *node; /* the first listen entry that named it */
+    struct sockaddr_storage addr;     /* AF_INET or AF_INET6 with the port */
+    socklen_t addrlen;                /* sizeof(sockaddr_in) or sizeof(sockaddr_in6) */
+    const char *text;                 /* canonical "127.0.0.1:8080", "[::1]:8080" */
+    const tw_conf_node_t *node;       /* the first listen entry that named it */
     const tw_server_conf_t **servers; /* servers on it in config order; [0] is
-                                 * the default (no Host match) */
-    size_t nservers;            /* number of servers (at least 1) */
+                                       * the default (no Host match) */
+    size_t nservers;                  /* number of servers (at least 1) */
 } tw_listener_conf_t;
 
 /* Per-request limits (`limits:`). */
 typedef struct {
-    uint64_t request_line;      /* max request line bytes (8k) */
-    uint64_t header_size;       /* max bytes of the whole head (32k) */
-    unsigned headers;           /* max header fields (100) */
-    uint64_t body;              /* default max body bytes (1m); routes override */
+    uint64_t request_line; /* max request line bytes (8k) */
+    uint64_t header_size;  /* max bytes of the whole head (32k) */
+    unsigned headers;      /* max header fields (100) */
+    uint64_t body;         /* default max body bytes (1m); routes override */
 } tw_limits_t;
 
 /* Timeouts in milliseconds (`timeouts:`). */
 typedef struct {
-    uint64_t header_ms;         /* to receive the whole head (10s) */
-    uint64_t body_ms;           /* between two reads of the body (30s) */
-    uint64_t send_ms;           /* between two successful writes (30s) */
-    uint64_t keepalive_ms;      /* idle between requests (75s); 0: no keep-alive */
-    uint64_t shutdown_ms;       /* graceful drain bound on reload/stop (30s) */
+    uint64_t header_ms;    /* to receive the whole head (10s) */
+    uint64_t body_ms;      /* between two reads of the body (30s) */
+    uint64_t send_ms;      /* between two successful writes (30s) */
+    uint64_t keepalive_ms; /* idle between requests (75s); 0: no keep-alive */
+    uint64_t shutdown_ms;  /* graceful drain bound on reload/stop (30s) */
 } tw_timeouts_t;
 
 struct tw_router;
 
 typedef struct tw_settings {
-    tw_conf_doc_t *doc;         /* the config tree; every node pointer below
-                                 * points into it */
-    tw_conf_arena_t *arena;     /* all other memory of the settings */
-    const char *config_path;    /* the file as given to tw_settings_load */
-    const char *config_dir;     /* its directory, absolute when resolvable;
-                                 * base of every relative path */
+    tw_conf_doc_t *doc;      /* the config tree; every node pointer below
+                              * points into it */
+    tw_conf_arena_t *arena;  /* all other memory of the settings */
+    const char *config_path; /* the file as given to tw_settings_load */
+    const char *config_dir;  /* its directory, absolute when resolvable;
+                              * base of every relative path */
 
-    unsigned workers;           /* 1..256, or 0 for auto (one per CPU) */
-    const char *user;           /* user to run workers as, or NULL */
-    const char *pid_file;       /* resolved path, or NULL for none */
-    const char *error_log;      /* resolved path, or NULL for stderr */
-    tw_log_level_t log_level;   /* TW_LOG_INFO by default */
-    const char *module_dir;     /* resolved module directory */
-    tw_module_entry_t *modules; /* `modules:` in config order */
-    size_t nmodules;            /* number of modules */
+    unsigned workers;            /* 1..256, or 0 for auto (one per CPU) */
+    const char *user;            /* user to run workers as, or NULL */
+    const char *pid_file;        /* resolved path, or NULL for none */
+    const char *error_log;       /* resolved path, or NULL for stderr */
+    tw_log_level_t log_level;    /* TW_LOG_INFO by default */
+    const char *module_dir;      /* resolved module directory */
+    tw_module_entry_t *modules;  /* `modules:` in config order */
+    size_t nmodules;             /* number of modules */
     tw_conf_section_t *sections; /* top-level module sections, config order */
-    size_t nsections;           /* number of top-level module sections */
+    size_t nsections;            /* number of top-level module sections */
 
-    unsigned worker_connections; /* max connections per worker (10000) */
-    int backlog;                /* listen backlog (511) */
+    unsigned worker_connections;       /* max connections per worker (10000) */
+    int backlog;                       /* listen backlog (511) */
     unsigned max_draining_generations; /* old generations kept draining (4) */
-    uint64_t min_body_rate;     /* bytes/s; 0 disables the check (1k) */
-    bool server_tokens;         /* append "/<version>" to the Server header */
-    const char *server_header;  /* Server header name ("twister"); NULL: none */
-    tw_limits_t limits;         /* global request limits */
-    tw_timeouts_t timeouts;     /* timeouts */
+    uint64_t min_body_rate;            /* bytes/s; 0 disables the check (1k) */
+    bool server_tokens;                /* append "/<version>" to the Server header */
+    const char *server_header;         /* Server header name ("twister"); NULL: none */
+    tw_limits_t limits;                /* global request limits */
+    tw_timeouts_t timeouts;            /* timeouts */
 
-    tw_server_conf_t *servers;  /* `servers:` in config order (at least 1) */
-    size_t nservers;            /* number of servers */
+    tw_server_conf_t *servers;     /* `servers:` in config order (at least 1) */
+    size_t nservers;               /* number of servers */
     tw_listener_conf_t *listeners; /* distinct listen addresses, in order of
-                                 * first appearance */
-    size_t nlisteners;          /* number of listeners */
+                                    * first appearance */
+    size_t nlisteners;             /* number of listeners */
 
-    struct tw_router *router;   /* compiled lookup tables (router.c) */
+    struct tw_router *router; /* compiled lookup tables (router.c) */
 } tw_settings_t;
 
 /* Loads and checks the config file at path. default_module_dir is used when
@@ -196,8 +196,8 @@ int tw_settings_load_string(const char *name, const char *text, size_t len,
                             tw_conf_error_t *err);
 /* Like tw_settings_load, from a loaded tree; takes ownership of doc (freed
  * on error too). */
-int tw_settings_from_doc(tw_conf_doc_t *doc, const char *default_module_dir,
-                         tw_settings_t **out, tw_conf_error_t *err);
+int tw_settings_from_doc(tw_conf_doc_t *doc, const char *default_module_dir, tw_settings_t **out,
+                         tw_conf_error_t *err);
 /* Releases s and everything it owns (NULL is a no-op). */
 void tw_settings_free(tw_settings_t *s);
 

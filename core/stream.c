@@ -70,18 +70,28 @@
 #include "internal.h"
 #include "twister/log.h"
 
-#define RBUF_INITIAL 4096         /* first read buffer, and first read size */
-#define WBUF_INITIAL 4096         /* first output buffer */
-#define WQ_INITIAL 8              /* first write-record ring */
-#define IOV_BATCH 64              /* iovecs per sendmsg */
-#define FILLS_PER_DISPATCH 64     /* read(2) calls before yielding to other fds */
-#define SENDFILE_MAX (1u << 30)   /* bytes per sendfile call */
-#define DELIM_INLINE 8            /* delimiters up to this long are not malloced */
+#define RBUF_INITIAL 4096            /* first read buffer, and first read size */
+#define WBUF_INITIAL 4096            /* first output buffer */
+#define WQ_INITIAL 8                 /* first write-record ring */
+#define IOV_BATCH 64                 /* iovecs per sendmsg */
+#define FILLS_PER_DISPATCH 64        /* read(2) calls before yielding to other fds */
+#define SENDFILE_MAX (1u << 30)      /* bytes per sendfile call */
+#define DELIM_INLINE 8               /* delimiters up to this long are not malloced */
 #define STREAM_BUFFER_MAX (1u << 30) /* max_buffer_size and read_chunk_size are capped here */
-#define WBUF_MAX (UINT32_MAX / 2) /* the output buffer never grows past this */
+#define WBUF_MAX (UINT32_MAX / 2)    /* the output buffer never grows past this */
 
-typedef enum { RD_NONE, RD_UNTIL, RD_BYTES, RD_CLOSE, RD_SOME } rd_kind_t;
-typedef enum { WR_BUF, WR_REF, WR_FILE } wr_kind_t;
+typedef enum {
+    RD_NONE,
+    RD_UNTIL,
+    RD_BYTES,
+    RD_CLOSE,
+    RD_SOME
+} rd_kind_t;
+typedef enum {
+    WR_BUF,
+    WR_REF,
+    WR_FILE
+} wr_kind_t;
 
 /* One queued write. BUF records hold no pointer: their bytes are the output
  * buffer's unwritten bytes, in record order. */
@@ -110,16 +120,16 @@ typedef struct {
 
 struct tw_stream {
     tw_loop_t *loop;
-    char *rbuf;  /* unread bytes: rbuf[rpos, rend) */
-    char *wbuf;  /* unwritten copies: wbuf[wpos, wend) */
-    wrec_t *wq;  /* ring, wq_cap a power of two */
+    char *rbuf; /* unread bytes: rbuf[rpos, rend) */
+    char *wbuf; /* unwritten copies: wbuf[wpos, wend) */
+    wrec_t *wq; /* ring, wq_cap a power of two */
     union {
         tw_stream_read_cb read;
         tw_stream_data_cb data;
     } rcb;
     void *rarg;
     union {
-        char *ptr;                /* dlen > DELIM_INLINE: malloced */
+        char *ptr; /* dlen > DELIM_INLINE: malloced */
         char buf[DELIM_INLINE];
     } delim;
     size_t rlimit; /* UNTIL: max bytes incl. delimiter; BYTES: n */
@@ -419,7 +429,13 @@ static int rbuf_grow(tw_stream_t *s, size_t need)
     return 0;
 }
 
-enum { FILL_OK, FILL_AGAIN, FILL_EOF, FILL_ERR, FILL_FULL };
+enum {
+    FILL_OK,
+    FILL_AGAIN,
+    FILL_EOF,
+    FILL_ERR,
+    FILL_FULL
+};
 
 /* One read(2) into the buffer. */
 static int stream_fill(tw_stream_t *s)
@@ -468,8 +484,8 @@ static int stream_fill(tw_stream_t *s)
         s->rend += (uint32_t)n;
         if ((size_t)n == want) {
             if (s->rhint < s->opt.read_chunk_size)
-                s->rhint = s->rhint * 2 < s->opt.read_chunk_size ? s->rhint * 2
-                                                                  : s->opt.read_chunk_size;
+                s->rhint =
+                    s->rhint * 2 < s->opt.read_chunk_size ? s->rhint * 2 : s->opt.read_chunk_size;
         } else {
             s->readable = false; /* short read: the socket is drained */
         }
@@ -763,7 +779,11 @@ static void wq_consume(tw_stream_t *s, size_t n)
     }
 }
 
-enum { FLUSH_AGAIN = 0, FLUSH_PROGRESS = 1, FLUSH_ERROR = -1 };
+enum {
+    FLUSH_AGAIN = 0,
+    FLUSH_PROGRESS = 1,
+    FLUSH_ERROR = -1
+};
 
 static int send_errno(tw_stream_t *s)
 {
@@ -897,7 +917,8 @@ static ssize_t send_direct(tw_stream_t *s, const char *p, size_t len)
     }
 }
 
-/* ---- the dispatcher ---------------------------------------------------------------------------- */
+/* ---- the dispatcher ----------------------------------------------------------------------------
+ */
 
 /* EOF or a read error was seen: close, after flushing what is queued unless
  * the socket is broken. */
@@ -1013,7 +1034,8 @@ static void stream_on_deferred(tw_loop_t *loop, void *arg)
         stream_dispatch(s);
 }
 
-/* ---- reads ----------------------------------------------------------------------------------------- */
+/* ---- reads
+ * ----------------------------------------------------------------------------------------- */
 
 static int read_begin(tw_stream_t *s)
 {
@@ -1049,8 +1071,8 @@ int tw_stream_read_until(tw_stream_t *s, const char *delim, size_t dlen, size_t 
     }
     memcpy(d, delim, dlen);
     s->dlen = (uint32_t)dlen;
-    s->rlimit = max_bytes && max_bytes < s->opt.max_buffer_size ? max_bytes
-                                                                 : s->opt.max_buffer_size;
+    s->rlimit =
+        max_bytes && max_bytes < s->opt.max_buffer_size ? max_bytes : s->opt.max_buffer_size;
     s->scanned = 0;
     s->rkind = RD_UNTIL;
     s->rcb.read = cb;
@@ -1142,10 +1164,10 @@ size_t tw_stream_memory(const tw_stream_t *s)
            (s->dlen > DELIM_INLINE ? s->dlen : 0);
 }
 
-/* ---- writes ------------------------------------------------------------------------------------------- */
+/* ---- writes
+ * ------------------------------------------------------------------------------------------- */
 
-int tw_stream_write(tw_stream_t *s, const void *data, size_t len, tw_stream_write_cb cb,
-                    void *arg)
+int tw_stream_write(tw_stream_t *s, const void *data, size_t len, tw_stream_write_cb cb, void *arg)
 {
     if (s->closed || s->close_after_write) {
         errno = EPIPE;
@@ -1200,9 +1222,8 @@ nomem:
     return -1;
 }
 
-int tw_stream_write_ref(tw_stream_t *s, const void *data, size_t len,
-                        tw_stream_release_fn release, void *release_arg, tw_stream_write_cb cb,
-                        void *arg)
+int tw_stream_write_ref(tw_stream_t *s, const void *data, size_t len, tw_stream_release_fn release,
+                        void *release_arg, tw_stream_write_cb cb, void *arg)
 {
     if (s->closed || s->close_after_write) {
         if (release)
@@ -1252,8 +1273,8 @@ int tw_stream_write_ref(tw_stream_t *s, const void *data, size_t len,
     return write_result(s);
 }
 
-int tw_stream_sendfile(tw_stream_t *s, int file_fd, off_t offset, size_t len,
-                       tw_stream_write_cb cb, void *arg)
+int tw_stream_sendfile(tw_stream_t *s, int file_fd, off_t offset, size_t len, tw_stream_write_cb cb,
+                       void *arg)
 {
     if (s->closed || s->close_after_write) {
         close(file_fd);
@@ -1310,7 +1331,8 @@ void tw_stream_set_drain_cb(tw_stream_t *s, tw_stream_drain_cb cb, void *arg)
     s->drain_arg = arg;
 }
 
-/* ---- closing ------------------------------------------------------------------------------------------- */
+/* ---- closing
+ * ------------------------------------------------------------------------------------------- */
 
 void tw_stream_set_close_cb(tw_stream_t *s, tw_stream_close_cb cb, void *arg)
 {

@@ -181,8 +181,7 @@ static void begin_drain(worker_state_t *ws)
     for (size_t i = 0; i < ws->listen_count; i++)
         close(ws->listen_fds[i]);
     ws->listen_count = 0;
-    tw_timer_start(ws->api.loop, &ws->shutdown_timer,
-                   tw_generation_shutdown_ms(ws->params->gen));
+    tw_timer_start(ws->api.loop, &ws->shutdown_timer, tw_generation_shutdown_ms(ws->params->gen));
     tw_http_server_drain(ws->http, all_closed, ws);
 }
 

@@ -12,10 +12,10 @@
 
 typedef struct {
     tw_generation_t *gen;
-    unsigned index;        /* within the generation, from 0 */
-    int control_fd;        /* SOCK_SEQPACKET to the master: "READY" / "ERROR ..." */
-    void *activity;        /* crash-safe slot in memory shared with the master */
-    bool drop_privileges;  /* switch to uid/gid after start-up */
+    unsigned index;       /* within the generation, from 0 */
+    int control_fd;       /* SOCK_SEQPACKET to the master: "READY" / "ERROR ..." */
+    void *activity;       /* crash-safe slot in memory shared with the master */
+    bool drop_privileges; /* switch to uid/gid after start-up */
     uid_t uid;
     gid_t gid;
     unsigned connection_cap; /* stop accepting at this many connections */

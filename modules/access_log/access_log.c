@@ -14,8 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -29,14 +29,18 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
  * most limits.request_line, 8 KiB by default, escaped up to 4x). */
 #define ACCESS_LINE_MAX (40 * 1024)
 
-typedef enum { FORMAT_COMBINED, FORMAT_COMMON, FORMAT_JSON } format_t;
+typedef enum {
+    FORMAT_COMBINED,
+    FORMAT_COMMON,
+    FORMAT_JSON
+} format_t;
 
 typedef struct {
-    const char *path;       /* global: the file; NULL when only routes opt out */
+    const char *path; /* global: the file; NULL when only routes opt out */
     format_t format;
     uint64_t buffer_size;
     uint64_t flush_ms;
-    bool off;               /* route: do not log requests of this route */
+    bool off; /* route: do not log requests of this route */
 } access_conf_t;
 
 /* Per worker state: the open file and the line buffer. One worker is one
@@ -51,7 +55,7 @@ typedef struct {
     size_t len;
     tw_loop_t *loop;
     tw_timer_t timer;
-    time_t time_sec;           /* the second time_text was formatted for */
+    time_t time_sec; /* the second time_text was formatted for */
     char time_text[40];
 } access_state_t;
 
@@ -302,7 +306,8 @@ static int access_log_handler(tw_request_t *r)
     put_escaped(&l, target.ptr, target.len, json);
     putf(&l, " HTTP/%d.%d\"", version / 10, version % 10);
     if (json) {
-        putf(&l, ",\"status\":%d,\"body_bytes_sent\":%llu,\"request_time\":%.3f,\"http_referer\":\"",
+        putf(&l,
+             ",\"status\":%d,\"body_bytes_sent\":%llu,\"request_time\":%.3f,\"http_referer\":\"",
              tw_response_status(r), bytes, (double)tw_request_elapsed_us(r) / 1e6);
         put_header(&l, r, "Referer", true);
         put(&l, "\",\"http_user_agent\":\"", 21);

@@ -22,7 +22,13 @@
 
 TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
-typedef enum { ACT_OK = 0, ACT_FAIL, ACT_SEGV, ACT_ABORT, ACT_EXIT } action_t;
+typedef enum {
+    ACT_OK = 0,
+    ACT_FAIL,
+    ACT_SEGV,
+    ACT_ABORT,
+    ACT_EXIT
+} action_t;
 
 typedef struct {
     action_t configure, init; /* global */
@@ -36,8 +42,11 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
     static const struct {
         const char *name;
         action_t act;
-    } names[] = {{"ok", ACT_OK},       {"fail", ACT_FAIL}, {"segv", ACT_SEGV},
-                 {"abort", ACT_ABORT}, {"exit", ACT_EXIT}};
+    } names[] = {{"ok", ACT_OK},
+                 {"fail", ACT_FAIL},
+                 {"segv", ACT_SEGV},
+                 {"abort", ACT_ABORT},
+                 {"exit", ACT_EXIT}};
     const tw_conf_node_t *node = tw_conf_map_get(map, key);
     const char *s;
     if (node == NULL)

@@ -188,8 +188,7 @@ static int echo_content(tw_request_t *r)
     if (conf == NULL || ctx == NULL)
         return TW_ERROR;
     const tw_header_t *type = tw_request_header(r, "Content-Type");
-    ctx->content_type = type ? tw_pool_strndup(tw_request_pool(r), type->value.ptr,
-                                               type->value.len)
+    ctx->content_type = type ? tw_pool_strndup(tw_request_pool(r), type->value.ptr, type->value.len)
                              : "application/octet-stream";
     ctx->length = tw_request_content_length(r);
     ctx->started = ctx->resumed = false;

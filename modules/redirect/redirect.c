@@ -28,20 +28,21 @@ typedef enum {
 } var_t;
 
 static const char *const var_names[] = {
-    [VAR_URI] = "uri",   [VAR_ARGS] = "args", [VAR_IS_ARGS] = "is_args",
-    [VAR_REQUEST_URI] = "request_uri", [VAR_HOST] = "host", [VAR_SCHEME] = "scheme",
+    [VAR_URI] = "uri",         [VAR_ARGS] = "args",
+    [VAR_IS_ARGS] = "is_args", [VAR_REQUEST_URI] = "request_uri",
+    [VAR_HOST] = "host",       [VAR_SCHEME] = "scheme",
 };
 
 typedef struct {
-    var_t var;        /* VAR_NONE: the literal text below */
+    var_t var; /* VAR_NONE: the literal text below */
     const char *text;
     size_t len;
 } piece_t;
 
 typedef struct {
     int status;
-    bool is_redirect;    /* 3xx: the template is the Location */
-    piece_t *pieces;     /* the URL or text template; none: default body */
+    bool is_redirect; /* 3xx: the template is the Location */
+    piece_t *pieces;  /* the URL or text template; none: default body */
     size_t npieces;
 } redirect_conf_t;
 
@@ -99,18 +100,19 @@ static int compile(tw_configure_t *cf, redirect_conf_t *c, const char *text,
     return 0;
 }
 
-static int redirect_configure(tw_configure_t *cf, tw_conf_scope_t scope,
-                              const tw_conf_node_t *node, void **conf, tw_conf_error_t *err)
+static int redirect_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
+                              void **conf, tw_conf_error_t *err)
 {
     static const char *const keys[] = {"return", NULL};
-    bool empty = node == NULL ||
-                 (tw_conf_type(node) == TW_CONF_SCALAR && *tw_conf_scalar(node) == '\0');
+    bool empty =
+        node == NULL || (tw_conf_type(node) == TW_CONF_SCALAR && *tw_conf_scalar(node) == '\0');
 
     if (scope == TW_SCOPE_GLOBAL)
         return empty ? 0 : tw_conf_error(err, node, "redirect has no global settings");
     if (empty)
-        return tw_conf_error(err, node, "the redirect handler needs `redirect: { return: STATUS "
-                                        "[URL or text] }` in this route");
+        return tw_conf_error(err, node,
+                             "the redirect handler needs `redirect: { return: STATUS "
+                             "[URL or text] }` in this route");
     if (tw_conf_check_keys(node, keys, err) != 0)
         return -1;
     const tw_conf_node_t *ret = tw_conf_map_get(node, "return");
@@ -137,8 +139,9 @@ static int redirect_configure(tw_configure_t *cf, tw_conf_scope_t scope,
     if (status < 200 || status > 599 || (*p != '\0' && *p != ' ' && *p != '\t'))
         return tw_conf_error(err, ret, "expected a status (200..599) first, got '%s'", value);
     if (status == 304)
-        return tw_conf_error(err, ret, "304 answers conditional requests; it cannot be returned "
-                                       "as a fixed response");
+        return tw_conf_error(err, ret,
+                             "304 answers conditional requests; it cannot be returned "
+                             "as a fixed response");
     while (*p == ' ' || *p == '\t')
         p++;
     c->status = status;
@@ -159,16 +162,18 @@ static int redirect_configure(tw_configure_t *cf, tw_conf_scope_t scope,
     rest[len] = '\0';
 
     if (c->is_redirect && len == 0)
-        return tw_conf_error(err, ret, "a %d needs the URL to redirect to, e.g. `%d "
-                                       "https://example.com$uri`",
+        return tw_conf_error(err, ret,
+                             "a %d needs the URL to redirect to, e.g. `%d "
+                             "https://example.com$uri`",
                              status, status);
     if (status == 204 && len > 0)
         return tw_conf_error(err, ret, "a 204 response has no body");
     if (c->is_redirect)
         for (size_t i = 0; i < len; i++)
             if ((unsigned char)rest[i] <= ' ' || rest[i] == 0x7f)
-                return tw_conf_error(err, ret, "the URL has a space or control character; "
-                                               "percent-encode it");
+                return tw_conf_error(err, ret,
+                                     "the URL has a space or control character; "
+                                     "percent-encode it");
     if (len > 0 && compile(cf, c, rest, ret, err) != 0)
         return -1;
     *conf = c;
@@ -305,8 +310,8 @@ static int redirect_content(tw_request_t *r)
 
     char line[64];
     const char *body = line;
-    size_t len = (size_t)snprintf(line, sizeof line, "%d %s\n", c->status,
-                                  tw_http_status_text(c->status));
+    size_t len =
+        (size_t)snprintf(line, sizeof line, "%d %s\n", c->status, tw_http_status_text(c->status));
     const char *type = "text/plain";
     if (c->npieces > 0) {
         size_t n;

@@ -27,7 +27,7 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
 /* An extra `mime_types:` entry. */
 typedef struct {
-    const char *ext;  /* without the dot */
+    const char *ext; /* without the dot */
     const char *type;
 } static_mime_t;
 
@@ -37,11 +37,11 @@ typedef struct static_conf {
     const tw_conf_node_t *root_node; /* for errors in init_worker */
     const char **index;              /* file names tried for a directory */
     size_t nindex;
-    static_mime_t *mime;             /* checked before the built-in table */
+    static_mime_t *mime; /* checked before the built-in table */
     size_t nmime;
-    const char *cache_control;       /* NULL: no Cache-Control header */
-    st_root_t dir;                   /* dir.fd is -1 until init_worker */
-    struct static_conf *next;        /* every route of the generation */
+    const char *cache_control; /* NULL: no Cache-Control header */
+    st_root_t dir;             /* dir.fd is -1 until init_worker */
+    struct static_conf *next;  /* every route of the generation */
 } static_conf_t;
 
 /* The global conf only links the routes, for init_worker/exit_worker. */
@@ -80,8 +80,7 @@ static int conf_index(tw_configure_t *cf, static_conf_t *c, const tw_conf_node_t
         const char *name;
         if (tw_conf_get_string(item, &name, err) != 0)
             return -1;
-        if (*name == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
-            strcmp(name, "..") == 0)
+        if (*name == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             return tw_conf_error(err, item, "expected a file name (no '/'), got '%s'", name);
         c->index[i] = name;
     }
@@ -122,8 +121,8 @@ static int conf_mime(tw_configure_t *cf, static_conf_t *c, const tw_conf_node_t 
 static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                             void **conf, tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"root", "index", "allow_symlinks_outside", "mime_types",
-                                       "cache_control", NULL};
+    static const char *const keys[] = {"root",       "index",         "allow_symlinks_outside",
+                                       "mime_types", "cache_control", NULL};
 
     if (scope == TW_SCOPE_GLOBAL) {
         if (!is_empty(node))
@@ -135,8 +134,9 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
     }
 
     if (is_empty(node))
-        return tw_conf_error(err, node, "the static handler needs a root: give the route a "
-                                        "`static: { root: DIR }` section");
+        return tw_conf_error(err, node,
+                             "the static handler needs a root: give the route a "
+                             "`static: { root: DIR }` section");
     if (tw_conf_check_keys(node, keys, err) != 0)
         return -1;
     static_conf_t *c = tw_configure_alloc(cf, sizeof *c);
@@ -247,9 +247,9 @@ static int open_error(int neg_errno, const char *rel)
         return 404;
     case EACCES:
     case EPERM:
-    case EXDEV:  /* resolves outside the root */
-    case ELOOP:  /* a symlink we may not follow */
-    case ENXIO:  /* a socket */
+    case EXDEV: /* resolves outside the root */
+    case ELOOP: /* a symlink we may not follow */
+    case ENXIO: /* a socket */
     case ENODEV:
         return 403;
     default:
@@ -353,13 +353,11 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
         case ST_RANGE_OK:
             status = 206;
             snprintf(content_range, sizeof content_range, "bytes %llu-%llu/%llu",
-                     (unsigned long long)first, (unsigned long long)last,
-                     (unsigned long long)size);
+                     (unsigned long long)first, (unsigned long long)last, (unsigned long long)size);
             break;
         case ST_RANGE_UNSATISFIABLE:
             close(fd);
-            snprintf(content_range, sizeof content_range, "bytes */%llu",
-                     (unsigned long long)size);
+            snprintf(content_range, sizeof content_range, "bytes */%llu", (unsigned long long)size);
             if (set_validators(r, c, etag, modified) != 0 ||
                 tw_response_set_header(r, "Content-Range", content_range) != 0)
                 return TW_ERROR;

@@ -69,8 +69,8 @@ bool st_etag_match(const char *list, size_t len, const char *etag, bool weak);
 /* ---- byte ranges (RFC 9110 §14) ------------------------------------------ */
 
 typedef enum {
-    ST_RANGE_NONE = 0,  /* no usable range: serve the whole file (200) */
-    ST_RANGE_OK = 1,    /* *first..*last (inclusive) within the file (206) */
+    ST_RANGE_NONE = 0,          /* no usable range: serve the whole file (200) */
+    ST_RANGE_OK = 1,            /* *first..*last (inclusive) within the file (206) */
     ST_RANGE_UNSATISFIABLE = 2, /* 416 with Content-Range: bytes * /size */
 } st_range_t;
 

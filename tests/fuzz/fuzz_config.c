@@ -36,8 +36,7 @@ static void walk(const tw_conf_node_t *n, tw_conf_error_t *err)
     for (size_t i = 0; i < tw_conf_count(n); i++) {
         const tw_conf_node_t *c =
             tw_conf_type(n) == TW_CONF_MAP ? tw_conf_map_value(n, i) : tw_conf_list_item(n, i);
-        if (tw_conf_type(n) == TW_CONF_MAP &&
-            tw_conf_map_get(n, tw_conf_map_key(n, i)) != c)
+        if (tw_conf_type(n) == TW_CONF_MAP && tw_conf_map_get(n, tw_conf_map_key(n, i)) != c)
             __builtin_trap(); /* lookup must find every key */
         walk(c, err);
     }
@@ -50,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         devnull = fopen("/dev/null", "w");
     tw_conf_error_t err;
     err.message[0] = '\0';
-    tw_conf_doc_t *doc = tw_conf_load_string_ex("fuzz.yaml", (const char *)data, size,
-                                                TW_CONF_NO_INCLUDE, &err);
+    tw_conf_doc_t *doc =
+        tw_conf_load_string_ex("fuzz.yaml", (const char *)data, size, TW_CONF_NO_INCLUDE, &err);
     if (!doc) {
         if (!err.message[0])
             __builtin_trap(); /* every failure explains itself */
@@ -73,8 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t l = 0; l <= s->nlisteners; l++)
         for (size_t h = 0; h < 4; h++)
             for (size_t p = 0; p < 5; p++)
-                (void)tw_router_find(s, l, hosts[h], strlen(hosts[h]), paths[p],
-                                     strlen(paths[p]), NULL);
+                (void)tw_router_find(s, l, hosts[h], strlen(hosts[h]), paths[p], strlen(paths[p]),
+                                     NULL);
     static const char *const names[] = {"hello", "static"};
     (void)tw_settings_check_modules(s, names, 2, &err);
     tw_settings_free(s);

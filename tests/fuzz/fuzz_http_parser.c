@@ -18,10 +18,10 @@
 
 #include "http_parser.h"
 
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond))                                                                        \
-            __builtin_trap();                                                               \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            __builtin_trap();                                                                      \
     } while (0)
 
 #define MAX_INPUT (64 * 1024)
@@ -152,7 +152,7 @@ static void head_invariants(const head_run_t *h, const uint8_t *data, size_t n)
 
 typedef struct {
     tw_chunk_result_t r;
-    size_t at;      /* absolute offset where it stopped (error or done) */
+    size_t at; /* absolute offset where it stopped (error or done) */
     size_t out_len;
     uint8_t *out;
 } chunk_run_t;

@@ -92,8 +92,8 @@ static void teardown(void)
 
 typedef struct {
     const char *rel;
-    int beneath;        /* 1: beneath, 0: allow_symlinks_outside */
-    int error;          /* 0: opens */
+    int beneath;         /* 1: beneath, 0: allow_symlinks_outside */
+    int error;           /* 0: opens */
     const char *content; /* the file's text, DIRECTORY or FIFO */
 } open_case_t;
 
@@ -158,9 +158,8 @@ START_TEST(test_open)
     const char *how = root.resolver == ST_RESOLVE_OPENAT2 ? "openat2" : "walk";
     int fd = st_open(&root, c->rel);
     if (c->error) {
-        ck_assert_msg(fd == -c->error, "%s '%s' (beneath %d): got %d (%s), want -%s", how,
-                      c->rel, c->beneath, fd, fd < 0 ? strerror(-fd) : "an fd",
-                      strerror(c->error));
+        ck_assert_msg(fd == -c->error, "%s '%s' (beneath %d): got %d (%s), want -%s", how, c->rel,
+                      c->beneath, fd, fd < 0 ? strerror(-fd) : "an fd", strerror(c->error));
         return;
     }
     ck_assert_msg(fd >= 0, "%s '%s': %s", how, c->rel, strerror(-fd));
@@ -265,8 +264,8 @@ START_TEST(test_etag)
         {"*", true, true},
         {"*", false, true},
         {"\"3b9aca05-f\"", true, false},
-        {"3b9aca05-ff", true, false},     /* unquoted: malformed */
-        {"\"3b9aca05-ff", true, false},   /* unterminated */
+        {"3b9aca05-ff", true, false},   /* unquoted: malformed */
+        {"\"3b9aca05-ff", true, false}, /* unterminated */
         {"\"x\" junk, \"3b9aca05-ff\"", true, false},
         {"", true, false},
     };
@@ -287,13 +286,13 @@ static const struct {
 } range_cases[] = {
     {"bytes=0-0", 10, ST_RANGE_OK, 0, 0},
     {"bytes=0-9", 10, ST_RANGE_OK, 0, 9},
-    {"bytes=0-99", 10, ST_RANGE_OK, 0, 9},   /* clamped to the file */
+    {"bytes=0-99", 10, ST_RANGE_OK, 0, 9}, /* clamped to the file */
     {"bytes=3-", 10, ST_RANGE_OK, 3, 9},
     {"bytes=9-", 10, ST_RANGE_OK, 9, 9},
     {"bytes=-3", 10, ST_RANGE_OK, 7, 9},
     {"bytes=-10", 10, ST_RANGE_OK, 0, 9},
     {"bytes=-99", 10, ST_RANGE_OK, 0, 9},
-    {"Bytes=2-4", 10, ST_RANGE_OK, 2, 4},    /* the unit is case-insensitive */
+    {"Bytes=2-4", 10, ST_RANGE_OK, 2, 4}, /* the unit is case-insensitive */
     {"bytes= 2-4 ", 10, ST_RANGE_OK, 2, 4},
     {"bytes=10-", 10, ST_RANGE_UNSATISFIABLE, 0, 0},
     {"bytes=10-20", 10, ST_RANGE_UNSATISFIABLE, 0, 0},
@@ -307,7 +306,7 @@ static const struct {
     {"bytes=1-2x", 10, ST_RANGE_NONE, 0, 0},
     {"items=0-1", 10, ST_RANGE_NONE, 0, 0},
     {"bytes 0-1", 10, ST_RANGE_NONE, 0, 0},
-    {"bytes=0-0", 0, ST_RANGE_NONE, 0, 0},      /* empty file: the whole (empty) file */
+    {"bytes=0-0", 0, ST_RANGE_NONE, 0, 0}, /* empty file: the whole (empty) file */
     {"bytes=-1", 0, ST_RANGE_NONE, 0, 0},
 };
 
@@ -316,8 +315,8 @@ START_TEST(test_range)
     uint64_t first = 0, last = 0;
     st_range_t got = st_range_parse(range_cases[_i].value, strlen(range_cases[_i].value),
                                     range_cases[_i].size, &first, &last);
-    ck_assert_msg(got == range_cases[_i].result, "'%s' size %llu: got %d",
-                  range_cases[_i].value, (unsigned long long)range_cases[_i].size, got);
+    ck_assert_msg(got == range_cases[_i].result, "'%s' size %llu: got %d", range_cases[_i].value,
+                  (unsigned long long)range_cases[_i].size, got);
     if (got == ST_RANGE_OK) {
         ck_assert_uint_eq(first, range_cases[_i].first);
         ck_assert_uint_eq(last, range_cases[_i].last);
@@ -334,7 +333,7 @@ START_TEST(test_mime)
     ck_assert_str_eq(st_mime_builtin("app.mjs"), "text/javascript; charset=utf-8");
     ck_assert_str_eq(st_mime_builtin("x.tar.gz"), "application/gzip");
     ck_assert_str_eq(st_mime_builtin("7z.7z"), "application/x-7z-compressed"); /* first */
-    ck_assert_str_eq(st_mime_builtin("a.zip"), "application/zip");            /* last */
+    ck_assert_str_eq(st_mime_builtin("a.zip"), "application/zip");             /* last */
     ck_assert_str_eq(st_mime_builtin("f.woff2"), "font/woff2");
     ck_assert_str_eq(st_mime_builtin("f.webmanifest"), "application/manifest+json");
     ck_assert_str_eq(st_mime_builtin("f.wasm"), "application/wasm");

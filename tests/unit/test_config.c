@@ -75,7 +75,8 @@ static const struct {
     {"a: 1\nb: 2\na: 3\n", "t.yaml:3:1: a: duplicate key 'a' (first at line 1)"},
     {"x:\n  y: 1\n  z: 2\n  y: 3\n", "t.yaml:4:3: x.y: duplicate key 'y' (first at line 2)"},
     {"l:\n  - {k: 1, k: 2}\n", "t.yaml:2:12: l[0].k: duplicate key 'k' (first at line 2)"},
-    {"a: 1\n---\nb: 2\n", "t.yaml:2:1: a config file holds one YAML document; this is a second one"},
+    {"a: 1\n---\nb: 2\n",
+     "t.yaml:2:1: a config file holds one YAML document; this is a second one"},
     {"a: !foo x", "t.yaml:1:4: a: unknown tag !foo (Twister knows only !include)"},
     {"a: !foo {b: 1}", "t.yaml:1:4: unknown tag !foo (Twister knows only !include)"},
     {"a: !include {b: 1}", "t.yaml:1:4: !include takes a file name, not a map"},
@@ -183,8 +184,7 @@ END_TEST
 START_TEST(test_no_include_flag)
 {
     const char *y = "a: !include other.yaml\n";
-    tw_conf_doc_t *doc =
-        tw_conf_load_string_ex("t.yaml", y, strlen(y), TW_CONF_NO_INCLUDE, &err);
+    tw_conf_doc_t *doc = tw_conf_load_string_ex("t.yaml", y, strlen(y), TW_CONF_NO_INCLUDE, &err);
     ck_assert_ptr_null(doc);
     ck_assert_str_eq(err.message, "t.yaml:1:4: a: !include is not allowed here");
 }
@@ -400,7 +400,7 @@ static const struct {
     const char *text;
     int value; /* -1: error */
 } bool_cases[] = {
-    {"true", 1}, {"True", 1}, {"YES", 1}, {"on", 1}, {"false", 0}, {"No", 0},
+    {"true", 1}, {"True", 1}, {"YES", 1}, {"on", 1}, {"false", 0},  {"No", 0},
     {"off", 0},  {"1", -1},   {"y", -1},  {"", -1},  {"truth", -1},
 };
 
@@ -470,7 +470,7 @@ START_TEST(test_get_size)
 }
 END_TEST
 
-#define DURATION_HELP                                                                        \
+#define DURATION_HELP                                                                              \
     "expected a duration (500ms, 30s, 5m, 1h30m, 2d; a bare number is seconds), got "
 
 static const struct {
@@ -576,7 +576,8 @@ START_TEST(test_check_keys)
     ck_assert_str_eq(err.message,
                      "t.yaml:3:8: swap.hedaers: unknown key 'hedaers'; did you mean 'headers'?");
     ck_assert_int_eq(tw_conf_check_keys(at(doc, "case"), allowed, &err), -1);
-    ck_assert_str_eq(err.message, "t.yaml:4:8: case.Body: unknown key 'Body'; did you mean 'body'?");
+    ck_assert_str_eq(err.message,
+                     "t.yaml:4:8: case.Body: unknown key 'Body'; did you mean 'body'?");
     ck_assert_int_eq(tw_conf_check_keys(at(doc, "far"), allowed, &err), -1);
     ck_assert_str_eq(err.message, "t.yaml:5:7: far.zzz: unknown key 'zzz' (expected one of: "
                                   "request_line, header_size, headers, body)");
@@ -590,9 +591,9 @@ static const struct {
     const char *a, *b;
     size_t d;
 } distances[] = {
-    {"", "", 0},          {"abc", "abc", 0},       {"abc", "ABC", 0},
-    {"", "abc", 3},       {"kitten", "sitting", 3}, {"hanlder", "handler", 1},
-    {"bdy", "body", 1},   {"workres", "workers", 1}, {"ab", "ba", 1},
+    {"", "", 0},        {"abc", "abc", 0},         {"abc", "ABC", 0},
+    {"", "abc", 3},     {"kitten", "sitting", 3},  {"hanlder", "handler", 1},
+    {"bdy", "body", 1}, {"workres", "workers", 1}, {"ab", "ba", 1},
     {"ca", "abc", 3},
 };
 
@@ -853,8 +854,9 @@ START_TEST(test_include_cycle)
     write_file("self.yaml", "me: !include self.yaml\n");
     doc = load_tmp("self.yaml");
     ck_assert_ptr_null(doc);
-    snprintf(want, sizeof(want), "%s/self.yaml:1:5: me: !include cycle: %s/self.yaml -> %s/self.yaml",
-             tmpdir, tmpdir, tmpdir);
+    snprintf(want, sizeof(want),
+             "%s/self.yaml:1:5: me: !include cycle: %s/self.yaml -> %s/self.yaml", tmpdir, tmpdir,
+             tmpdir);
     ck_assert_str_eq(err.message, want);
 
     /* Including the same file twice, side by side, is no cycle. */
@@ -992,8 +994,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_get_string);
     tcase_add_test(tc, test_error_format);
     tcase_add_test(tc, test_check_keys);
-    tcase_add_loop_test(tc, test_edit_distance, 0,
-                        (int)(sizeof(distances) / sizeof(distances[0])));
+    tcase_add_loop_test(tc, test_edit_distance, 0, (int)(sizeof(distances) / sizeof(distances[0])));
     tcase_add_test(tc, test_suggest);
     suite_add_tcase(s, tc);
     return s;

@@ -392,7 +392,6 @@ static int h_chunked_out(tw_request_t *r)
     return TW_DONE;
 }
 
-
 static tw_activity_t activity_rec;
 static char seen_activity[400];
 
@@ -413,16 +412,15 @@ static int h_api(tw_request_t *r)
     const tw_header_t *x3 = tw_request_header_next(r, "X-A", x2);
     socklen_t plen = 99;
     tw_request_peer(r, &plen);
-    int n = snprintf(out, sizeof out,
-                     "%.*s %d %.*s %.*s %.*s %d %.*s %.*s %.*s %d %zu %s %lld %d %d %s %s %d",
-                     (int)m.len, m.ptr, tw_request_method_is(r, "GET"), (int)t.len, t.ptr,
-                     (int)p.len, p.ptr, (int)q.len, q.ptr, tw_request_version(r), (int)h.len,
-                     h.ptr, (int)x1->value.len, x1->value.ptr, (int)x2->value.len,
-                     x2->value.ptr, x3 == NULL, tw_request_header_count(r),
-                     tw_request_header_at(r, 0)->name.ptr[0] == 'H' ? "host-first" : "?",
-                     (long long)tw_request_content_length(r), tw_request_alloc(r, 10) != NULL,
-                     tw_request_loop(r) != NULL, (char *)tw_request_route_conf(r, &mod_app),
-                     (char *)tw_request_global_conf(r, &mod_app), (int)plen);
+    int n = snprintf(
+        out, sizeof out, "%.*s %d %.*s %.*s %.*s %d %.*s %.*s %.*s %d %zu %s %lld %d %d %s %s %d",
+        (int)m.len, m.ptr, tw_request_method_is(r, "GET"), (int)t.len, t.ptr, (int)p.len, p.ptr,
+        (int)q.len, q.ptr, tw_request_version(r), (int)h.len, h.ptr, (int)x1->value.len,
+        x1->value.ptr, (int)x2->value.len, x2->value.ptr, x3 == NULL, tw_request_header_count(r),
+        tw_request_header_at(r, 0)->name.ptr[0] == 'H' ? "host-first" : "?",
+        (long long)tw_request_content_length(r), tw_request_alloc(r, 10) != NULL,
+        tw_request_loop(r) != NULL, (char *)tw_request_route_conf(r, &mod_app),
+        (char *)tw_request_global_conf(r, &mod_app), (int)plen);
     return tw_response_send(r, 200, "text/plain", out, (size_t)n) ? TW_ERROR : TW_DONE;
 }
 
@@ -464,7 +462,6 @@ static int h_drain_low(tw_request_t *r)
     return tw_response_on_drain(r, drain_now_cb, NULL) ? TW_ERROR : TW_DONE;
 }
 
-
 static tw_request_t *waiting;
 
 static int h_wait(tw_request_t *r)
@@ -483,7 +480,6 @@ static int h_notify(tw_request_t *r)
     waiting = NULL;
     return tw_response_send(r, 200, NULL, "sent\n", 5) ? TW_ERROR : TW_DONE;
 }
-
 
 static char big_path[64];
 #define BIG_FILE (1024 * 1024 + 7)
@@ -507,7 +503,6 @@ static int h_hfail(tw_request_t *r)
     hfail_send_rc = tw_response_send(r, 200, NULL, "secret", 6);
     return TW_DONE;
 }
-
 
 static int secho_chunk(tw_request_t *r, int status, const char *data, size_t len, bool last,
                        void *arg)
@@ -561,11 +556,20 @@ static const char *const get_only[] = {"GET", NULL};
 static const char *const post_only[] = {"POST", NULL};
 static const char *const with_options[] = {"GET", "HEAD", "OPTIONS", "TRACE", NULL};
 
-#define ROUTE(p, fn) {.name = p, .handler = &mod_app, .content = fn}
+#define ROUTE(p, fn)                                                                               \
+    {                                                                                              \
+        .name = p, .handler = &mod_app, .content = fn                                              \
+    }
 static tw_http_route_t routes[] = {
-    {.name = "/hello", .handler = &mod_app, .content = h_hello, .methods = get_only,
+    {.name = "/hello",
+     .handler = &mod_app,
+     .content = h_hello,
+     .methods = get_only,
      .allow = "GET, HEAD"},
-    {.name = "/postonly", .handler = &mod_app, .content = h_hello, .methods = post_only,
+    {.name = "/postonly",
+     .handler = &mod_app,
+     .content = h_hello,
+     .methods = post_only,
      .allow = "POST"},
     {.name = "/small", .handler = &mod_app, .content = h_echo, .body_limit = 1000},
     ROUTE("/echo", h_echo),
@@ -601,7 +605,10 @@ static tw_http_route_t routes[] = {
     ROUTE("/nmfinish", h_nm_finish),
     ROUTE("/nmsend", h_nm_send),
     ROUTE("/method", h_method),
-    {.name = "/listed", .handler = &mod_app, .content = h_method, .methods = with_options,
+    {.name = "/listed",
+     .handler = &mod_app,
+     .content = h_method,
+     .methods = with_options,
      .allow = "GET, HEAD, OPTIONS, TRACE"},
 };
 
@@ -735,7 +742,7 @@ static void send_str(const char *s, size_t n)
 }
 
 #define SEND(lit) send_str(lit, sizeof(lit) - 1)
-#define SEND_ON(fd, lit)                                                                  \
+#define SEND_ON(fd, lit)                                                                           \
     ck_assert_int_eq(write(fd, lit, sizeof(lit) - 1), (ssize_t)(sizeof(lit) - 1))
 
 static void read_client(void)
@@ -905,8 +912,8 @@ static size_t parse_all(void)
     free_resps();
     size_t pos = 0;
     while (nresps < 16) {
-        size_t n = parse_one(rbuf + pos, rlen - pos, head_flags[nresps], client_eof,
-                             &resps[nresps]);
+        size_t n =
+            parse_one(rbuf + pos, rlen - pos, head_flags[nresps], client_eof, &resps[nresps]);
         if (!n)
             break;
         pos += n;
@@ -1830,7 +1837,6 @@ START_TEST(test_misc_responses)
 }
 END_TEST
 
-
 /* RFC 9110 8.6: a HEAD or a 304 finished with nothing written sends no
  * Content-Length unless one was declared (the GET's would differ); other
  * empty responses send "Content-Length: 0". */
@@ -2073,7 +2079,6 @@ START_TEST(test_pipelined_split_behind_async)
 }
 END_TEST
 
-
 START_TEST(test_filtered_sendfile_big)
 {
     srv.phases = tw_phases_table(phases_filtered);
@@ -2101,7 +2106,6 @@ START_TEST(test_filtered_sendfile_big)
     ck_assert_ptr_null(memmem(rbuf, rlen, "secret", 6));
 }
 END_TEST
-
 
 START_TEST(test_streamed_body_lookahead)
 {

@@ -25,18 +25,26 @@ typedef struct {
     uint64_t cl;
     int ka;
     int nfields;
-    int cont;         /* expect_continue */
+    int cont;                         /* expect_continue */
     size_t rl_max, hdr_max, nhdr_max; /* limits; 0: the defaults */
-    bool filter;      /* with a method filter accepting PROPFIND and MKCOL */
+    bool filter;                      /* with a method filter accepting PROPFIND and MKCOL */
 } req_case_t;
 
-#define D(in_, m_, t_, p_, q_, h_, v_, b_, cl_, ka_, nf_, ...)                              \
-    {.line = __LINE__, .in = in_, .expect = 0, .method = m_, .target = t_, .path = p_,     \
-     .query = q_, .host = h_, .version = v_, .body = b_, .cl = cl_, .ka = ka_,             \
-     .nfields = nf_, __VA_ARGS__}
-#define E(in_, st_, ...) {.line = __LINE__, .in = in_, .expect = st_, __VA_ARGS__}
+#define D(in_, m_, t_, p_, q_, h_, v_, b_, cl_, ka_, nf_, ...)                                     \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .expect = 0, .method = m_, .target = t_, .path = p_,          \
+        .query = q_, .host = h_, .version = v_, .body = b_, .cl = cl_, .ka = ka_, .nfields = nf_,  \
+        __VA_ARGS__                                                                                \
+    }
+#define E(in_, st_, ...)                                                                           \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .expect = st_, __VA_ARGS__                                    \
+    }
 /* for inputs with NUL bytes */
-#define EN(in_, st_) {.line = __LINE__, .in = in_, .len = sizeof(in_) - 1, .expect = st_}
+#define EN(in_, st_)                                                                               \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .len = sizeof(in_) - 1, .expect = st_                         \
+    }
 
 #define NONE TW_BODY_NONE
 #define LEN TW_BODY_LENGTH
@@ -87,14 +95,14 @@ static const req_case_t req_cases[] = {
     D("OPTIONS * HTTP/1.1\r\n" HOST END, "OPTIONS", "*", "*", "", "h", 11, NONE, 0, 1, 1),
     D("OPTIONS /x HTTP/1.1\r\n" HOST END, "OPTIONS", "/x", "/x", "", "h", 11, NONE, 0, 1, 1),
     D("TRACE / HTTP/1.1\r\n" HOST END, "TRACE", "/", "/", "", "h", 11, NONE, 0, 1, 1),
-    D("PATCH /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "PATCH", "/p", "/p",
-      "", "h", 11, CHK, 0, 1, 2),
+    D("PATCH /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "PATCH", "/p", "/p", "",
+      "h", 11, CHK, 0, 1, 2),
     D("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "CONNECT",
       "example.com:443", "", "", "example.com:443", 11, NONE, 0, 1, 1),
     D("CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n", "CONNECT", "[::1]:8443", "", "",
       "[::1]:8443", 11, NONE, 0, 1, 1),
-    D("CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n", "CONNECT", "10.0.0.1:80", "",
-      "", "10.0.0.1:80", 11, NONE, 0, 1, 1),
+    D("CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n", "CONNECT", "10.0.0.1:80", "", "",
+      "10.0.0.1:80", 11, NONE, 0, 1, 1),
     D("PROPFIND /d HTTP/1.1\r\n" HOST END, "PROPFIND", "/d", "/d", "", "h", 11, NONE, 0, 1, 1,
       .filter = true),
     D("MKCOL /d HTTP/1.1\r\n" HOST END, "MKCOL", "/d", "/d", "", "h", 11, NONE, 0, 1, 1,
@@ -182,8 +190,8 @@ static const req_case_t req_cases[] = {
     E("CONNECT example.com: HTTP/1.1\r\n" HOST END, 400),
     E("CONNECT u@example.com:443 HTTP/1.1\r\n" HOST END, 400),
     E("CONNECT :443 HTTP/1.1\r\n" HOST END, 400),
-    D("GET http://example.com/a?b HTTP/1.1\r\nHost: other\r\n\r\n", "GET",
-      "http://example.com/a?b", "/a", "b", "example.com", 11, NONE, 0, 1, 1),
+    D("GET http://example.com/a?b HTTP/1.1\r\nHost: other\r\n\r\n", "GET", "http://example.com/a?b",
+      "/a", "b", "example.com", 11, NONE, 0, 1, 1),
     D("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET", "http://example.com",
       "/", "", "example.com", 11, NONE, 0, 1, 1),
     D("GET http://example.com?x=1 HTTP/1.1\r\n" HOST END, "GET", "http://example.com?x=1", "/",
@@ -224,7 +232,9 @@ static const req_case_t req_cases[] = {
     E(GET11 "\tHost: h\r\n\r\n", 400),
     E(G("X: a\r\n  b\r\n"), 400),
     E(G("X: a\r\n\tb\r\n"), 400),
-    EN(G("X: a\x00" "b\r\n"), 400),
+    EN(G("X: a\x00"
+         "b\r\n"),
+       400),
     E(G("X: a\rb\r\n"), 400),
     E(G("X: a\x7f\r\n"), 400),
     E(G("X: a\x01\r\n"), 400),
@@ -264,16 +274,16 @@ static const req_case_t req_cases[] = {
     E("GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n", 400), /* empty Host, authority in target */
     E("CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n", 400),
     E("GET http://a/ HTTP/1.1\r\nHost: b b\r\n\r\n", 400),
-    E(GET11 "Host:\r\n\r\n", 400),              /* empty Host: no default server */
+    E(GET11 "Host:\r\n\r\n", 400), /* empty Host: no default server */
     E(GET11 "Host: \t \r\n\r\n", 400),
     E("GET / HTTP/1.0\r\nHost:\r\n\r\n", 400),
     E("OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", 400),
-    D(GET11 "Host: example.com:8080\r\n\r\n", "GET", "/", "/", "", "example.com:8080", 11, NONE,
+    D(GET11 "Host: example.com:8080\r\n\r\n", "GET", "/", "/", "", "example.com:8080", 11, NONE, 0,
+      1, 1),
+    D(GET11 "Host: [2001:db8::1]:443\r\n\r\n", "GET", "/", "/", "", "[2001:db8::1]:443", 11, NONE,
       0, 1, 1),
-    D(GET11 "Host: [2001:db8::1]:443\r\n\r\n", "GET", "/", "/", "", "[2001:db8::1]:443", 11,
-      NONE, 0, 1, 1),
-    D(GET11 "Host: [::ffff:192.0.2.1]\r\n\r\n", "GET", "/", "/", "", "[::ffff:192.0.2.1]", 11,
-      NONE, 0, 1, 1),
+    D(GET11 "Host: [::ffff:192.0.2.1]\r\n\r\n", "GET", "/", "/", "", "[::ffff:192.0.2.1]", 11, NONE,
+      0, 1, 1),
     D(GET11 "Host: [v1.fe80::a+b]\r\n\r\n", "GET", "/", "/", "", "[v1.fe80::a+b]", 11, NONE, 0, 1,
       1),
     D(GET11 "Host: 127.0.0.1:80\r\n\r\n", "GET", "/", "/", "", "127.0.0.1:80", 11, NONE, 0, 1, 1),
@@ -292,8 +302,8 @@ static const req_case_t req_cases[] = {
       3),
     D(P("Content-Length: 4611686018427387904\r\n"), "POST", "/p", "/p", "", "h", 11, LEN,
       4611686018427387904ull, 1, 2),
-    D("POST /p HTTP/1.0\r\nContent-Length: 3\r\n\r\n", "POST", "/p", "/p", "", "", 10, LEN, 3, 0,
-      1, .rest = "abc"),
+    D("POST /p HTTP/1.0\r\nContent-Length: 3\r\n\r\n", "POST", "/p", "/p", "", "", 10, LEN, 3, 0, 1,
+      .rest = "abc"),
     D(G("Content-Length: 0\r\n"), "GET", "/", "/", "", "h", 11, LEN, 0, 1, 2),
     E(P("Content-Length: -1\r\n"), 400),
     E(P("Content-Length: +5\r\n"), 400),
@@ -365,16 +375,15 @@ static const req_case_t req_cases[] = {
     D(G("Connection: upgrade\r\n"), "GET", "/", "/", "", "h", 11, NONE, 0, 1, 2),
     D(G("Connection: closed\r\n"), "GET", "/", "/", "", "h", 11, NONE, 0, 1, 2),
     D(G("Connection: ,,\r\n"), "GET", "/", "/", "", "h", 11, NONE, 0, 1, 2),
-    D("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0,
-      1, 1),
-    D("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0,
-      1, 1),
-    D("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", "GET", "/", "/", "", "", 10,
-      NONE, 0, 0, 1),
-    D("GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "/",
-      "", "", 10, NONE, 0, 0, 2),
-    D("GET / HTTP/1.0\r\nConnection: upgrade\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0, 0,
+    D("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0, 1,
       1),
+    D("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0, 1,
+      1),
+    D("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", "GET", "/", "/", "", "", 10, NONE,
+      0, 0, 1),
+    D("GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "/", "",
+      "", 10, NONE, 0, 0, 2),
+    D("GET / HTTP/1.0\r\nConnection: upgrade\r\n\r\n", "GET", "/", "/", "", "", 10, NONE, 0, 0, 1),
     /* ---- Expect ---- */
     D(P("Expect: 100-continue\r\nContent-Length: 1\r\n"), "POST", "/p", "/p", "", "h", 11, LEN, 1,
       1, 3, .cont = 1),
@@ -386,7 +395,7 @@ static const req_case_t req_cases[] = {
     E(P("Expect: 100-continue, foo\r\n"), 417),
     E(P("Expect: 100-continuex\r\n"), 417),
     E(P("Expect: 100-continue=1\r\n"), 417),
-    E(P("Expect: foo\r\nX : y\r\n"), 400), /* any 400 wins over 417 */
+    E(P("Expect: foo\r\nX : y\r\n"), 400),         /* any 400 wins over 417 */
     E("FOO / HTTP/1.1\r\nHost: a b\r\n\r\n", 400), /* ... and over 501 */
     E("FOO / HTTP/1.1\r\n" HOST "Expect: foo\r\n\r\n", 501),
     /* ---- limits (small, to show the exact edges) ---- */
@@ -492,8 +501,7 @@ static void check_case(const req_case_t *c, const tw_http_parser_t *p, tw_parse_
         return;
     }
     if (c->expect != 0) {
-        ck_assert_msg(r == TW_PARSE_ERROR, "line %d: result %d, want error %d", line, r,
-                      c->expect);
+        ck_assert_msg(r == TW_PARSE_ERROR, "line %d: result %d, want error %d", line, r, c->expect);
         ck_assert_msg(p->status == c->expect, "line %d: status %d (%s), want %d", line, p->status,
                       p->error, c->expect);
         ck_assert_msg(p->error != NULL, "line %d: no error text", line);
@@ -512,15 +520,14 @@ static void check_case(const req_case_t *c, const tw_http_parser_t *p, tw_parse_
     ck_assert_msg(p->content_length == c->cl, "line %d: content_length %llu", line,
                   (unsigned long long)p->content_length);
     ck_assert_msg(p->keep_alive == (c->ka != 0), "line %d: keep_alive %d", line, p->keep_alive);
-    ck_assert_msg((int)p->field_count == c->nfields, "line %d: %zu fields", line,
-                  p->field_count);
+    ck_assert_msg((int)p->field_count == c->nfields, "line %d: %zu fields", line, p->field_count);
     ck_assert_msg(p->expect_continue == (c->cont != 0), "line %d: expect_continue %d", line,
                   p->expect_continue);
     ck_assert_msg(p->head_len == case_len(c), "line %d: head_len %zu", line, p->head_len);
-    tw_target_form_t form = c->target[0] == '/'   ? TW_TARGET_ORIGIN
-                            : c->target[0] == '*' ? TW_TARGET_ASTERISK
+    tw_target_form_t form = c->target[0] == '/'                            ? TW_TARGET_ORIGIN
+                            : c->target[0] == '*'                          ? TW_TARGET_ASTERISK
                             : (c->target[0] == 'h' || c->target[0] == 'H') ? TW_TARGET_ABSOLUTE
-                                                                            : TW_TARGET_AUTHORITY;
+                                                                           : TW_TARGET_AUTHORITY;
     ck_assert_msg(p->target_form == form, "line %d: form %d", line, p->target_form);
     for (size_t i = 0; i < p->field_count; i++) {
         const tw_http_field_t *f = &p->fields[i];
@@ -535,8 +542,8 @@ static void check_case(const req_case_t *c, const tw_http_parser_t *p, tw_parse_
 }
 
 /* Two parsers that read the same bytes agree on everything. */
-static void same_result(const tw_http_parser_t *a, tw_parse_result_t ra,
-                        const tw_http_parser_t *b, tw_parse_result_t rb, int line, size_t cut)
+static void same_result(const tw_http_parser_t *a, tw_parse_result_t ra, const tw_http_parser_t *b,
+                        tw_parse_result_t rb, int line, size_t cut)
 {
     ck_assert_msg(ra == rb, "line %d cut %zu: result %d vs %d (%s)", line, cut, ra, rb,
                   b->error ? b->error : "");
@@ -758,17 +765,25 @@ END_TEST
 typedef struct {
     int line;
     const char *in;
-    int expect;        /* TW_CHUNK_DONE, TW_CHUNK_ERROR or TW_CHUNK_AGAIN */
-    const char *body;  /* decoded bytes (for DONE and AGAIN) */
-    size_t left;       /* bytes after the end (DONE) */
+    int expect;       /* TW_CHUNK_DONE, TW_CHUNK_ERROR or TW_CHUNK_AGAIN */
+    const char *body; /* decoded bytes (for DONE and AGAIN) */
+    size_t left;      /* bytes after the end (DONE) */
     size_t max_line, max_trailers;
 } chunk_case_t;
 
-#define CD(in_, body_, left_, ...)                                                  \
-    {.line = __LINE__, .in = in_, .expect = TW_CHUNK_DONE, .body = body_, .left = left_, \
-     __VA_ARGS__}
-#define CE(in_, ...) {.line = __LINE__, .in = in_, .expect = TW_CHUNK_ERROR, __VA_ARGS__}
-#define CA(in_, body_) {.line = __LINE__, .in = in_, .expect = TW_CHUNK_AGAIN, .body = body_}
+#define CD(in_, body_, left_, ...)                                                                 \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .expect = TW_CHUNK_DONE, .body = body_, .left = left_,        \
+        __VA_ARGS__                                                                                \
+    }
+#define CE(in_, ...)                                                                               \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .expect = TW_CHUNK_ERROR, __VA_ARGS__                         \
+    }
+#define CA(in_, body_)                                                                             \
+    {                                                                                              \
+        .line = __LINE__, .in = in_, .expect = TW_CHUNK_AGAIN, .body = body_                       \
+    }
 
 static const chunk_case_t chunk_cases[] = {
     CD("0\r\n\r\n", "", 0),
@@ -869,8 +884,8 @@ static const chunk_case_t chunk_cases[] = {
  * an exact-size buffer; appends the decoded body to out. Returns the final
  * result and the bytes left after DONE in *left. */
 static tw_chunk_result_t decode_split(const chunk_case_t *c, const char *data, size_t n,
-                                      const size_t *cuts, size_t ncuts, char *out,
-                                      size_t *out_n, size_t *left)
+                                      const size_t *cuts, size_t ncuts, char *out, size_t *out_n,
+                                      size_t *left)
 {
     tw_chunked_decoder_t d;
     tw_chunked_init(&d);
@@ -919,8 +934,8 @@ static tw_chunk_result_t decode_split(const chunk_case_t *c, const char *data, s
 static void check_chunk(const chunk_case_t *c, tw_chunk_result_t r, const char *out, size_t out_n,
                         size_t left, const char *how, size_t cut)
 {
-    ck_assert_msg((int)r == c->expect, "line %d (%s %zu): result %d, want %d", c->line, how, cut,
-                  r, c->expect);
+    ck_assert_msg((int)r == c->expect, "line %d (%s %zu): result %d, want %d", c->line, how, cut, r,
+                  c->expect);
     if (c->expect == TW_CHUNK_ERROR)
         return;
     size_t bl = strlen(c->body);
@@ -982,8 +997,7 @@ START_TEST(test_chunked_misc)
     ck_assert_uint_eq(off, 3);
     ck_assert_uint_eq(len, 3);
     ck_assert_uint_eq(used, 6);
-    ck_assert_int_eq(tw_chunked_decode(&d, s + 6, strlen(s) - 6, &used, &off, &len),
-                     TW_CHUNK_DATA);
+    ck_assert_int_eq(tw_chunked_decode(&d, s + 6, strlen(s) - 6, &used, &off, &len), TW_CHUNK_DATA);
     ck_assert_uint_eq(off, 5);
     ck_assert_uint_eq(len, 2);
     ck_assert_int_eq(tw_chunked_decode(&d, s + 13, strlen(s) - 13, &used, &off, &len),

@@ -29,7 +29,6 @@ static void teardown(void)
     loop = NULL;
 }
 
-
 /* ---- timers ------------------------------------------------------------------ */
 
 static int fired[64];
@@ -198,7 +197,9 @@ static void big_cb(tw_loop_t *l, tw_timer_t *t, void *arg)
 
 START_TEST(test_200k_timers)
 {
-    enum { N = 200000 };
+    enum {
+        N = 200000
+    };
     big = calloc(N, sizeof *big);
     uint32_t rng = 12345;
     for (int i = 0; i < N; i++) {
@@ -596,7 +597,8 @@ START_TEST(test_signals)
 }
 END_TEST
 
-/* ---- run / stop --------------------------------------------------------------------------------- */
+/* ---- run / stop ---------------------------------------------------------------------------------
+ */
 
 static void stop_cb(tw_loop_t *l, tw_timer_t *t, void *arg)
 {

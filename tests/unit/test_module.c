@@ -78,7 +78,7 @@ static const char *load_error(const char *path)
     return err;
 }
 
-#define ck_assert_has(text, piece) \
+#define ck_assert_has(text, piece)                                                                 \
     ck_assert_msg(strstr((text), (piece)) != NULL, "'%s'\n  lacks '%s'", (text), (piece))
 
 static char tmpdir[256];
@@ -215,8 +215,8 @@ typedef struct {
     const char *pieces[4]; /* each must appear in the message */
 } load_case_t;
 
-#define REBUILD(f)                                                                       \
-    "rebuild it against this server's headers: cc -shared -fPIC $(pkg-config --cflags " \
+#define REBUILD(f)                                                                                 \
+    "rebuild it against this server's headers: cc -shared -fPIC $(pkg-config --cflags "            \
     "twister) -o " f ".so " f ".c"
 
 static const load_case_t load_cases[] = {
@@ -224,8 +224,8 @@ static const load_case_t load_cases[] = {
      {"bad_magic.so: bad magic in twister_module_v1: expected 0x54574d31, found 0x12345678: "
       "start the descriptor with TW_MODULE_HEADER"}},
     {"abi_major",
-     {"abi_major.so: built for ABI 2.0, this server speaks ABI 1.1 (the major must be equal): "
-      REBUILD("abi_major")}},
+     {"abi_major.so: built for ABI 2.0, this server speaks ABI 1.1 (the major must be "
+      "equal): " REBUILD("abi_major")}},
     {"abi_v2",
      {"abi_v2.so: built for ABI 2 (it exports twister_module_v2), this server speaks ABI 1 (it "
       "looks for twister_module_v1): " REBUILD("abi_v2")}},
@@ -245,8 +245,8 @@ static const load_case_t load_cases[] = {
     {"unresolved",
      {"unresolved.so: cannot load: /proc/self/fd/",
       /* dlerror() verbatim */
-      ": undefined symbol: tw_no_such_function (/proc/self/fd/",
-      " is the snapshot of ", REBUILD("unresolved")}},
+      ": undefined symbol: tw_no_such_function (/proc/self/fd/", " is the snapshot of ",
+      REBUILD("unresolved")}},
     {"no_name",
      {"no_name.so: the descriptor has no name: set .name (it is also the module's config key)"}},
     {"bad_name",
@@ -259,8 +259,7 @@ START_TEST(test_load_errors)
     const load_case_t *c = &load_cases[_i];
     const char *path = fixture(c->fixture);
     const char *msg = load_error(path);
-    ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "'%s' does not start with the file",
-                  msg);
+    ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "'%s' does not start with the file", msg);
     for (size_t i = 0; i < 4 && c->pieces[i]; i++)
         ck_assert_has(msg, c->pieces[i]);
 }
@@ -326,8 +325,7 @@ static const check_case_t check_cases[] = {
     {{VALID, .name = "a-b_C9"}, NULL},
     {{VALID, .name = "x234567890123456789012345678901234567890123456789012345678901234"}, NULL},
     /* a bigger descriptor than this server reads is fine */
-    {{.magic = TW_MODULE_MAGIC, .abi_major = 1, .abi_minor = 0, .size = 4096, .name = "big"},
-     NULL},
+    {{.magic = TW_MODULE_MAGIC, .abi_major = 1, .abi_minor = 0, .size = 4096, .name = "big"}, NULL},
     {{.magic = 0, .abi_major = 1, .size = sizeof(tw_module_t), .name = "x"},
      "m.so: bad magic in twister_module_v1: expected 0x54574d31, found 0x00000000: start the "
      "descriptor with TW_MODULE_HEADER"},
@@ -514,8 +512,7 @@ START_TEST(test_registry_duplicate_name)
     close(fd);
     char want[8192];
     snprintf(want, sizeof want,
-             "%s: module name 'dup' is already used by %s: each module needs its own .name", b,
-             a);
+             "%s: module name 'dup' is already used by %s: each module needs its own .name", b, a);
     ck_assert_str_eq(err, want);
     ck_assert_uint_eq(mods.count, 1);
     ck_assert_str_eq(mods.items[0].module->version, "a");
@@ -537,71 +534,69 @@ END_TEST
  * (RTLD_NOW). The core defines them; until every one exists, these weak
  * stand-ins keep the loader test independent of the engine's progress.
  * Loading runs no hook, so they are never called. */
-#define STUB                                                                        \
-    {                                                                               \
-        fprintf(stderr, "test_module: stub %s called\n", __func__);                 \
-        abort();                                                                    \
+#define STUB                                                                                       \
+    {                                                                                              \
+        fprintf(stderr, "test_module: stub %s called\n", __func__);                                \
+        abort();                                                                                   \
     }
 #define WEAK __attribute__((weak))
-WEAK tw_conf_type_t tw_conf_type(const tw_conf_node_t *n) STUB
-WEAK const char *tw_conf_scalar(const tw_conf_node_t *n) STUB
-WEAK size_t tw_conf_count(const tw_conf_node_t *n) STUB
-WEAK const tw_conf_node_t *tw_conf_list_item(const tw_conf_node_t *n, size_t i) STUB
-WEAK const tw_conf_node_t *tw_conf_map_get(const tw_conf_node_t *n, const char *k) STUB
-WEAK const char *tw_conf_map_key(const tw_conf_node_t *n, size_t i) STUB
-WEAK const tw_conf_node_t *tw_conf_map_value(const tw_conf_node_t *n, size_t i) STUB
-WEAK int tw_conf_get_string(const tw_conf_node_t *n, const char **o, tw_conf_error_t *e) STUB
-WEAK int tw_conf_get_bool(const tw_conf_node_t *n, bool *o, tw_conf_error_t *e) STUB
-WEAK int tw_conf_get_duration_ms(const tw_conf_node_t *n, uint64_t *o, tw_conf_error_t *e) STUB
-WEAK int tw_conf_error(tw_conf_error_t *e, const tw_conf_node_t *n, const char *f, ...) STUB
-WEAK int tw_conf_check_keys(const tw_conf_node_t *n, const char *const *a, tw_conf_error_t *e) STUB
-WEAK void *tw_configure_alloc(tw_configure_t *cf, size_t n) STUB
-WEAK void *tw_configure_global_conf(tw_configure_t *cf) STUB
-WEAK const char *tw_configure_dir(tw_configure_t *cf) STUB
-WEAK void *tw_worker_global_conf(const tw_worker_t *w, const tw_module_t *m) STUB
-WEAK unsigned tw_worker_index(const tw_worker_t *w) STUB
-WEAK void tw_log(tw_log_level_t level, const char *fmt, ...) STUB
-WEAK char *tw_pool_strndup(tw_pool_t *p, const char *s, size_t len) STUB
-WEAK const char *tw_http_status_text(int status) STUB
-WEAK tw_str_t tw_request_method(const tw_request_t *r) STUB
-WEAK bool tw_request_method_is(const tw_request_t *r, const char *name) STUB
-WEAK tw_str_t tw_request_target(const tw_request_t *r) STUB
-WEAK tw_str_t tw_request_path(const tw_request_t *r) STUB
-WEAK tw_str_t tw_request_query(const tw_request_t *r) STUB
-WEAK int tw_request_version(const tw_request_t *r) STUB
-WEAK tw_str_t tw_request_host(const tw_request_t *r) STUB
-WEAK const tw_header_t *tw_request_header(const tw_request_t *r, const char *name) STUB
-WEAK size_t tw_request_header_count(const tw_request_t *r) STUB
-WEAK const tw_header_t *tw_request_header_at(const tw_request_t *r, size_t i) STUB
-WEAK int64_t tw_request_content_length(const tw_request_t *r) STUB
-WEAK tw_pool_t *tw_request_pool(tw_request_t *r) STUB
-WEAK void *tw_request_alloc(tw_request_t *r, size_t n) STUB
-WEAK void *tw_request_route_conf(const tw_request_t *r, const tw_module_t *m) STUB
-WEAK void tw_request_resume(tw_request_t *r, int rc) STUB
-WEAK int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *arg) STUB
-WEAK int tw_request_stream_body(tw_request_t *r, tw_body_chunk_cb cb, void *arg) STUB
-WEAK int tw_request_read_body(tw_request_t *r, tw_body_done_cb cb, void *arg) STUB
-WEAK const char *tw_request_body(const tw_request_t *r, size_t *len) STUB
-WEAK int tw_request_on_abort(tw_request_t *r, tw_request_cb fn, void *arg) STUB
-WEAK void tw_request_resume_body(tw_request_t *r) STUB
-WEAK int tw_response_set_status(tw_request_t *r, int status) STUB
-WEAK int tw_response_set_header(tw_request_t *r, const char *n, const char *v) STUB
-WEAK int tw_response_set_content_length(tw_request_t *r, uint64_t len) STUB
-WEAK int tw_response_send(tw_request_t *r, int s, const char *t, const void *b, size_t l) STUB
-WEAK int tw_response_write(tw_request_t *r, const void *data, size_t len) STUB
-WEAK int tw_response_sendfile(tw_request_t *r, int fd, off_t off, size_t len) STUB
-WEAK int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg) STUB
-WEAK int tw_response_finish(tw_request_t *r) STUB
+WEAK tw_conf_type_t tw_conf_type(const tw_conf_node_t *n) STUB WEAK const
+    char *tw_conf_scalar(const tw_conf_node_t *n) STUB WEAK size_t
+    tw_conf_count(const tw_conf_node_t *n) STUB WEAK const tw_conf_node_t *tw_conf_list_item(
+        const tw_conf_node_t *n,
+        size_t i) STUB WEAK const tw_conf_node_t *tw_conf_map_get(const tw_conf_node_t *n,
+                                                                  const char *k) STUB WEAK const
+    char *tw_conf_map_key(const tw_conf_node_t *n, size_t i) STUB WEAK const
+    tw_conf_node_t *tw_conf_map_value(const tw_conf_node_t *n, size_t i) STUB WEAK
+    int tw_conf_get_string(const tw_conf_node_t *n, const char **o, tw_conf_error_t *e) STUB WEAK
+    int tw_conf_get_bool(const tw_conf_node_t *n, bool *o, tw_conf_error_t *e) STUB WEAK
+    int tw_conf_get_duration_ms(const tw_conf_node_t *n, uint64_t *o, tw_conf_error_t *e) STUB WEAK
+    int tw_conf_error(tw_conf_error_t *e, const tw_conf_node_t *n, const char *f, ...) STUB WEAK
+    int tw_conf_check_keys(const tw_conf_node_t *n, const char *const *a,
+                           tw_conf_error_t *e) STUB WEAK
+    void *tw_configure_alloc(tw_configure_t *cf, size_t n) STUB WEAK
+    void *tw_configure_global_conf(tw_configure_t *cf) STUB WEAK const
+    char *tw_configure_dir(tw_configure_t *cf) STUB WEAK
+    void *tw_worker_global_conf(const tw_worker_t *w, const tw_module_t *m) STUB WEAK
+    unsigned tw_worker_index(const tw_worker_t *w) STUB WEAK
+    void tw_log(tw_log_level_t level, const char *fmt, ...) STUB WEAK
+    char *tw_pool_strndup(tw_pool_t *p, const char *s, size_t len) STUB WEAK const
+    char *tw_http_status_text(int status) STUB WEAK tw_str_t
+    tw_request_method(const tw_request_t *r) STUB WEAK
+    bool tw_request_method_is(const tw_request_t *r, const char *name) STUB WEAK tw_str_t
+    tw_request_target(const tw_request_t *r) STUB WEAK tw_str_t
+    tw_request_path(const tw_request_t *r) STUB WEAK tw_str_t
+    tw_request_query(const tw_request_t *r) STUB WEAK
+    int tw_request_version(const tw_request_t *r) STUB WEAK tw_str_t
+    tw_request_host(const tw_request_t *r) STUB WEAK const
+    tw_header_t *tw_request_header(const tw_request_t *r, const char *name) STUB WEAK size_t
+    tw_request_header_count(const tw_request_t *r) STUB WEAK const
+    tw_header_t *tw_request_header_at(const tw_request_t *r, size_t i) STUB WEAK int64_t
+    tw_request_content_length(const tw_request_t *r) STUB WEAK tw_pool_t *tw_request_pool(
+        tw_request_t *r) STUB WEAK void *tw_request_alloc(tw_request_t *r, size_t n) STUB WEAK
+    void *tw_request_route_conf(const tw_request_t *r, const tw_module_t *m) STUB WEAK
+    void tw_request_resume(tw_request_t *r, int rc) STUB WEAK
+    int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *arg) STUB WEAK
+    int tw_request_stream_body(tw_request_t *r, tw_body_chunk_cb cb, void *arg) STUB WEAK
+    int tw_request_read_body(tw_request_t *r, tw_body_done_cb cb, void *arg) STUB WEAK const
+    char *tw_request_body(const tw_request_t *r, size_t *len) STUB WEAK
+    int tw_request_on_abort(tw_request_t *r, tw_request_cb fn, void *arg) STUB WEAK
+    void tw_request_resume_body(tw_request_t *r) STUB WEAK
+    int tw_response_set_status(tw_request_t *r, int status) STUB WEAK
+    int tw_response_set_header(tw_request_t *r, const char *n, const char *v) STUB WEAK
+    int tw_response_set_content_length(tw_request_t *r, uint64_t len) STUB WEAK
+    int tw_response_send(tw_request_t *r, int s, const char *t, const void *b, size_t l) STUB WEAK
+    int tw_response_write(tw_request_t *r, const void *data, size_t len) STUB WEAK
+    int tw_response_sendfile(tw_request_t *r, int fd, off_t off, size_t len) STUB WEAK
+    int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg) STUB WEAK
+    int tw_response_finish(tw_request_t *r) STUB
 
-static const struct {
+    static const struct {
     const char *name;
     bool configure, init_worker;
 } real_modules[] = {
-    {"hello", true, false},
-    {"echo", true, false},
-    {"static", true, true},
-    {"redirect", true, false},
-    {"crash", true, true},
+    {"hello", true, false},    {"echo", true, false}, {"static", true, true},
+    {"redirect", true, false}, {"crash", true, true},
 };
 
 START_TEST(test_real_module)

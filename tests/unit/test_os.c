@@ -10,9 +10,9 @@ START_TEST(cpu_max_lines)
         const char *line;
         unsigned cpus;
     } cases[] = {
-        {"max 100000\n", 0},   {"100000 100000\n", 1}, {"150000 100000\n", 2},
-        {"200000 100000", 2},  {"50000 100000\n", 1},  {"0 100000\n", 0},
-        {"garbage\n", 0},      {"100000 0\n", 0},      {"400000 100000\n", 4},
+        {"max 100000\n", 0},  {"100000 100000\n", 1}, {"150000 100000\n", 2},
+        {"200000 100000", 2}, {"50000 100000\n", 1},  {"0 100000\n", 0},
+        {"garbage\n", 0},     {"100000 0\n", 0},      {"400000 100000\n", 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         ck_assert_msg(tw_os_parse_cpu_max(cases[i].line) == cases[i].cpus, "case %zu (%s)", i,

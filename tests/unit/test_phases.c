@@ -13,13 +13,41 @@ static tw_module_t m0 = {TW_MODULE_HEADER, .name = "first", .version = "1"};
 static tw_module_t m1 = {TW_MODULE_HEADER, .name = "second", .version = "1"};
 
 /* Distinct functions so the table can be checked by identity. */
-static int h1(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int h2(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int h3(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int h4(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int h5(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int hf1(tw_request_t *r) { (void)r; return TW_NEXT; }
-static int hf2(tw_request_t *r) { (void)r; return TW_NEXT; }
+static int h1(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int h2(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int h3(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int h4(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int h5(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int hf1(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
+static int hf2(tw_request_t *r)
+{
+    (void)r;
+    return TW_NEXT;
+}
 static int bf1(tw_request_t *r, const char *d, size_t n, bool last)
 {
     return tw_body_filter_next(r, d, n, last);
@@ -35,11 +63,11 @@ START_TEST(test_validation)
         int order;
         int ok;
     } cases[] = {
-        {TW_PHASE_POST_READ, 0, 1},     {TW_PHASE_REWRITE, 1000, 1},
-        {TW_PHASE_ACCESS, 500, 1},      {TW_PHASE_LOG, 7, 1},
-        {TW_PHASE_CONTENT, 500, 0},     {TW_PHASE_FIND_ROUTE, 500, 0},
-        {TW_PHASE_COUNT, 500, 0},       {-1, 500, 0},
-        {TW_PHASE_ACCESS, -1, 0},       {TW_PHASE_ACCESS, 1001, 0},
+        {TW_PHASE_POST_READ, 0, 1}, {TW_PHASE_REWRITE, 1000, 1},
+        {TW_PHASE_ACCESS, 500, 1},  {TW_PHASE_LOG, 7, 1},
+        {TW_PHASE_CONTENT, 500, 0}, {TW_PHASE_FIND_ROUTE, 500, 0},
+        {TW_PHASE_COUNT, 500, 0},   {-1, 500, 0},
+        {TW_PHASE_ACCESS, -1, 0},   {TW_PHASE_ACCESS, 1001, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         errno = 0;

@@ -33,7 +33,9 @@ END_TEST
 START_TEST(test_allocations_do_not_overlap)
 {
     tw_pool_t *p = tw_pool_new(256);
-    enum { N = 500 };
+    enum {
+        N = 500
+    };
     unsigned char *ptrs[N];
     size_t sizes[N];
     for (int i = 0; i < N; i++) {
@@ -94,7 +96,7 @@ START_TEST(test_reset_runs_cleanups_and_reuses_first_block)
     tw_pool_add_cleanup(p, push_order, (void *)&A);
     for (int i = 0; i < 100; i++)
         ck_assert_ptr_nonnull(tw_pool_alloc(p, 200)); /* spill into more blocks */
-    ck_assert_ptr_nonnull(tw_pool_alloc(p, 1 << 20));  /* a large one */
+    ck_assert_ptr_nonnull(tw_pool_alloc(p, 1 << 20)); /* a large one */
     tw_pool_add_cleanup(p, push_order, (void *)&B);
     tw_pool_reset(p);
     ck_assert_int_eq(order_len, 2);
@@ -160,7 +162,9 @@ START_TEST(test_block_cache)
         ck_assert_uint_eq(tw_block_cached(), 4096 + 8192);
     }
     /* Bounded: at most 128 KiB (or 4 blocks) per size. */
-    enum { N = 200 };
+    enum {
+        N = 200
+    };
     char *v[N];
     for (int i = 0; i < N; i++)
         ck_assert_ptr_nonnull(v[i] = tw_block_alloc(4096));

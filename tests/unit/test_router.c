@@ -7,27 +7,27 @@
 
 static const char *const yaml =
     "servers:\n"
-    "  - listen: [8080, \"[::1]:8080\"]\n"          /* servers[0]: the default on 8080 */
+    "  - listen: [8080, \"[::1]:8080\"]\n" /* servers[0]: the default on 8080 */
     "    server_names: [default.test]\n"
     "    routes:\n"
-    "      - path: /\n"                              /* 0 */
-    "      - path: /exact\n"                         /* 1 */
-    "      - prefix: /static/\n"                     /* 2 */
-    "      - prefix: /static/img/\n"                 /* 3 */
-    "      - prefix: /s\n"                           /* 4 */
-    "      - regex: '^/u/([0-9]+)$'\n"               /* 5 */
-    "      - regex: '\\.php$'\n"                     /* 6 */
-    "      - regex: '^/static/special'\n"            /* 7 */
-    "      - regex: '^/static/special/x$'\n"         /* 8: never reached (7 first) */
-    "  - listen: \"*:8080\"\n"                       /* servers[1] */
+    "      - path: /\n"                      /* 0 */
+    "      - path: /exact\n"                 /* 1 */
+    "      - prefix: /static/\n"             /* 2 */
+    "      - prefix: /static/img/\n"         /* 3 */
+    "      - prefix: /s\n"                   /* 4 */
+    "      - regex: '^/u/([0-9]+)$'\n"       /* 5 */
+    "      - regex: '\\.php$'\n"             /* 6 */
+    "      - regex: '^/static/special'\n"    /* 7 */
+    "      - regex: '^/static/special/x$'\n" /* 8: never reached (7 first) */
+    "  - listen: \"*:8080\"\n"               /* servers[1] */
     "    server_names: [example.com, \"*.example.com\", www.test.]\n"
     "    routes:\n"
-    "      - prefix: /\n"                            /* 0 */
-    "      - path: /x\n"                             /* 1 */
-    "  - listen: 8080\n"                             /* servers[2] */
+    "      - prefix: /\n" /* 0 */
+    "      - path: /x\n"  /* 1 */
+    "  - listen: 8080\n"  /* servers[2] */
     "    server_names: [\"*.a.example.com\", \"*.com\", \"[::1]\", 127.0.0.1]\n"
     "    routes: [{path: /com}]\n"
-    "  - listen: 9090\n";                            /* servers[3]: no routes */
+    "  - listen: 9090\n"; /* servers[3]: no routes */
 
 static tw_settings_t *settings;
 
@@ -48,8 +48,8 @@ static const struct {
     size_t listener;
     const char *host; /* NULL: no Host */
     const char *path;
-    int server;       /* -1: none (listener out of range) */
-    int route;        /* -1: 404 */
+    int server; /* -1: none (listener out of range) */
+    int route;  /* -1: 404 */
 } cases[] = {
     /* routes: exact, then regexes in order, then the longest prefix */
     {0, NULL, "/", 0, 0},
@@ -116,8 +116,8 @@ START_TEST(test_find)
     } else {
         ck_assert_ptr_nonnull(srv);
         int want = cases[_i].server >= 0 ? cases[_i].server : (int)srv->index;
-        ck_assert_msg((int)srv->index == want, "%s %s: server %zu, want %d", host, path,
-                      srv->index, want);
+        ck_assert_msg((int)srv->index == want, "%s %s: server %zu, want %d", host, path, srv->index,
+                      want);
     }
     int status = -1;
     const tw_route_t *r =

@@ -84,21 +84,22 @@ END_TEST
 
 START_TEST(test_overrides)
 {
-    tw_settings_t *s = load_ok("workers: 8\n"
-                               "user: www-data\n"
-                               "pid_file: run/tw.pid\n"
-                               "error_log: ./logs/error.log\n"
-                               "log_level: debug\n"
-                               "module_dir: mods\n"
-                               "worker_connections: 512\n"
-                               "backlog: 128\n"
-                               "max_draining_generations: 2\n"
-                               "min_body_rate: 0\n"
-                               "server_tokens: off\n"
-                               "server_header: Apache\n"
-                               "limits: {request_line: 4k, header_size: 16k, headers: 50, body: 10m}\n"
-                               "timeouts: {header: 5s, body: 1m, send: 500ms, keepalive: 0,\n"
-                               "           shutdown: 1h30m}\n" MIN_SERVER);
+    tw_settings_t *s =
+        load_ok("workers: 8\n"
+                "user: www-data\n"
+                "pid_file: run/tw.pid\n"
+                "error_log: ./logs/error.log\n"
+                "log_level: debug\n"
+                "module_dir: mods\n"
+                "worker_connections: 512\n"
+                "backlog: 128\n"
+                "max_draining_generations: 2\n"
+                "min_body_rate: 0\n"
+                "server_tokens: off\n"
+                "server_header: Apache\n"
+                "limits: {request_line: 4k, header_size: 16k, headers: 50, body: 10m}\n"
+                "timeouts: {header: 5s, body: 1m, send: 500ms, keepalive: 0,\n"
+                "           shutdown: 1h30m}\n" MIN_SERVER);
     ck_assert_uint_eq(s->workers, 8);
     ck_assert_str_eq(s->user, "www-data");
     ck_assert_str_eq(s->pid_file, "/etc/tw/run/tw.pid");
@@ -402,7 +403,8 @@ static const struct {
     {"worker: 4\n" MIN_SERVER, F "1:1: worker: unknown key 'worker'; did you mean 'workers'?"},
     {"servers: [{listen: 80}]\nlimit: {body: 1m}\n",
      F "2:1: limit: unknown key 'limit'; did you mean 'limits'?"},
-    {"workers: 0\n" MIN_SERVER, F "1:10: workers: expected auto or a number from 1 to 256, got '0'"},
+    {"workers: 0\n" MIN_SERVER,
+     F "1:10: workers: expected auto or a number from 1 to 256, got '0'"},
     {"workers: 257\n" MIN_SERVER,
      F "1:10: workers: expected auto or a number from 1 to 256, got '257'"},
     {"workers: [1]\n" MIN_SERVER,
@@ -419,16 +421,18 @@ static const struct {
     {"module_dir: ~\n" MIN_SERVER, F "1:13: module_dir: expected a directory, got an empty value"},
     {"worker_connections: 0\n" MIN_SERVER,
      F "1:21: worker_connections: expected an integer from 1 to 1000000, got '0'"},
-    {"backlog: 65536\n" MIN_SERVER, F "1:10: backlog: expected an integer from 1 to 65535, got '65536'"},
+    {"backlog: 65536\n" MIN_SERVER,
+     F "1:10: backlog: expected an integer from 1 to 65535, got '65536'"},
     {"max_draining_generations: 65\n" MIN_SERVER,
      F "1:27: max_draining_generations: expected an integer from 1 to 64, got '65'"},
-    {"min_body_rate: fast\n" MIN_SERVER,
-     F "1:16: min_body_rate: expected a size (bytes, or a number with k, m or g: 64k, 1m), got 'fast'"},
+    {"min_body_rate: fast\n" MIN_SERVER, F "1:16: min_body_rate: expected a size (bytes, or a "
+                                           "number with k, m or g: 64k, 1m), got 'fast'"},
     {"server_tokens: maybe\n" MIN_SERVER,
      F "1:16: server_tokens: expected true or false (or yes/no, on/off), got 'maybe'"},
     {"server_header: \"a\\r\\nX: y\"\n" MIN_SERVER,
      F "1:16: server_header: expected printable ASCII (it goes into a header)"},
-    {"limits: {bdy: 1m}\n" MIN_SERVER, F "1:10: limits.bdy: unknown key 'bdy'; did you mean 'body'?"},
+    {"limits: {bdy: 1m}\n" MIN_SERVER,
+     F "1:10: limits.bdy: unknown key 'bdy'; did you mean 'body'?"},
     {"limits: [1]\n" MIN_SERVER, F "1:9: limits: expected a map, got a list"},
     {"limits: {body: 1x}\n" MIN_SERVER,
      F "1:16: limits.body: expected a size (bytes, or a number with k, m or g: 64k, 1m), got '1x'"},
@@ -442,30 +446,35 @@ static const struct {
      F "1:24: limits.request_line: header_size (32768) must be at least request_line (65536)"},
     {"limits: {headers: 0}\n" MIN_SERVER,
      F "1:19: limits.headers: expected an integer from 1 to 100000, got '0'"},
-    {"timeouts: {header: 0}\n" MIN_SERVER, F "1:20: timeouts.header: expected a duration greater than 0"},
+    {"timeouts: {header: 0}\n" MIN_SERVER,
+     F "1:20: timeouts.header: expected a duration greater than 0"},
     {"timeouts: {send: 10q}\n" MIN_SERVER,
      F "1:18: timeouts.send: expected a duration (500ms, 30s, 5m, 1h30m, 2d; a bare number is "
        "seconds), got '10q'"},
     {"timeouts: {keeplive: 1s}\n" MIN_SERVER,
      F "1:12: timeouts.keeplive: unknown key 'keeplive'; did you mean 'keepalive'?"},
-    {"modules: [{a: 1}]\n" MIN_SERVER, F "1:11: modules[0]: expected a module name or path, got a map"},
+    {"modules: [{a: 1}]\n" MIN_SERVER,
+     F "1:11: modules[0]: expected a module name or path, got a map"},
     {"modules: {a: 1}\n" MIN_SERVER,
      F "1:10: modules: expected a module name or path or a list of them, got a map"},
     {"modules: ['']\n" MIN_SERVER,
      F "1:11: modules[0]: expected a module name or path, got an empty value"},
-    {"modules: [he llo]\n" MIN_SERVER,
-     F "1:11: modules[0]: expected a module name (letters, digits, _ and -) or a path to a .so, got "
-       "'he llo'"},
+    {"modules: [he llo]\n" MIN_SERVER, F
+     "1:11: modules[0]: expected a module name (letters, digits, _ and -) or a path to a .so, got "
+     "'he llo'"},
     {"modules: [hello, ./hello.so, /usr/lib/tw/hello.so]\n" MIN_SERVER,
      F "1:30: modules[2]: module /usr/lib/tw/hello.so is already listed at line 1"},
     {"servers: [8080]\n", F "1:11: servers[0]: expected a server (a map with listen and routes)"},
-    {"servers: [{}]\n", F "1:11: servers[0]: missing 'listen' (the addresses this server answers on)"},
+    {"servers: [{}]\n",
+     F "1:11: servers[0]: missing 'listen' (the addresses this server answers on)"},
     {"servers: [{listen: 80, lisen: 81}]\n",
      F "1:24: servers[0].lisen: unknown key 'lisen'; did you mean 'listen'?"},
-    {"servers: [{listen: []}]\n", F "1:20: servers[0].listen: expected at least one listen address"},
+    {"servers: [{listen: []}]\n",
+     F "1:20: servers[0].listen: expected at least one listen address"},
     {"servers: [{listen: {a: 1}}]\n",
      F "1:20: servers[0].listen: expected a listen address or a list of them, got a map"},
-    {"servers: [{listen: [[80]]}]\n", F "1:21: servers[0].listen[0]: expected a listen address, got a list"},
+    {"servers: [{listen: [[80]]}]\n",
+     F "1:21: servers[0].listen[0]: expected a listen address, got a list"},
     {"servers: [{listen: 70000}]\n",
      F "1:20: servers[0].listen: expected a listen address (127.0.0.1:8080, [::1]:8080, *:8080 or "
        "8080), got '70000': expected a port from 1 to 65535, or address:port"},
@@ -613,7 +622,8 @@ START_TEST(test_load_file)
     tw_conf_doc_t *doc = tw_conf_load_string("x.yaml", y, strlen(y), &err);
     ck_assert_ptr_nonnull(doc);
     ck_assert_int_eq(tw_settings_from_doc(doc, NULL, &s, &err), -1);
-    ck_assert_str_eq(err.message, "x.yaml:1:10: servers: expected a list of servers (at least one)");
+    ck_assert_str_eq(err.message,
+                     "x.yaml:1:10: servers: expected a list of servers (at least one)");
 }
 END_TEST
 

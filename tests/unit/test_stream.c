@@ -63,10 +63,10 @@ static void pump(int n)
         ck_assert_int_ge(tw_loop_run_once(loop, 0), 0);
 }
 
-#define PUMP_UNTIL(cond, max)                                                                    \
-    do {                                                                                         \
-        for (int i_ = 0; i_ < (max) && !(cond); i_++)                                            \
-            ck_assert_int_ge(tw_loop_run_once(loop, 20), 0);                                     \
+#define PUMP_UNTIL(cond, max)                                                                      \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < (max) && !(cond); i_++)                                              \
+            ck_assert_int_ge(tw_loop_run_once(loop, 20), 0);                                       \
     } while (0)
 
 static void peer_send(const char *s)
@@ -602,7 +602,8 @@ START_TEST(test_half_close_still_flushes_response)
 }
 END_TEST
 
-/* ---- writes ------------------------------------------------------------------------------------ */
+/* ---- writes ------------------------------------------------------------------------------------
+ */
 
 static inline unsigned char pattern(size_t i)
 {
@@ -742,9 +743,8 @@ START_TEST(test_write_ref_released_once_on_close)
     int rel = 0;
     cb_count = 0;
     /* The peer does not read: most of it stays queued. */
-    ck_assert_int_eq(tw_stream_write_ref(st, blob, sizeof blob, release_count, &rel, count_written,
-                                         NULL),
-                     1);
+    ck_assert_int_eq(
+        tw_stream_write_ref(st, blob, sizeof blob, release_count, &rel, count_written, NULL), 1);
     pump(3);
     ck_assert_int_eq(rel, 0);
     tw_stream_close(st);
@@ -890,7 +890,8 @@ START_TEST(test_sendfile_after_close_closes_file)
 }
 END_TEST
 
-/* ---- back-pressure ------------------------------------------------------------------------------ */
+/* ---- back-pressure ------------------------------------------------------------------------------
+ */
 
 static int drains;
 
@@ -970,7 +971,8 @@ START_TEST(test_cancel_read)
 }
 END_TEST
 
-/* ---- close_after_write, write errors ------------------------------------------------------------- */
+/* ---- close_after_write, write errors
+ * ------------------------------------------------------------- */
 
 START_TEST(test_close_after_write_flushes)
 {
@@ -1017,7 +1019,8 @@ START_TEST(test_write_to_closed_peer_no_sigpipe)
 }
 END_TEST
 
-/* ---- memory ----------------------------------------------------------------------------------------- */
+/* ---- memory
+ * ----------------------------------------------------------------------------------------- */
 
 static void shrink_in_read(tw_stream_t *s, int status, const char *data, size_t len, void *arg)
 {

@@ -84,11 +84,11 @@ typedef enum {
  *   response), until tw_request_resume. A handler that returned anything
  *   else must not call tw_request_resume. */
 typedef enum {
-    TW_NEXT = 0,         /* done with this phase: go on to the next phase */
-    TW_DECLINED = -1,    /* not mine: try the next handler of this phase */
-    TW_DONE = -2,        /* the response is produced (or being streamed) */
-    TW_SUSPENDED = -3,   /* async work started; tw_request_resume continues */
-    TW_ERROR = -4,       /* internal failure: 500 (or close if headers went out) */
+    TW_NEXT = 0,       /* done with this phase: go on to the next phase */
+    TW_DECLINED = -1,  /* not mine: try the next handler of this phase */
+    TW_DONE = -2,      /* the response is produced (or being streamed) */
+    TW_SUSPENDED = -3, /* async work started; tw_request_resume continues */
+    TW_ERROR = -4,     /* internal failure: 500 (or close if headers went out) */
 } tw_handler_result_t;
 
 /* A phase or CONTENT handler. */

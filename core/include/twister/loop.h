@@ -42,9 +42,9 @@ typedef void (*tw_signal_cb)(tw_loop_t *loop, int signo, void *arg);
 /* A timer is embedded in its owner's struct, so arming one never allocates.
  * The fields are the loop's; read them only through the functions below. */
 struct tw_timer {
-    uint64_t deadline;   /* absolute, in loop milliseconds */
-    uint64_t sequence;   /* start order: ties fire in start order */
-    size_t heap_index;   /* position in the loop's heap; SIZE_MAX if idle */
+    uint64_t deadline; /* absolute, in loop milliseconds */
+    uint64_t sequence; /* start order: ties fire in start order */
+    size_t heap_index; /* position in the loop's heap; SIZE_MAX if idle */
     tw_timer_cb cb;
     void *arg;
 };

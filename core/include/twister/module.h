@@ -47,8 +47,8 @@ extern "C" {
 /* Gives the descriptor default visibility even under -fvisibility=hidden. */
 #define TW_MODULE_EXPORT __attribute__((visibility("default")))
 /* The fields the loader checks; put it first in every descriptor. */
-#define TW_MODULE_HEADER                                                     \
-    .magic = TW_MODULE_MAGIC, .abi_major = TW_ABI_MAJOR, .abi_minor = TW_ABI_MINOR, \
+#define TW_MODULE_HEADER                                                                           \
+    .magic = TW_MODULE_MAGIC, .abi_major = TW_ABI_MAJOR, .abi_minor = TW_ABI_MINOR,                \
     .size = sizeof(tw_module_t)
 
 typedef struct tw_configure tw_configure_t;
@@ -69,12 +69,12 @@ enum {
 };
 
 struct tw_module {
-    uint32_t magic;         /* TW_MODULE_MAGIC */
-    uint16_t abi_major;     /* TW_ABI_MAJOR the plugin was built with */
-    uint16_t abi_minor;     /* TW_ABI_MINOR the plugin was built with */
-    uint32_t size;          /* sizeof(tw_module_t) the plugin was built with */
-    const char *name;       /* unique; also the key of its config sections */
-    const char *version;    /* the plugin's own version, shown by -M */
+    uint32_t magic;          /* TW_MODULE_MAGIC */
+    uint16_t abi_major;      /* TW_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;      /* TW_ABI_MINOR the plugin was built with */
+    uint32_t size;           /* sizeof(tw_module_t) the plugin was built with */
+    const char *name;        /* unique; also the key of its config sections */
+    const char *version;     /* the plugin's own version, shown by -M */
     const char *description; /* one line, shown by -M; may be NULL */
 
     /* Parses the module's settings into *conf (allocate it with

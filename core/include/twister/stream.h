@@ -53,10 +53,10 @@ typedef enum {
 
 /* A field left 0 takes its default. */
 typedef struct {
-    size_t max_buffer_size;   /* hard cap on buffered unread bytes [64 KiB] */
-    size_t read_chunk_size;   /* bytes asked of each read(2) [16 KiB] */
-    size_t write_high_water;  /* queued bytes at which reading pauses [256 KiB] */
-    size_t write_low_water;   /* queued bytes at or under which it resumes [64 KiB] */
+    size_t max_buffer_size;  /* hard cap on buffered unread bytes [64 KiB] */
+    size_t read_chunk_size;  /* bytes asked of each read(2) [16 KiB] */
+    size_t write_high_water; /* queued bytes at which reading pauses [256 KiB] */
+    size_t write_low_water;  /* queued bytes at or under which it resumes [64 KiB] */
 } tw_stream_options_t;
 
 /* Delivers the bytes of a completed read. data is valid only during the
@@ -99,8 +99,7 @@ int tw_stream_read_until(tw_stream_t *s, const char *delim, size_t dlen, size_t 
                          tw_stream_read_cb cb, void *arg);
 /* Reads exactly n bytes, or with partial as soon as 1..n are available.
  * Errors: EBUSY, EPIPE, EINVAL if n is 0. */
-int tw_stream_read_bytes(tw_stream_t *s, size_t n, bool partial, tw_stream_read_cb cb,
-                         void *arg);
+int tw_stream_read_bytes(tw_stream_t *s, size_t n, bool partial, tw_stream_read_cb cb, void *arg);
 /* Reads everything until the peer closes; delivered with status OK at EOF.
  * More than max_buffer_size gives TW_STREAM_TOO_LARGE. Errors: EBUSY, EPIPE. */
 int tw_stream_read_until_close(tw_stream_t *s, tw_stream_read_cb cb, void *arg);
@@ -135,20 +134,18 @@ size_t tw_stream_memory(const tw_stream_t *s);
  * caller should wait for the drain callback), 0 if not, -1 with EPIPE if
  * the stream is closed or closing, or ENOMEM. A socket error is not a -1:
  * it closes the stream and the close callback reports it. */
-int tw_stream_write(tw_stream_t *s, const void *data, size_t len, tw_stream_write_cb cb,
-                    void *arg);
+int tw_stream_write(tw_stream_t *s, const void *data, size_t len, tw_stream_write_cb cb, void *arg);
 /* Queues data without copying; release(data, release_arg) runs exactly once
  * when the stream no longer needs it (written, or the stream closed; it
  * runs like the other callbacks, never inside this call, except that on -1
  * it has already been called). Returns as tw_stream_write. */
-int tw_stream_write_ref(tw_stream_t *s, const void *data, size_t len,
-                        tw_stream_release_fn release, void *release_arg, tw_stream_write_cb cb,
-                        void *arg);
+int tw_stream_write_ref(tw_stream_t *s, const void *data, size_t len, tw_stream_release_fn release,
+                        void *release_arg, tw_stream_write_cb cb, void *arg);
 /* Queues len bytes of file_fd from offset, sent with sendfile(2). The stream
  * takes ownership of file_fd and closes it when done (or on failure).
  * Returns as tw_stream_write. */
-int tw_stream_sendfile(tw_stream_t *s, int file_fd, off_t offset, size_t len,
-                       tw_stream_write_cb cb, void *arg);
+int tw_stream_sendfile(tw_stream_t *s, int file_fd, off_t offset, size_t len, tw_stream_write_cb cb,
+                       void *arg);
 /* While corked, writes only queue; uncork flushes them in one writev.
  * Nests: the last uncork flushes. */
 void tw_stream_cork(tw_stream_t *s);
