@@ -874,7 +874,12 @@ int tw_http_normalize_path(const char *path, size_t len, char *out, size_t *out_
             en++;
         size_t sl = en - st;
         bool last = en == n;
-        if (sl == 1 && out[st] == '.') {
+        if (sl == 0 && !last) {
+            /* An empty segment ("//"): merged away, as nginx's merge_slashes
+             * does by default, so that no handler sees "//x" (which a file
+             * module would open as an absolute path and a redirect would
+             * turn into a protocol-relative URL). A trailing "/" stays. */
+        } else if (sl == 1 && out[st] == '.') {
             if (last)
                 out[w++] = '/';
         } else if (sl == 2 && out[st] == '.' && out[st + 1] == '.') {

@@ -139,16 +139,16 @@ tw_parse_result_t tw_http_parse_head(tw_http_parser_t *p, const char *data, size
 /* Case-insensitive comparison of a span of base with a NUL-terminated name. */
 bool tw_span_equals_nocase(const char *base, tw_span_t span, const char *name);
 
-/* Decodes a raw path once, removes dot-segments (RFC 3986 5.2.4) and merges
- * nothing else. Writes at most len+1 bytes (NUL-terminated) to out and the
+/* Decodes a raw path once, merges repeated slashes and removes dot-segments
+ * (RFC 3986 5.2.4). Writes at most len+1 bytes (NUL-terminated) to out and the
  * length to *out_len. Returns 0, or 400 for a path that would climb above
  * '/', %00 (an encoded NUL), a malformed %-escape (%zz, a truncated %), or a
  * path not starting with '/'.
  * - Decoding comes first, so "%2e%2e" is a dot-segment like "..".
  * - "%2F" decodes to '/' and then separates segments like a plain '/' (the
  *   result names a file path; there is no "encoded slash" distinction).
- * - Empty segments ("//") are kept as they are; a ".." removes one segment,
- *   empty or not, as RFC 3986 does.
+ * - Repeated slashes are merged ("/a//b" is "/a/b", as with nginx's default
+ *   merge_slashes), before dot-segments are removed ("/a//.." is "/").
  * - A trailing "/." or "/.." leaves a trailing '/' ("/a/b/.." is "/a/").
  * out may be path itself (normalising in place). */
 int tw_http_normalize_path(const char *path, size_t len, char *out, size_t *out_len);

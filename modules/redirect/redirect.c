@@ -188,26 +188,6 @@ static bool keep_in_url(unsigned char c)
            (c != '\0' && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
 }
 
-/* $uri: the path with every run of '/' made one (as nginx's
- * merge_slashes). The core keeps "//" ("//evil.example", "/%2Fevil.example"),
- * and `return: 301 $uri/` would then answer "Location: //evil.example/", a
- * protocol-relative URL to another site. NULL ptr: out of memory. */
-static tw_str_t uri_value(tw_request_t *r)
-{
-    tw_str_t path = tw_request_path(r);
-    if (memmem(path.ptr, path.len, "//", 2) == NULL)
-        return path;
-    char *out = tw_request_alloc(r, path.len + 1);
-    size_t n = 0;
-    if (out == NULL)
-        return (tw_str_t){NULL, 0};
-    for (size_t i = 0; i < path.len; i++)
-        if (path.ptr[i] != '/' || n == 0 || out[n - 1] != '/')
-            out[n++] = path.ptr[i];
-    out[n] = '\0';
-    return (tw_str_t){out, n};
-}
-
 /* $request_uri: the target as received, but from the path on for an
  * absolute-form target ("GET http://host/a?x" gives "/a?x", as nginx
  * does), so that `http://$host$request_uri` is a URL whatever the form.
@@ -268,7 +248,9 @@ static char *expand(tw_request_t *r, const redirect_conf_t *c, size_t *len_out)
 {
     size_t size = 1;
     bool encode;
-    vars_t vars = {uri_value(r), request_uri_value(r)};
+    /* $uri: the normalised path (the core merges repeated slashes, so it
+     * never starts with "//", which would make a protocol-relative URL). */
+    vars_t vars = {tw_request_path(r), request_uri_value(r)};
     if (vars.uri.ptr == NULL || vars.request_uri.ptr == NULL)
         return NULL;
     for (size_t i = 0; i < c->npieces; i++) {

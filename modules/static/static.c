@@ -424,23 +424,6 @@ static bool suspicious(tw_str_t path)
     return false;
 }
 
-/* The path with every run of '/' made one, as nginx's merge_slashes: the
- * core keeps "//" (from "//x" or "/%2Fx"), which would otherwise make the
- * name absolute ("//etc/passwd" is "/etc/passwd" to openat, whatever the
- * root) and a directory redirect protocol-relative ("Location: //evil/"). */
-static tw_str_t merge_slashes(tw_request_t *r, tw_str_t path)
-{
-    char *out = tw_request_alloc(r, path.len + 1);
-    size_t n = 0;
-    if (out == NULL)
-        return (tw_str_t){NULL, 0};
-    for (size_t i = 0; i < path.len; i++)
-        if (path.ptr[i] != '/' || n == 0 || out[n - 1] != '/')
-            out[n++] = path.ptr[i];
-    out[n] = '\0';
-    return (tw_str_t){out, n};
-}
-
 static int static_content(tw_request_t *r)
 {
     const static_conf_t *c = tw_request_route_conf(r, &twister_module_v1);
@@ -453,10 +436,12 @@ static int static_content(tw_request_t *r)
     }
 
     tw_str_t path = tw_request_path(r);
-    if (path.len == 0 || path.ptr[0] != '/' || suspicious(path))
+    /* The core merges "//" and removes dot-segments; refusing what would
+     * still slip through is defence in depth ("//etc/passwd" would be an
+     * absolute name to openat, whatever the root). */
+    if (path.len == 0 || path.ptr[0] != '/' || suspicious(path) ||
+        memmem(path.ptr, path.len, "//", 2) != NULL)
         return 403;
-    if (memmem(path.ptr, path.len, "//", 2) != NULL && (path = merge_slashes(r, path)).ptr == NULL)
-        return TW_ERROR;
     const char *rel = path.ptr + 1; /* NUL-terminated, without NULs inside */
 
     int fd = st_open(&c->dir, rel);

@@ -248,7 +248,8 @@ static int hexv(uint8_t c)
     return -1;
 }
 
-/* RFC 3986 5.2.4 as written (input and output buffers), after decoding;
+/* RFC 3986 5.2.4 as written (input and output buffers), after decoding
+ * and merging repeated slashes;
  * returns -1 where the output would climb above the root. */
 static long oracle_normalize(const uint8_t *path, size_t len, char *out)
 {
@@ -271,6 +272,8 @@ static long oracle_normalize(const uint8_t *path, size_t len, char *out)
             }
             i += 2;
         }
+        if (c == '/' && n > 0 && in[n - 1] == '/')
+            continue; /* repeated slashes are merged first (nginx's merge_slashes) */
         in[n++] = (char)c;
     }
     size_t r = 0, w = 0;
