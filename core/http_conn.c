@@ -332,9 +332,9 @@ void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), 
     server_check_all_closed(srv);
 }
 
-/* Hard close of one connection: the request (if any) is aborted and ended
- * now, the connection freed now. */
-static void conn_hard_close(tw_http_conn_t *c)
+/* Closes c's socket without running its callbacks: the connection is
+ * marked closed and the caller frees or aborts it right away. */
+static void conn_detach_stream(tw_http_conn_t *c)
 {
     if (c->stream) {
         tw_stream_t *s = c->stream;
@@ -346,6 +346,13 @@ static void conn_hard_close(tw_http_conn_t *c)
     }
     c->reading = false;
     c->state = TW_CONN_CLOSED;
+}
+
+/* Hard close of one connection: the request (if any) is aborted and ended
+ * now, the connection freed now. */
+static void conn_hard_close(tw_http_conn_t *c)
+{
+    conn_detach_stream(c);
     if (c->req) {
         tw_http_conn_enter(c);
         tw_request_abort(c->req, true);
@@ -885,16 +892,7 @@ static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
     for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
         tw_http_conn_t *c;
         while ((c = srv->lists[l]) && conn_idle_deadline(c) <= now) {
-            if (c->stream) {
-                tw_stream_t *s = c->stream;
-                c->stream = NULL;
-                tw_stream_set_close_cb(s, NULL, NULL);
-                tw_stream_set_drain_cb(s, NULL, NULL);
-                tw_stream_cancel_read(s);
-                tw_stream_close(s);
-            }
-            c->reading = false;
-            c->state = TW_CONN_CLOSED;
+            conn_detach_stream(c);
             conn_free(c); /* unlinks it */
         }
     }
