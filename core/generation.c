@@ -27,8 +27,8 @@
 struct tw_runtime {
     tw_generation_t *gen;
     tw_pool_t *pool;             /* generation memory for configure hooks */
-    const tw_module_t **modules; /* loaded descriptors, config order */
-    void **handles;              /* dlopen handles */
+    tw_modules_t registry;       /* the loaded modules (module.c), config order */
+    const tw_module_t **modules; /* their descriptors, for the HTTP engine */
     void **global_conf;          /* per module */
     size_t module_count;
     char **extra_methods; /* added by tw_configure_add_method */
@@ -224,10 +224,8 @@ static bool extra_method_filter(const char *method, size_t len, void *arg)
 
 static int module_index_by_name(const tw_runtime_t *rt, const char *name)
 {
-    for (size_t i = 0; i < rt->module_count; i++)
-        if (strcmp(rt->modules[i]->name, name) == 0)
-            return (int)i;
-    return -1;
+    const tw_loaded_module_t *lm = tw_modules_find(&rt->registry, name);
+    return lm ? tw_modules_index(&rt->registry, lm->module) : -1;
 }
 
 /* Runs a module's configure hook. where is the node an error should point
@@ -259,30 +257,25 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
     return 0;
 }
 
-/* Loads every snapshot, refusing a module name that is already taken. */
+/* Loads every snapshot into the registry, which refuses a module name that
+ * is already taken. */
 static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
 {
     tw_generation_t *g = rt->gen;
     size_t n = g->snapshot_count;
     rt->modules = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->modules);
-    rt->handles = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->handles);
     rt->global_conf = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->global_conf);
-    if (!rt->modules || !rt->handles || !rt->global_conf) {
+    if (!rt->modules || !rt->global_conf) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         char why[900];
-        const tw_module_t *m = NULL;
-        if (tw_module_load(g->snapshots[i].memfd, g->snapshots[i].path, &m, &rt->handles[i], why,
-                           sizeof why) != 0)
-            return tw_conf_error(err, g->snapshots[i].node, "%s", why);
-        int dup = module_index_by_name(rt, m->name);
-        if (dup >= 0)
-            return tw_conf_error(err, g->snapshots[i].node,
-                                 "module name '%s' of %s is already used by %s", m->name,
-                                 g->snapshots[i].path, g->snapshots[dup].path);
-        rt->modules[i] = m;
+        const tw_snapshot_t *snap = &g->snapshots[i];
+        if (tw_modules_load(&rt->registry, snap->memfd, snap->path, tw_conf_scalar(snap->node), why,
+                            sizeof why) != 0)
+            return tw_conf_error(err, snap->node, "%s", why);
+        rt->modules[i] = rt->registry.items[i].module;
         rt->module_count = i + 1;
     }
     return 0;
@@ -516,6 +509,7 @@ void tw_runtime_free(tw_runtime_t *rt)
     if (rt->http_ready)
         tw_http_server_cleanup(&rt->http);
     tw_phases_free(rt->phases);
+    tw_modules_forget(&rt->registry);
     tw_pool_free(rt->pool);
     free(rt);
 }
@@ -539,7 +533,7 @@ void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out)
     for (size_t i = 0; i < rt->module_count; i++) {
         const tw_module_t *m = rt->modules[i];
         fprintf(out, "%-12s %-10s %u.%-4u %s\n", m->name, m->version ? m->version : "-",
-                m->abi_major, m->abi_minor, rt->gen->snapshots[i].path);
+                m->abi_major, m->abi_minor, rt->registry.items[i].path);
         if (m->description)
             fprintf(out, "             %s\n", m->description);
     }

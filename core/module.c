@@ -447,8 +447,14 @@ const tw_loaded_module_t *tw_modules_find(const tw_modules_t *mods, const char *
 
 void tw_modules_unload(tw_modules_t *mods)
 {
-    for (size_t i = mods->count; i-- > 0;) {
+    for (size_t i = mods->count; i-- > 0;)
         tw_module_unload(mods->items[i].handle);
+    tw_modules_forget(mods);
+}
+
+void tw_modules_forget(tw_modules_t *mods)
+{
+    for (size_t i = mods->count; i-- > 0;) {
         free(mods->items[i].path);
         free(mods->items[i].configured);
     }

@@ -108,4 +108,9 @@ const tw_loaded_module_t *tw_modules_find(const tw_modules_t *mods, const char *
  * -t checker; see tw_module_unload). */
 void tw_modules_unload(tw_modules_t *mods);
 
+/* Empties mods and frees its bookkeeping but leaves every module loaded:
+ * what a server does when a runtime ends, since code that may still have
+ * callbacks registered must stay mapped until the process exits. */
+void tw_modules_forget(tw_modules_t *mods);
+
 #endif
