@@ -303,5 +303,34 @@ def raw(port, data, timeout=5.0):
         c.close()
 
 
+class ServerTestCase(unittest.TestCase):
+    """One server for all the tests of a class, started from the class's
+    CONFIG (and FILES, extra files for its directory)."""
+
+    CONFIG = None
+    FILES = None
+    WORKERS = 1
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(cls.CONFIG, workers=cls.WORKERS, extra_files=cls.FILES).start()
+        cls.port = cls.server.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+
+def status_of(data):
+    """The status code of the first response in raw bytes, or None."""
+    parts = data.split(b"\r\n", 1)[0].split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def responses(data):
+    """How many responses raw bytes hold (by their status lines)."""
+    return data.count(b"HTTP/1.1 ")
+
+
 def main():
     unittest.main(verbosity=2)

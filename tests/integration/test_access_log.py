@@ -5,7 +5,7 @@ import os
 import time
 import unittest
 
-from harness import Server, request, raw, wait_for
+from harness import Server, request, wait_for
 
 CONFIG = """
 modules: [access_log, hello]

@@ -2,8 +2,6 @@
 and bad configs (file:line:column, did-you-mean), ${VAR}, !include, -T, -M,
 and module loading errors naming the config line."""
 
-import os
-import subprocess
 import unittest
 
 from harness import Server, request

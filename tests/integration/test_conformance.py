@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, Server
+from harness import Client, ServerTestCase
 
 CONFIG = """
 modules: [hello, echo, static, redirect]
@@ -208,15 +208,9 @@ def exchange(port, data, heads=(), timeout=5.0, settle=0.3, pieces=None, gap=0.0
     return Exchange(responses, rest, closed, buf)
 
 
-class ConformanceTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONFIG, workers=1, extra_files=FILES).start()
-        cls.port = cls.server.port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.__exit__(None, None, None)
+class ConformanceTest(ServerTestCase):
+    CONFIG = CONFIG
+    FILES = FILES
 
     # ---- helpers -----------------------------------------------------------------------
     def ex(self, data, **kw):

@@ -2,11 +2,10 @@
 defences, keep-alive, pipelining, HEAD, 100-continue, limits and error
 responses (RFC 9110/9112)."""
 
-import socket
 import time
 import unittest
 
-from harness import Client, Server, raw, request
+from harness import Client, ServerTestCase, raw, request, responses, status_of
 
 CONFIG = """
 modules: [hello, echo]
@@ -29,25 +28,8 @@ servers:
 """
 
 
-def status_of(data):
-    line = data.split(b"\r\n", 1)[0]
-    parts = line.split(b" ")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-
-
-def responses(data):
-    return data.count(b"HTTP/1.1 ")
-
-
-class HttpTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONFIG, workers=1).start()
-        cls.port = cls.server.port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.__exit__(None, None, None)
+class HttpTest(ServerTestCase):
+    CONFIG = CONFIG
 
     def raw(self, data, timeout=5.0):
         return raw(self.port, data, timeout=timeout)

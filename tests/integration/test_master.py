@@ -3,13 +3,10 @@ failed start-up of a generation (issue: prefork master and reload)."""
 
 import os
 import signal
-import socket
-import subprocess
-import threading
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for, MODULE_DIR
+from harness import Client, Server, request, wait_for
 
 HELLO = """
 modules: [hello, echo, crash]

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, Response, Server, raw, request
+from harness import Client, Response, Server, ServerTestCase, raw, request
 
 CONFIG = """
 modules: [hello, echo, redirect]
@@ -227,15 +227,8 @@ class Sender(threading.Thread):
             self.error = e
 
 
-class ModulesTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(CONFIG, workers=1).start()
-        cls.port = cls.server.port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.__exit__(None, None, None)
+class ModulesTest(ServerTestCase):
+    CONFIG = CONFIG
 
     def get(self, path, host="a.test", method="GET", headers=None, body=b""):
         return request(self.port, method, path, headers=headers, body=body, host=host)
@@ -806,17 +799,18 @@ servers:
 
 
 @unittest.skipIf(shutil.which("curl") is None, "curl is not installed")
-class ModulesCurlTest(unittest.TestCase):
+class ModulesCurlTest(ServerTestCase):
+    CONFIG = CONFIG
+
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(CONFIG, workers=1).start()
-        cls.port = cls.server.port
+        super().setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix="twister-curl-")
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
-        cls.server.__exit__(None, None, None)
+        super().tearDownClass()
 
     def curl(self, *args, write_out="%{http_code}"):
         out = os.path.join(self.tmp, "out")

@@ -5,7 +5,6 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 import unittest

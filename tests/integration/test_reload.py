@@ -4,8 +4,6 @@ request; a bad config or a plugin that fails or crashes at init is rolled
 back while the old generation keeps serving."""
 
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for, SOURCE_DIR, MODULE_DIR
+from harness import Client, Server, request, wait_for, SOURCE_DIR
 
 HELLO_SRC = os.path.join(SOURCE_DIR, "modules", "hello", "hello.c")
 INCLUDE = os.path.join(SOURCE_DIR, "core", "include")
