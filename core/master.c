@@ -282,9 +282,20 @@ static void close_unused_listeners(master_t *m)
 
 static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg);
 
+/* Signals that reach a freshly forked worker while it hands over from the
+ * master's signal handling to its own (see child_close_master_state). Only
+ * the child writes it, between fork and tw_worker_main. */
+static volatile sig_atomic_t handover_caught[_NSIG];
+
+static void handover_catch(int signo)
+{
+    handover_caught[signo] = 1;
+}
+
 /* In the child right after fork: drop everything that belongs to the master
- * so that the worker starts clean. */
-static void child_close_master_state(master_t *m, gen_t *ge)
+ * so that the worker starts clean. *caught receives the signals that
+ * arrived meanwhile, for the worker to take once its own loop listens. */
+static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
 {
     for (worker_t *w = m->workers; w; w = w->next)
         if (w->control_fd >= 0)
@@ -298,10 +309,30 @@ static void child_close_master_state(master_t *m, gen_t *ge)
     for (size_t i = 0; i < m->listener_count; i++)
         if (!generation_uses_fd(ge, m->listeners[i].fd))
             close(m->listeners[i].fd);
+
+    /* The master's signals are blocked (its loop reads them from a
+     * signalfd) and must stay blocked until the worker's own signalfd
+     * exists: SIGUSR1 or SIGQUIT with its default action would kill the
+     * worker, and the reload it belongs to would fail. Freeing the master's
+     * loop unblocks them, so catch what comes in meanwhile (a pending one
+     * arrives at once), block them again, and hand the caught ones over. */
+    sigset_t blocked;
+    sigprocmask(SIG_BLOCK, NULL, &blocked);
+    struct sigaction catch = {.sa_handler = handover_catch}, dfl = {.sa_handler = SIG_DFL};
+    sigfillset(&catch.sa_mask);
+    for (int signo = 1; signo < _NSIG; signo++)
+        if (sigismember(&blocked, signo) == 1)
+            sigaction(signo, &catch, NULL);
     tw_loop_free(m->loop);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
+    sigprocmask(SIG_SETMASK, &blocked, NULL);
+    sigemptyset(caught);
+    for (int signo = 1; signo < _NSIG; signo++) {
+        if (sigismember(&blocked, signo) != 1)
+            continue;
+        sigaction(signo, &dfl, NULL);
+        if (handover_caught[signo])
+            sigaddset(caught, signo);
+    }
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -331,7 +362,6 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
     }
     if (pid == 0) {
         close(sv[0]);
-        child_close_master_state(m, ge);
         tw_worker_params_t params = {
             .gen = ge->g,
             .index = index,
@@ -339,6 +369,7 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
             .activity = &ge->slots[index],
             .connection_cap = connection_cap(m, ge->g),
         };
+        child_close_master_state(m, ge, &params.handover_signals);
         const char *user = tw_generation_user(ge->g);
         if (user && geteuid() == 0) {
             struct passwd *pw = getpwnam(user);

@@ -219,8 +219,19 @@ int tw_worker_main(const tw_worker_params_t *params)
     tw_timer_init(&ws.accept_timer, accept_resume, &ws);
     tw_timer_init(&ws.shutdown_timer, shutdown_timeout, &ws);
     int sigs[] = {SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         tw_loop_add_signal(ws.loop, sigs[i], on_signal, &ws);
+        sigaddset(&handled, sigs[i]);
+    }
+    /* The loop's signalfd is in place: what arrived before it is raised
+     * again for the loop to read (it is still blocked, so it waits there),
+     * and every other signal is unblocked, as in any process. */
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigismember(&params->handover_signals, sigs[i]) == 1)
+            raise(sigs[i]);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
 
     if (drop_privileges(params) != 0) {
         char why[256];

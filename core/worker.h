@@ -6,6 +6,7 @@
 #ifndef TWISTER_WORKER_H
 #define TWISTER_WORKER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -21,9 +22,16 @@ typedef struct {
     uid_t uid;
     gid_t gid;
     unsigned connection_cap; /* stop accepting at this many connections */
+    /* Signals that arrived between fork and tw_worker_main, when the
+     * worker could not handle them yet. They are blocked on entry, and
+     * stay so until the worker's loop reads them. */
+    sigset_t handover_signals;
 } tw_worker_params_t;
 
-/* Runs the worker to completion; returns its exit status. */
+/* Runs the worker to completion; returns its exit status. Call it with
+ * the signals the worker handles (SIGQUIT, SIGTERM, SIGINT, SIGUSR1,
+ * SIGHUP) blocked: they reach the worker's loop, never their default
+ * action. */
 int tw_worker_main(const tw_worker_params_t *params);
 
 #endif

@@ -6,6 +6,7 @@ import pwd
 import signal
 import socket
 import tempfile
+import threading
 import time
 import unittest
 
@@ -53,6 +54,30 @@ class OperationsTest(unittest.TestCase):
             wait_for(lambda: "log reopened" in s.log(), what="the master to log into the new file")
             with open(rotated) as f:
                 self.assertIn("generation 1 is serving", f.read())
+
+    def test_signal_storm_during_reloads_kills_no_new_worker(self):
+        # SIGUSR1 to the whole process group, as fast as it goes, while
+        # generations start: a worker that gets it before its signalfd
+        # exists must still handle it, not die of its default action.
+        with Server(CONFIG, workers=2) as s:
+            stop = threading.Event()
+
+            def storm():
+                deadline = time.monotonic() + 120
+                while not stop.is_set() and time.monotonic() < deadline:
+                    os.killpg(s.pid(), signal.SIGUSR1)
+
+            sender = threading.Thread(target=storm)
+            sender.start()
+            try:
+                results = [s.run("-s", "reload", timeout=60) for _ in range(10)]
+            finally:
+                stop.set()
+                sender.join()
+            for rc, out in results:
+                self.assertEqual(rc, 0, out)
+            self.assertNotIn("exited during start-up", s.log())
+            self.assertEqual(request(s.port, path="/hello").status, 200)
 
     def test_hup_burst_coalesces(self):
         with Server(CONFIG, workers=1) as s:
