@@ -782,14 +782,23 @@ static void open_control_socket(master_t *m)
     strcpy(a.sun_path, m->control_path);
     unlink(m->control_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
+    /* Whoever can connect can reload the server: bind creates the socket
+     * 0600 already (the master is single-threaded, so the umask is ours
+     * alone for the call). A chmod after bind would leave a window in
+     * which anyone could connect and keep the connection. */
+    int rc = -1;
+    if (fd >= 0) {
+        mode_t umask_was = umask(0177);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+        umask(umask_was);
+    }
+    if (rc != 0 || listen(fd, 16) != 0) {
         tw_log_warn("cannot open control socket %s: %s", m->control_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         m->control_path[0] = '\0';
         return;
     }
-    chmod(m->control_path, 0600);
     m->control_fd = fd;
     tw_loop_watch(m->loop, fd, TW_EV_READ, control_acceptable, m);
 }

@@ -1,10 +1,14 @@
 """What operators do: -s stop/quit/reopen, SIGUSR1 log reopening, bursts of
-SIGHUP, systemd notification, dropping privileges, connection caps."""
+SIGHUP, systemd notification, dropping privileges, connection caps, and
+the control socket that `-s reload` talks to."""
 
+import ctypes
 import os
 import pwd
 import signal
 import socket
+import stat
+import struct
 import tempfile
 import threading
 import time
@@ -192,6 +196,61 @@ servers:
             self.assertEqual(extra.read_response().status, 200)
             for c in held[1:] + [extra]:
                 c.close()
+
+
+class Inotify:
+    """The events of one directory, through libc's inotify (the stdlib has
+    no binding)."""
+
+    IN_ATTRIB, IN_CREATE = 0x4, 0x100
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self.libc.inotify_add_watch(self.fd, path.encode(), self.IN_ATTRIB | self.IN_CREATE) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+
+    def events(self, name):
+        """The event masks so far for the entry called name."""
+        masks, data = [], b""
+        while True:
+            try:
+                data += os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+        offset = 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            entry = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
+            if entry == name:
+                masks.append(mask)
+            offset += 16 + length
+        return masks
+
+    def close(self):
+        os.close(self.fd)
+
+
+class ControlSocketTest(unittest.TestCase):
+    def control_path(self, s):
+        return os.path.join(s.dir, "twister.pid.sock")
+
+    def test_socket_is_private_from_the_moment_it_exists(self):
+        s = Server(CONFIG)
+        watch = Inotify(s.dir)
+        try:
+            with s:
+                path = self.control_path(s)
+                self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+                masks = watch.events("twister.pid.sock")
+                self.assertTrue(any(m & Inotify.IN_CREATE for m in masks), masks)
+                # Created with its final mode: never chmod'ed after bind,
+                # when others could already have connected.
+                self.assertFalse(any(m & Inotify.IN_ATTRIB for m in masks), masks)
+        finally:
+            watch.close()
 
 
 if __name__ == "__main__":
