@@ -108,6 +108,21 @@ typedef struct waiter {
     int fd;
 } waiter_t;
 
+/* How long a control client may take to send its command. `twister -s`
+ * sends it right after connecting; a client that does not is stuck or
+ * hostile, and each one holds a descriptor of the master. */
+#define CONTROL_COMMAND_TIMEOUT_MS 5000
+
+/* A control client that has connected and not sent its whole command. */
+typedef struct control_client {
+    struct control_client *next;
+    master_t *master;
+    int fd;
+    tw_timer_t timer; /* CONTROL_COMMAND_TIMEOUT_MS from the connect */
+    size_t len;
+    char command[64];
+} control_client_t;
+
 struct master {
     tw_loop_t *loop;
     const char *config_path;
@@ -124,6 +139,7 @@ struct master {
     waiter_t *waiters_next; /* arrived during it: answered by the next */
     int control_fd;
     char control_path[PATH_MAX];
+    control_client_t *control_clients; /* list */
     char pid_path[PATH_MAX];
     bool stopping;
     int exit_status;
@@ -306,6 +322,8 @@ static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
         close(w->fd);
     for (waiter_t *w = m->waiters_next; w; w = w->next)
         close(w->fd);
+    for (control_client_t *c = m->control_clients; c; c = c->next)
+        close(c->fd);
     for (size_t i = 0; i < m->listener_count; i++)
         if (!generation_uses_fd(ge, m->listeners[i].fd))
             close(m->listeners[i].fd);
@@ -721,18 +739,11 @@ static void start_generation(master_t *m)
 
 /* ---- control socket: `twister -s reload` waits for the outcome here ------ */
 
-static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+/* Runs one command from the control socket; fd is the client's, which
+ * the reload's waiter list takes over or which is closed here. */
+static void run_control_command(master_t *m, int fd, const char *command)
 {
-    master_t *m = arg;
-    char buf[64];
-    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
-    tw_loop_unwatch(loop, fd);
-    if (n <= 0) {
-        close(fd);
-        return;
-    }
-    buf[n] = '\0';
-    if (strncmp(buf, "reload", 6) != 0) {
+    if (strncmp(command, "reload", 6) != 0) {
         ssize_t ignored = send(fd, "ERROR unknown command\n", 22, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);
@@ -757,13 +768,92 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
     }
 }
 
+/* Forgets a control client; its fd stays open unless close_fd. */
+static void control_client_free(control_client_t *c, bool close_fd)
+{
+    master_t *m = c->master;
+    for (control_client_t **p = &m->control_clients; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    tw_timer_stop(m->loop, &c->timer);
+    tw_loop_unwatch(m->loop, c->fd);
+    if (close_fd)
+        close(c->fd);
+    free(c);
+}
+
+static void control_client_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    control_client_t *c = arg;
+    (void)loop;
+    (void)t;
+    static const char reply[] = "ERROR no command within the time allowed\n";
+    ssize_t ignored = send(c->fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
+    (void)ignored;
+    control_client_free(c, true);
+}
+
+/* Collects the command up to its newline (or the client's end of
+ * stream); a stream socket may deliver it in pieces. */
+static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    control_client_t *c = arg;
+    (void)loop;
+    (void)events;
+    ssize_t n = recv(fd, c->command + c->len, sizeof c->command - 1 - c->len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0 || (n == 0 && c->len == 0)) {
+        control_client_free(c, true);
+        return;
+    }
+    c->len += (size_t)n;
+    c->command[c->len] = '\0';
+    char *end = memchr(c->command, '\n', c->len);
+    if (!end && n > 0) {
+        if (c->len < sizeof c->command - 1)
+            return; /* more to come */
+        static const char reply[] = "ERROR command too long\n";
+        ssize_t ignored = send(fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
+        (void)ignored;
+        control_client_free(c, true);
+        return;
+    }
+    if (end)
+        *end = '\0';
+    master_t *m = c->master;
+    char command[sizeof c->command];
+    memcpy(command, c->command, sizeof command);
+    control_client_free(c, false);
+    run_control_command(m, fd, command);
+}
+
 static void control_acceptable(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
+    master_t *m = arg;
+    (void)events;
     for (;;) {
-        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0)
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
             return;
-        tw_loop_watch(loop, c, TW_EV_READ, control_client_readable, arg);
+        }
+        control_client_t *c = calloc(1, sizeof *c);
+        if (!c || tw_loop_watch(loop, cfd, TW_EV_READ, control_client_readable, c) != 0) {
+            free(c);
+            close(cfd);
+            continue;
+        }
+        c->master = m;
+        c->fd = cfd;
+        c->next = m->control_clients;
+        m->control_clients = c;
+        tw_timer_init(&c->timer, control_client_timeout, c);
+        tw_timer_start(loop, &c->timer, CONTROL_COMMAND_TIMEOUT_MS);
     }
 }
 
@@ -951,6 +1041,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
     }
     answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
+    while (m.control_clients)
+        control_client_free(m.control_clients, true);
     if (m.serving)
         free_gen(m.serving);
     while (m.draining) {

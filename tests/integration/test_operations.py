@@ -252,6 +252,43 @@ class ControlSocketTest(unittest.TestCase):
         finally:
             watch.close()
 
+    def connect(self, s):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(self.control_path(s))
+        return sock
+
+    def read_all(self, sock):
+        data = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data.decode()
+            data += chunk
+
+    def test_a_client_that_sends_nothing_is_timed_out(self):
+        with Server(CONFIG) as s:
+            idle = self.connect(s)
+            try:
+                # It holds nothing up meanwhile.
+                rc, out = s.run("-s", "reload")
+                self.assertEqual(rc, 0, out)
+                # Then the master lets go of it (bounded by the socket timeout).
+                self.assertIn("ERROR no command", self.read_all(idle))
+            finally:
+                idle.close()
+
+    def test_a_command_may_arrive_in_pieces(self):
+        with Server(CONFIG) as s:
+            sock = self.connect(s)
+            try:
+                sock.sendall(b"rel")
+                time.sleep(0.2)
+                sock.sendall(b"oad\n")
+                self.assertIn("OK generation 2", self.read_all(sock))
+            finally:
+                sock.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
