@@ -112,6 +112,8 @@ typedef struct waiter {
  * sends it right after connecting; a client that does not is stuck or
  * hostile, and each one holds a descriptor of the master. */
 #define CONTROL_COMMAND_TIMEOUT_MS 5000
+/* The longest command line a control client may send. */
+#define CONTROL_COMMAND_MAX 64
 
 /* A control client that has connected and not sent its whole command. */
 typedef struct control_client {
@@ -120,7 +122,7 @@ typedef struct control_client {
     int fd;
     tw_timer_t timer; /* CONTROL_COMMAND_TIMEOUT_MS from the connect */
     size_t len;
-    char command[64];
+    char command[CONTROL_COMMAND_MAX];
 } control_client_t;
 
 struct master {
@@ -741,10 +743,20 @@ static void start_generation(master_t *m)
 
 /* Runs one command from the control socket; fd is the client's, which
  * the reload's waiter list takes over or which is closed here. */
-static void run_control_command(master_t *m, int fd, const char *command)
+static void run_control_command(master_t *m, int fd, const char *command, size_t len)
 {
-    if (strncmp(command, "reload", 6) != 0) {
-        ssize_t ignored = send(fd, "ERROR unknown command\n", 22, MSG_NOSIGNAL);
+    if (len != strlen("reload") || memcmp(command, "reload", len) != 0) {
+        /* Exact commands only: "reloadx" or "reload now" must not reload
+         * the server on the strength of their first six bytes. */
+        char shown[CONTROL_COMMAND_MAX + 1];
+        size_t i = 0;
+        for (; i < len && i < sizeof shown - 1; i++)
+            shown[i] = command[i] < 0x20 || command[i] == 0x7f ? '?' : command[i];
+        shown[i] = '\0';
+        char reply[160];
+        int n = snprintf(reply, sizeof reply,
+                         "ERROR unknown command '%s' (the control socket takes: reload)\n", shown);
+        ssize_t ignored = send(fd, reply, (size_t)n, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);
         return;
@@ -803,7 +815,7 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
     control_client_t *c = arg;
     (void)loop;
     (void)events;
-    ssize_t n = recv(fd, c->command + c->len, sizeof c->command - 1 - c->len, 0);
+    ssize_t n = recv(fd, c->command + c->len, sizeof c->command - c->len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n < 0 || (n == 0 && c->len == 0)) {
@@ -811,10 +823,9 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
         return;
     }
     c->len += (size_t)n;
-    c->command[c->len] = '\0';
     char *end = memchr(c->command, '\n', c->len);
     if (!end && n > 0) {
-        if (c->len < sizeof c->command - 1)
+        if (c->len < sizeof c->command)
             return; /* more to come */
         static const char reply[] = "ERROR command too long\n";
         ssize_t ignored = send(fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
@@ -822,13 +833,14 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
         control_client_free(c, true);
         return;
     }
-    if (end)
-        *end = '\0';
+    size_t len = end ? (size_t)(end - c->command) : c->len;
+    if (len > 0 && c->command[len - 1] == '\r')
+        len--;
     master_t *m = c->master;
     char command[sizeof c->command];
-    memcpy(command, c->command, sizeof command);
+    memcpy(command, c->command, len);
     control_client_free(c, false);
-    run_control_command(m, fd, command);
+    run_control_command(m, fd, command, len);
 }
 
 static void control_acceptable(tw_loop_t *loop, int fd, unsigned events, void *arg)

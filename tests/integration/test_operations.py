@@ -278,6 +278,24 @@ class ControlSocketTest(unittest.TestCase):
             finally:
                 idle.close()
 
+    def command(self, s, text):
+        sock = self.connect(s)
+        try:
+            sock.sendall(text)
+            return self.read_all(sock)
+        finally:
+            sock.close()
+
+    def test_only_exact_commands_are_accepted(self):
+        with Server(CONFIG) as s:
+            for text in (b"reloadx\n", b"reload now\n", b"RELOAD\n", b"\n", b"reload\0\n"):
+                reply = self.command(s, text)
+                self.assertTrue(reply.startswith("ERROR unknown command '"), (text, reply))
+                self.assertIn("(the control socket takes: reload)", reply)
+            self.assertNotIn("generation 2", s.log())
+            self.assertIn("OK generation 2", self.command(s, b"reload\n"))
+            self.assertIn("OK generation 3", self.command(s, b"reload\r\n"))
+
     def test_a_command_may_arrive_in_pieces(self):
         with Server(CONFIG) as s:
             sock = self.connect(s)
