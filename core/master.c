@@ -128,6 +128,7 @@ typedef struct control_client {
 struct master {
     tw_loop_t *loop;
     const char *config_path;
+    char config_realpath[PATH_MAX]; /* told to `-s reload`, which may name another file */
     const char *module_dir;
     unsigned generation_counter;
     gen_t *serving;
@@ -767,6 +768,13 @@ static void run_control_command(master_t *m, int fd, const char *command, size_t
         return;
     }
     w->fd = fd;
+    /* Like nginx, a reload rereads the file this master was started with,
+     * whatever file the client was given: tell the client which one, so
+     * that it can say so when they differ. */
+    char line[PATH_MAX + 16];
+    int n = snprintf(line, sizeof line, "CONFIG %s\n", m->config_realpath);
+    ssize_t ignored = send(fd, line, (size_t)n, MSG_NOSIGNAL);
+    (void)ignored;
     tw_log_info("reload requested on the control socket");
     tw_os_sd_notify("RELOADING=1");
     if (m->starting) {
@@ -990,6 +998,8 @@ static void write_pid_file(master_t *m, const char *path)
 int tw_master_run(const char *config_path, const char *module_dir)
 {
     master_t m = {.config_path = config_path, .module_dir = module_dir, .control_fd = -1};
+    if (!realpath(config_path, m.config_realpath))
+        snprintf(m.config_realpath, sizeof m.config_realpath, "%s", config_path);
     tw_log_set_role("master", 0, -1);
     signal(SIGPIPE, SIG_IGN);
 
@@ -1108,7 +1118,9 @@ static bool process_running(pid_t pid)
     return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
-static int reload_via_socket(const char *pid_file)
+/* Reloads through the control socket and prints the outcome; config_path
+ * is the file the user named, which the master may not be running. */
+static int reload_via_socket(const char *pid_file, const char *config_path)
 {
     char path[PATH_MAX];
     control_path_for(pid_file, path, sizeof path);
@@ -1131,7 +1143,7 @@ static int reload_via_socket(const char *pid_file)
      * may wait for one in progress first. */
     struct timeval tv = {.tv_sec = 3 * STARTUP_TIMEOUT_MS / 1000 + 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char reply[4096];
+    char reply[PATH_MAX + 4096];
     size_t got = 0;
     for (;;) {
         ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
@@ -1143,17 +1155,34 @@ static int reload_via_socket(const char *pid_file)
     }
     close(fd);
     reply[got] = '\0';
-    reply[strcspn(reply, "\n")] = '\0';
-    if (strncmp(reply, "OK ", 3) == 0) {
-        printf("reload OK: %s\n", reply + 3);
-        return 0;
+    /* "CONFIG <the master's config file>\n" at once, then the outcome. */
+    char *outcome = reply;
+    const char *master_config = NULL;
+    if (strncmp(reply, "CONFIG ", 7) == 0) {
+        master_config = reply + 7;
+        outcome = reply + strcspn(reply, "\n");
+        if (*outcome)
+            *outcome++ = '\0';
     }
-    if (strncmp(reply, "ERROR ", 6) == 0) {
-        fprintf(stderr, "twister: reload failed: %s\n", reply + 6);
-        return 1;
+    outcome[strcspn(outcome, "\n")] = '\0';
+    int rc = 1;
+    if (strncmp(outcome, "OK ", 3) == 0) {
+        printf("reload OK: %s\n", outcome + 3);
+        fflush(stdout);
+        rc = 0;
+    } else if (strncmp(outcome, "ERROR ", 6) == 0) {
+        fprintf(stderr, "twister: reload failed: %s\n", outcome + 6);
+    } else {
+        fprintf(stderr, "twister: no answer from the master about the reload\n");
     }
-    fprintf(stderr, "twister: no answer from the master about the reload\n");
-    return 1;
+    char named[PATH_MAX];
+    if (master_config && (!realpath(config_path, named) || strcmp(named, master_config) != 0))
+        fprintf(stderr,
+                "twister: note: the running master was started with %s and reloaded that file, "
+                "not %s (a reload rereads the master's own config; to run %s, start a master "
+                "with -c %s)\n",
+                master_config, config_path, config_path, config_path);
+    return rc;
 }
 
 /* The pid file the config names (relative to the config's directory), as
@@ -1228,7 +1257,7 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         return 1;
     }
     if (sig == SIGHUP) {
-        int rc = reload_via_socket(pid_file);
+        int rc = reload_via_socket(pid_file, config_path);
         if (rc >= 0)
             return rc;
         fprintf(stderr, "twister: the master's control socket is not answering; sending SIGHUP "

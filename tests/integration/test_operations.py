@@ -9,12 +9,13 @@ import signal
 import socket
 import stat
 import struct
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for
+from harness import TWISTER, Client, Server, request, wait_for
 
 CONFIG = """
 modules: [hello]
@@ -295,6 +296,28 @@ class ControlSocketTest(unittest.TestCase):
             self.assertNotIn("generation 2", s.log())
             self.assertIn("OK generation 2", self.command(s, b"reload\n"))
             self.assertIn("OK generation 3", self.command(s, b"reload\r\n"))
+
+    def test_reload_says_which_config_the_master_reloaded(self):
+        with Server(CONFIG) as s:
+            # Another file that finds the same master through its pid_file.
+            other = os.path.join(s.dir, "other.yaml")
+            with open(other, "w") as f:
+                f.write("pid_file: %s\n%s" % (os.path.join(s.dir, "twister.pid"), CONFIG))
+            p = subprocess.run([TWISTER, "-s", "reload", "-c", other], env=s.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn("reload OK: generation 2", out)
+            self.assertIn("note: the running master was started with %s and reloaded that "
+                          "file, not %s" % (os.path.realpath(s.config_path), other), out)
+            # The master's own file, under any name, gets no note.
+            p = subprocess.run([TWISTER, "-s", "reload", "-c", "./twister.yaml"], env=s.env,
+                               cwd=s.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=60)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn("reload OK: generation 3", out)
+            self.assertNotIn("note:", out)
 
     def test_a_command_may_arrive_in_pieces(self):
         with Server(CONFIG) as s:
