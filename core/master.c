@@ -311,6 +311,21 @@ static void handover_catch(int signo)
     handover_caught[signo] = 1;
 }
 
+/* In a forked worker: closes the snapshots and unmaps the crash slots of a
+ * generation it does not belong to. */
+static void child_drop_generation(gen_t *other)
+{
+    tw_generation_t *g = other->g;
+    for (size_t i = 0; i < g->snapshot_count; i++) {
+        if (g->snapshots[i].memfd >= 0)
+            close(g->snapshots[i].memfd);
+        g->snapshots[i].memfd = -1;
+    }
+    if (other->slots)
+        munmap(other->slots, sizeof(tw_activity_t) * g->workers);
+    other->slots = NULL;
+}
+
 /* In the child right after fork: drop everything that belongs to the master
  * so that the worker starts clean. *caught receives the signals that
  * arrived meanwhile, for the worker to take once its own loop listens. */
@@ -330,6 +345,16 @@ static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
     for (size_t i = 0; i < m->listener_count; i++)
         if (!generation_uses_fd(ge, m->listeners[i].fd))
             close(m->listeners[i].fd);
+    /* The other generations' module snapshots and crash slots: a worker
+     * has no business with another generation's code, and must not be
+     * able to scribble over its crash records. */
+    gen_t *others[2] = {m->serving, m->starting};
+    for (size_t i = 0; i < 2; i++)
+        if (others[i] && others[i] != ge)
+            child_drop_generation(others[i]);
+    for (gen_t *d = m->draining; d; d = d->next)
+        if (d != ge)
+            child_drop_generation(d);
 
     /* The master's signals are blocked (its loop reads them from a
      * signalfd) and must stay blocked until the worker's own signalfd
