@@ -1,26 +1,23 @@
-/* generation.h — one generation of configuration: the parsed settings, the
- * module snapshots taken when the config was read, and (in a worker) the
- * loaded modules, their configs, the compiled phase table and the HTTP
- * server context built from them.
+/* generation.h — one generation of configuration as the master holds it:
+ * the parsed settings, the resolved worker count, the module snapshots
+ * taken when the config was read, and the listening sockets it serves.
  *
- * The master only ever prepares generations (parse + snapshot: no plugin
- * code runs); workers and the -t checker activate them (dlopen + the
- * modules' hooks). Nothing here is global: a reload builds a new
- * generation beside the old one, and a failed reload just frees it. */
+ * This is the master's half. Preparing runs no plugin code, so a broken
+ * plugin can never take the master down; the other half, runtime.h, brings
+ * a prepared generation to life in a worker (or the -t checker) by loading
+ * the snapshots and running the modules' hooks. Nothing here is global: a
+ * reload prepares a new generation beside the old one, and a failed reload
+ * just frees it. */
 #ifndef TWISTER_GENERATION_H
 #define TWISTER_GENERATION_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <sys/socket.h>
 
 #include "twister/conf.h"
-#include "twister/module.h"
 
 typedef struct tw_settings tw_settings_t;
-typedef struct tw_runtime tw_runtime_t;
 
 /* A module file snapshot: the bytes of the .so copied into a memfd when the
  * config was read, so that a rebuilt plugin takes effect on reload and
@@ -69,23 +66,5 @@ unsigned tw_generation_max_draining(const tw_generation_t *g);
 int tw_generation_backlog(const tw_generation_t *g);
 /* Per-worker connection cap. */
 unsigned tw_generation_worker_connections(const tw_generation_t *g);
-
-/* Loads the generation's modules and runs configure (global and per route)
- * and register_phases, then builds the HTTP server context. With a worker,
- * it also runs every init_worker hook. Returns NULL with the error (naming
- * the config file:line:col and the module) in err. */
-tw_runtime_t *tw_runtime_activate(tw_generation_t *g, tw_worker_t *worker, tw_conf_error_t *err);
-/* Runs exit_worker hooks (if init ran) and frees the runtime. Modules stay
- * mapped: a process exits soon after, and unmapping code that may still
- * have callbacks registered is the classic in-place reload crash. */
-void tw_runtime_free(tw_runtime_t *rt);
-/* The module's global conf in this runtime, or NULL. */
-void *tw_runtime_global_conf(const tw_runtime_t *rt, const tw_module_t *m);
-/* The HTTP server context of a runtime. */
-struct tw_http_server *tw_runtime_http(tw_runtime_t *rt);
-/* Prints the loaded modules (name, version, ABI, file) to out. */
-void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out);
-/* Prints the compiled phase table to out. */
-void tw_runtime_print_phases(const tw_runtime_t *rt, FILE *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include "generation.h"
 #include "log_setup.h"
 #include "master.h"
+#include "runtime.h"
 #include "settings.h"
 #include "twister/module.h"
 #include "twister/twister.h"

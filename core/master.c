@@ -33,6 +33,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Sanitizer builds check a worker for leaks when it stops normally (see
+ * worker_exit). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TW_WORKER_LEAK_CHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define TW_WORKER_LEAK_CHECK 1
+#endif
+#endif
+#ifdef TW_WORKER_LEAK_CHECK
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include "activity.h"
 #include "config.h"
 #include "generation.h"
@@ -108,9 +121,27 @@ typedef struct waiter {
     int fd;
 } waiter_t;
 
+/* How long a control client may take to send its command. `twister -s`
+ * sends it right after connecting; a client that does not is stuck or
+ * hostile, and each one holds a descriptor of the master. */
+#define CONTROL_COMMAND_TIMEOUT_MS 5000
+/* The longest command line a control client may send. */
+#define CONTROL_COMMAND_MAX 64
+
+/* A control client that has connected and not sent its whole command. */
+typedef struct control_client {
+    struct control_client *next;
+    master_t *master;
+    int fd;
+    tw_timer_t timer; /* CONTROL_COMMAND_TIMEOUT_MS from the connect */
+    size_t len;
+    char command[CONTROL_COMMAND_MAX];
+} control_client_t;
+
 struct master {
     tw_loop_t *loop;
     const char *config_path;
+    char config_realpath[PATH_MAX]; /* told to `-s reload`, which may name another file */
     const char *module_dir;
     unsigned generation_counter;
     gen_t *serving;
@@ -124,6 +155,7 @@ struct master {
     waiter_t *waiters_next; /* arrived during it: answered by the next */
     int control_fd;
     char control_path[PATH_MAX];
+    control_client_t *control_clients; /* list */
     char pid_path[PATH_MAX];
     bool stopping;
     int exit_status;
@@ -282,9 +314,35 @@ static void close_unused_listeners(master_t *m)
 
 static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg);
 
+/* Signals that reach a freshly forked worker while it hands over from the
+ * master's signal handling to its own (see child_close_master_state). Only
+ * the child writes it, between fork and tw_worker_main. */
+static volatile sig_atomic_t handover_caught[_NSIG];
+
+static void handover_catch(int signo)
+{
+    handover_caught[signo] = 1;
+}
+
+/* In a forked worker: closes the snapshots and unmaps the crash slots of a
+ * generation it does not belong to. */
+static void child_drop_generation(gen_t *other)
+{
+    tw_generation_t *g = other->g;
+    for (size_t i = 0; i < g->snapshot_count; i++) {
+        if (g->snapshots[i].memfd >= 0)
+            close(g->snapshots[i].memfd);
+        g->snapshots[i].memfd = -1;
+    }
+    if (other->slots)
+        munmap(other->slots, sizeof(tw_activity_t) * g->workers);
+    other->slots = NULL;
+}
+
 /* In the child right after fork: drop everything that belongs to the master
- * so that the worker starts clean. */
-static void child_close_master_state(master_t *m, gen_t *ge)
+ * so that the worker starts clean. *caught receives the signals that
+ * arrived meanwhile, for the worker to take once its own loop listens. */
+static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
 {
     for (worker_t *w = m->workers; w; w = w->next)
         if (w->control_fd >= 0)
@@ -295,14 +353,59 @@ static void child_close_master_state(master_t *m, gen_t *ge)
         close(w->fd);
     for (waiter_t *w = m->waiters_next; w; w = w->next)
         close(w->fd);
+    for (control_client_t *c = m->control_clients; c; c = c->next)
+        close(c->fd);
     for (size_t i = 0; i < m->listener_count; i++)
         if (!generation_uses_fd(ge, m->listeners[i].fd))
             close(m->listeners[i].fd);
+    /* The other generations' module snapshots and crash slots: a worker
+     * has no business with another generation's code, and must not be
+     * able to scribble over its crash records. */
+    gen_t *others[2] = {m->serving, m->starting};
+    for (size_t i = 0; i < 2; i++)
+        if (others[i] && others[i] != ge)
+            child_drop_generation(others[i]);
+    for (gen_t *d = m->draining; d; d = d->next)
+        if (d != ge)
+            child_drop_generation(d);
+
+    /* The master's signals are blocked (its loop reads them from a
+     * signalfd) and must stay blocked until the worker's own signalfd
+     * exists: SIGUSR1 or SIGQUIT with its default action would kill the
+     * worker, and the reload it belongs to would fail. Freeing the master's
+     * loop unblocks them, so catch what comes in meanwhile (a pending one
+     * arrives at once), block them again, and hand the caught ones over. */
+    sigset_t blocked;
+    sigprocmask(SIG_BLOCK, NULL, &blocked);
+    struct sigaction catch = {.sa_handler = handover_catch}, dfl = {.sa_handler = SIG_DFL};
+    sigfillset(&catch.sa_mask);
+    for (int signo = 1; signo < _NSIG; signo++)
+        if (sigismember(&blocked, signo) == 1)
+            sigaction(signo, &catch, NULL);
     tw_loop_free(m->loop);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
+    sigprocmask(SIG_SETMASK, &blocked, NULL);
+    sigemptyset(caught);
+    for (int signo = 1; signo < _NSIG; signo++) {
+        if (sigismember(&blocked, signo) != 1)
+            continue;
+        sigaction(signo, &dfl, NULL);
+        if (handover_caught[signo])
+            sigaddset(caught, signo);
+    }
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* Ends a worker process. It leaves through _exit, since exit would run
+ * the master's atexit handlers and flush stdio buffers it inherited from
+ * the master; but that skips LeakSanitizer's check at exit, so in a
+ * sanitizer build the check runs here (a leak report makes the worker
+ * exit with LeakSanitizer's status instead of status). */
+static _Noreturn void worker_exit(int status)
+{
+#ifdef TW_WORKER_LEAK_CHECK
+    __lsan_do_leak_check();
+#endif
+    _exit(status);
 }
 
 /* worker_connections, lowered to what the open-files limit allows: each
@@ -331,7 +434,6 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
     }
     if (pid == 0) {
         close(sv[0]);
-        child_close_master_state(m, ge);
         tw_worker_params_t params = {
             .gen = ge->g,
             .index = index,
@@ -339,6 +441,7 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
             .activity = &ge->slots[index],
             .connection_cap = connection_cap(m, ge->g),
         };
+        child_close_master_state(m, ge, &params.handover_signals);
         const char *user = tw_generation_user(ge->g);
         if (user && geteuid() == 0) {
             struct passwd *pw = getpwnam(user);
@@ -348,7 +451,7 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
                 params.gid = pw->pw_gid;
             }
         }
-        _exit(tw_worker_main(&params));
+        worker_exit(tw_worker_main(&params));
     }
     close(sv[1]);
     worker_t *w = calloc(1, sizeof *w);
@@ -690,19 +793,22 @@ static void start_generation(master_t *m)
 
 /* ---- control socket: `twister -s reload` waits for the outcome here ------ */
 
-static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+/* Runs one command from the control socket; fd is the client's, which
+ * the reload's waiter list takes over or which is closed here. */
+static void run_control_command(master_t *m, int fd, const char *command, size_t len)
 {
-    master_t *m = arg;
-    char buf[64];
-    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
-    tw_loop_unwatch(loop, fd);
-    if (n <= 0) {
-        close(fd);
-        return;
-    }
-    buf[n] = '\0';
-    if (strncmp(buf, "reload", 6) != 0) {
-        ssize_t ignored = send(fd, "ERROR unknown command\n", 22, MSG_NOSIGNAL);
+    if (len != strlen("reload") || memcmp(command, "reload", len) != 0) {
+        /* Exact commands only: "reloadx" or "reload now" must not reload
+         * the server on the strength of their first six bytes. */
+        char shown[CONTROL_COMMAND_MAX + 1];
+        size_t i = 0;
+        for (; i < len && i < sizeof shown - 1; i++)
+            shown[i] = command[i] < 0x20 || command[i] == 0x7f ? '?' : command[i];
+        shown[i] = '\0';
+        char reply[160];
+        int n = snprintf(reply, sizeof reply,
+                         "ERROR unknown command '%s' (the control socket takes: reload)\n", shown);
+        ssize_t ignored = send(fd, reply, (size_t)n, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);
         return;
@@ -713,6 +819,13 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
         return;
     }
     w->fd = fd;
+    /* Like nginx, a reload rereads the file this master was started with,
+     * whatever file the client was given: tell the client which one, so
+     * that it can say so when they differ. */
+    char line[PATH_MAX + 16];
+    int n = snprintf(line, sizeof line, "CONFIG %s\n", m->config_realpath);
+    ssize_t ignored = send(fd, line, (size_t)n, MSG_NOSIGNAL);
+    (void)ignored;
     tw_log_info("reload requested on the control socket");
     tw_os_sd_notify("RELOADING=1");
     if (m->starting) {
@@ -726,13 +839,92 @@ static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, vo
     }
 }
 
+/* Forgets a control client; its fd stays open unless close_fd. */
+static void control_client_free(control_client_t *c, bool close_fd)
+{
+    master_t *m = c->master;
+    for (control_client_t **p = &m->control_clients; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    tw_timer_stop(m->loop, &c->timer);
+    tw_loop_unwatch(m->loop, c->fd);
+    if (close_fd)
+        close(c->fd);
+    free(c);
+}
+
+static void control_client_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    control_client_t *c = arg;
+    (void)loop;
+    (void)t;
+    static const char reply[] = "ERROR no command within the time allowed\n";
+    ssize_t ignored = send(c->fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
+    (void)ignored;
+    control_client_free(c, true);
+}
+
+/* Collects the command up to its newline (or the client's end of
+ * stream); a stream socket may deliver it in pieces. */
+static void control_client_readable(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    control_client_t *c = arg;
+    (void)loop;
+    (void)events;
+    ssize_t n = recv(fd, c->command + c->len, sizeof c->command - c->len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0 || (n == 0 && c->len == 0)) {
+        control_client_free(c, true);
+        return;
+    }
+    c->len += (size_t)n;
+    char *end = memchr(c->command, '\n', c->len);
+    if (!end && n > 0) {
+        if (c->len < sizeof c->command)
+            return; /* more to come */
+        static const char reply[] = "ERROR command too long\n";
+        ssize_t ignored = send(fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
+        (void)ignored;
+        control_client_free(c, true);
+        return;
+    }
+    size_t len = end ? (size_t)(end - c->command) : c->len;
+    if (len > 0 && c->command[len - 1] == '\r')
+        len--;
+    master_t *m = c->master;
+    char command[sizeof c->command];
+    memcpy(command, c->command, len);
+    control_client_free(c, false);
+    run_control_command(m, fd, command, len);
+}
+
 static void control_acceptable(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
+    master_t *m = arg;
+    (void)events;
     for (;;) {
-        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0)
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
             return;
-        tw_loop_watch(loop, c, TW_EV_READ, control_client_readable, arg);
+        }
+        control_client_t *c = calloc(1, sizeof *c);
+        if (!c || tw_loop_watch(loop, cfd, TW_EV_READ, control_client_readable, c) != 0) {
+            free(c);
+            close(cfd);
+            continue;
+        }
+        c->master = m;
+        c->fd = cfd;
+        c->next = m->control_clients;
+        m->control_clients = c;
+        tw_timer_init(&c->timer, control_client_timeout, c);
+        tw_timer_start(loop, &c->timer, CONTROL_COMMAND_TIMEOUT_MS);
     }
 }
 
@@ -751,14 +943,23 @@ static void open_control_socket(master_t *m)
     strcpy(a.sun_path, m->control_path);
     unlink(m->control_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
+    /* Whoever can connect can reload the server: bind creates the socket
+     * 0600 already (the master is single-threaded, so the umask is ours
+     * alone for the call). A chmod after bind would leave a window in
+     * which anyone could connect and keep the connection. */
+    int rc = -1;
+    if (fd >= 0) {
+        mode_t umask_was = umask(0177);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+        umask(umask_was);
+    }
+    if (rc != 0 || listen(fd, 16) != 0) {
         tw_log_warn("cannot open control socket %s: %s", m->control_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         m->control_path[0] = '\0';
         return;
     }
-    chmod(m->control_path, 0600);
     m->control_fd = fd;
     tw_loop_watch(m->loop, fd, TW_EV_READ, control_acceptable, m);
 }
@@ -848,6 +1049,8 @@ static void write_pid_file(master_t *m, const char *path)
 int tw_master_run(const char *config_path, const char *module_dir)
 {
     master_t m = {.config_path = config_path, .module_dir = module_dir, .control_fd = -1};
+    if (!realpath(config_path, m.config_realpath))
+        snprintf(m.config_realpath, sizeof m.config_realpath, "%s", config_path);
     tw_log_set_role("master", 0, -1);
     signal(SIGPIPE, SIG_IGN);
 
@@ -911,6 +1114,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
     }
     answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
+    while (m.control_clients)
+        control_client_free(m.control_clients, true);
     if (m.serving)
         free_gen(m.serving);
     while (m.draining) {
@@ -964,7 +1169,9 @@ static bool process_running(pid_t pid)
     return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
-static int reload_via_socket(const char *pid_file)
+/* Reloads through the control socket and prints the outcome; config_path
+ * is the file the user named, which the master may not be running. */
+static int reload_via_socket(const char *pid_file, const char *config_path)
 {
     char path[PATH_MAX];
     control_path_for(pid_file, path, sizeof path);
@@ -987,7 +1194,7 @@ static int reload_via_socket(const char *pid_file)
      * may wait for one in progress first. */
     struct timeval tv = {.tv_sec = 3 * STARTUP_TIMEOUT_MS / 1000 + 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char reply[4096];
+    char reply[PATH_MAX + 4096];
     size_t got = 0;
     for (;;) {
         ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
@@ -999,17 +1206,34 @@ static int reload_via_socket(const char *pid_file)
     }
     close(fd);
     reply[got] = '\0';
-    reply[strcspn(reply, "\n")] = '\0';
-    if (strncmp(reply, "OK ", 3) == 0) {
-        printf("reload OK: %s\n", reply + 3);
-        return 0;
+    /* "CONFIG <the master's config file>\n" at once, then the outcome. */
+    char *outcome = reply;
+    const char *master_config = NULL;
+    if (strncmp(reply, "CONFIG ", 7) == 0) {
+        master_config = reply + 7;
+        outcome = reply + strcspn(reply, "\n");
+        if (*outcome)
+            *outcome++ = '\0';
     }
-    if (strncmp(reply, "ERROR ", 6) == 0) {
-        fprintf(stderr, "twister: reload failed: %s\n", reply + 6);
-        return 1;
+    outcome[strcspn(outcome, "\n")] = '\0';
+    int rc = 1;
+    if (strncmp(outcome, "OK ", 3) == 0) {
+        printf("reload OK: %s\n", outcome + 3);
+        fflush(stdout);
+        rc = 0;
+    } else if (strncmp(outcome, "ERROR ", 6) == 0) {
+        fprintf(stderr, "twister: reload failed: %s\n", outcome + 6);
+    } else {
+        fprintf(stderr, "twister: no answer from the master about the reload\n");
     }
-    fprintf(stderr, "twister: no answer from the master about the reload\n");
-    return 1;
+    char named[PATH_MAX];
+    if (master_config && (!realpath(config_path, named) || strcmp(named, master_config) != 0))
+        fprintf(stderr,
+                "twister: note: the running master was started with %s and reloaded that file, "
+                "not %s (a reload rereads the master's own config; to run %s, start a master "
+                "with -c %s)\n",
+                master_config, config_path, config_path, config_path);
+    return rc;
 }
 
 /* The pid file the config names (relative to the config's directory), as
@@ -1084,7 +1308,7 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         return 1;
     }
     if (sig == SIGHUP) {
-        int rc = reload_via_socket(pid_file);
+        int rc = reload_via_socket(pid_file, config_path);
         if (rc >= 0)
             return rc;
         fprintf(stderr, "twister: the master's control socket is not answering; sending SIGHUP "

@@ -305,7 +305,20 @@ int tw_module_load(int memfd, const char *display_path, const tw_module_t **out,
         plugin_base(display_path, base, sizeof base);
         if (why == NULL)
             why = "unknown dlopen error";
-        if (strstr(why, "undefined symbol") != NULL)
+        /* glibc says "...: undefined symbol: NAME". A tw_ name the server
+         * lacks is usually a core internal: the server exports exactly the
+         * public API, so say that rather than only "rebuild it". */
+        const char *undefined = strstr(why, "undefined symbol: ");
+        const char *symbol = undefined ? undefined + strlen("undefined symbol: ") : "";
+        int symbol_len = (int)strcspn(symbol, " ,()");
+        if (undefined && strncmp(symbol, "tw_", 3) == 0)
+            fail(err, errlen,
+                 "%s: cannot load: %s (%s is the snapshot of %s): the plugin calls %.*s, which is "
+                 "not part of this server's plugin API (the functions declared in "
+                 "<twister/*.h>); use only those, or if the plugin was built for another "
+                 "version, " REBUILD_FMT,
+                 display_path, why, name, display_path, symbol_len, symbol, base, base);
+        else if (undefined)
             fail(err, errlen,
                  "%s: cannot load: %s (%s is the snapshot of %s): the plugin uses something "
                  "this server does not provide: " REBUILD_FMT,

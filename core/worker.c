@@ -1,11 +1,16 @@
-/* worker.c — a worker process.
+/* worker.c — a worker process: the driver around one runtime.
  *
- * Start-up: activate the generation (dlopen the snapshots, configure,
- * init_worker) and tell the master READY or why not. Then accept on the
- * shared listeners (EPOLLEXCLUSIVE: one connection wakes one worker) and
- * serve. SIGQUIT drains: stop accepting, let the HTTP engine finish what is
- * in flight, exit when the last connection is gone or timeouts.shutdown
- * has passed. SIGTERM/SIGINT exit at once. */
+ * Start-up: activate the generation's runtime (runtime.c: dlopen the
+ * snapshots, configure, init_worker) and tell the master READY or why
+ * not. Then accept on the shared listeners (EPOLLEXCLUSIVE: one connection
+ * wakes one worker) and hand each connection to the runtime's HTTP server.
+ * SIGQUIT drains: stop accepting, let the HTTP engine finish what is in
+ * flight, exit when the last connection is gone or timeouts.shutdown has
+ * passed. SIGTERM/SIGINT exit at once.
+ *
+ * The driver is the top of a worker: it calls the runtime and the HTTP
+ * server, and nothing calls back into it, so the plugin API's view of the
+ * worker (tw_worker_t) lives in the runtime. */
 #include "worker.h"
 
 #include <errno.h>
@@ -20,10 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "activity.h"
 #include "http_conn.h"
 #include "log_setup.h"
-#include "settings.h"
+#include "runtime.h"
 #include "twister/log.h"
 
 /* Connections accepted per wake-up before yielding to the rest of the
@@ -33,7 +37,7 @@
 #define ACCEPT_PAUSE_MS 100
 
 typedef struct {
-    struct tw_worker api;
+    tw_loop_t *loop;
     const tw_worker_params_t *params;
     tw_http_server_t *http;
     int *listen_fds;
@@ -44,41 +48,6 @@ typedef struct {
     tw_timer_t shutdown_timer; /* bounds the drain */
     int exit_status;
 } worker_state_t;
-
-/* ---- the plugin API's view of the worker (module.h) ---------------------- */
-
-tw_loop_t *tw_worker_loop(tw_worker_t *worker)
-{
-    return worker->loop;
-}
-
-unsigned tw_worker_index(const tw_worker_t *worker)
-{
-    return worker->index;
-}
-
-unsigned tw_worker_generation(const tw_worker_t *worker)
-{
-    return worker->generation;
-}
-
-void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module)
-{
-    return worker->runtime ? tw_runtime_global_conf(worker->runtime, module) : NULL;
-}
-
-void tw_worker_attach_runtime(tw_worker_t *w, tw_runtime_t *rt)
-{
-    w->runtime = rt;
-}
-
-void tw_worker_set_activity(tw_worker_t *w, const char *module, const char *hook)
-{
-    if (module)
-        tw_activity_enter(w->activity, module, hook, NULL, 0);
-    else
-        tw_activity_leave(w->activity);
-}
 
 /* ---- accepting ------------------------------------------------------------- */
 
@@ -91,9 +60,9 @@ static void set_accepting(worker_state_t *ws, bool on)
     ws->accepting = on;
     for (size_t i = 0; i < ws->listen_count; i++) {
         if (on)
-            tw_loop_watch_exclusive(ws->api.loop, ws->listen_fds[i], on_acceptable, ws);
+            tw_loop_watch_exclusive(ws->loop, ws->listen_fds[i], on_acceptable, ws);
         else
-            tw_loop_unwatch(ws->api.loop, ws->listen_fds[i]);
+            tw_loop_unwatch(ws->loop, ws->listen_fds[i]);
     }
 }
 
@@ -156,7 +125,7 @@ static void on_acceptable(tw_loop_t *loop, int fd, unsigned events, void *arg)
 static void all_closed(void *arg)
 {
     worker_state_t *ws = arg;
-    tw_loop_stop(ws->api.loop);
+    tw_loop_stop(ws->loop);
 }
 
 static void shutdown_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
@@ -175,13 +144,13 @@ static void begin_drain(worker_state_t *ws)
         return;
     set_accepting(ws, false);
     ws->draining = true;
-    tw_timer_stop(ws->api.loop, &ws->accept_timer);
+    tw_timer_stop(ws->loop, &ws->accept_timer);
     /* Our copies of the listeners are no use any more; the master and the
      * new generation keep theirs. */
     for (size_t i = 0; i < ws->listen_count; i++)
         close(ws->listen_fds[i]);
     ws->listen_count = 0;
-    tw_timer_start(ws->api.loop, &ws->shutdown_timer, tw_generation_shutdown_ms(ws->params->gen));
+    tw_timer_start(ws->loop, &ws->shutdown_timer, tw_generation_shutdown_ms(ws->params->gen));
     tw_http_server_drain(ws->http, all_closed, ws);
 }
 
@@ -242,19 +211,27 @@ int tw_worker_main(const tw_worker_params_t *params)
     prctl(PR_SET_NAME, title);
     tw_log_set_role("worker", g->number, (int)params->index);
 
-    ws.api.index = params->index;
-    ws.api.generation = g->number;
-    ws.api.activity = params->activity;
-    ws.api.loop = tw_loop_new();
-    if (!ws.api.loop) {
+    ws.loop = tw_loop_new();
+    if (!ws.loop) {
         report(params->control_fd, "ERROR ", "cannot create the event loop");
         return 1;
     }
     tw_timer_init(&ws.accept_timer, accept_resume, &ws);
     tw_timer_init(&ws.shutdown_timer, shutdown_timeout, &ws);
     int sigs[] = {SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        tw_loop_add_signal(ws.loop, sigs[i], on_signal, &ws);
+        sigaddset(&handled, sigs[i]);
+    }
+    /* The loop's signalfd is in place: what arrived before it is raised
+     * again for the loop to read (it is still blocked, so it waits there),
+     * and every other signal is unblocked, as in any process. */
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        tw_loop_add_signal(ws.api.loop, sigs[i], on_signal, &ws);
+        if (sigismember(&params->handover_signals, sigs[i]) == 1)
+            raise(sigs[i]);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
 
     if (drop_privileges(params) != 0) {
         char why[256];
@@ -265,20 +242,21 @@ int tw_worker_main(const tw_worker_params_t *params)
     }
 
     tw_conf_error_t err = {{0}};
-    tw_runtime_t *rt = tw_runtime_activate(g, &ws.api, &err);
+    tw_runtime_worker_t self = {
+        .loop = ws.loop, .index = params->index, .activity = params->activity};
+    tw_runtime_t *rt = tw_runtime_activate(g, &self, &err);
     if (!rt) {
         report(params->control_fd, "ERROR ", err.message);
-        tw_loop_free(ws.api.loop);
+        tw_loop_free(ws.loop);
         return 1;
     }
     ws.http = tw_runtime_http(rt);
-    ws.http->activity = params->activity;
     ws.listen_fds = g->listen_fds;
     ws.listen_count = tw_generation_listener_count(g);
     set_accepting(&ws, true);
     report(params->control_fd, "READY", NULL);
 
-    tw_loop_run(ws.api.loop);
+    tw_loop_run(ws.loop);
 
     /* Nothing may reach the HTTP server once it is freed: no accepts, no
      * timers. Streams free their buffers from a loop callback, so give them
@@ -286,16 +264,16 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.draining = true;
     if (ws.accepting)
         for (size_t i = 0; i < ws.listen_count; i++)
-            tw_loop_unwatch(ws.api.loop, ws.listen_fds[i]);
+            tw_loop_unwatch(ws.loop, ws.listen_fds[i]);
     ws.accepting = false;
-    tw_timer_stop(ws.api.loop, &ws.accept_timer);
-    tw_timer_stop(ws.api.loop, &ws.shutdown_timer);
+    tw_timer_stop(ws.loop, &ws.accept_timer);
+    tw_timer_stop(ws.loop, &ws.shutdown_timer);
     tw_http_server_close_all(ws.http);
-    tw_loop_run_once(ws.api.loop, 0);
+    tw_loop_run_once(ws.loop, 0);
     ws.http = NULL;
     tw_runtime_free(rt);
-    tw_loop_run_once(ws.api.loop, 0);
+    tw_loop_run_once(ws.loop, 0);
     close(params->control_fd);
-    tw_loop_free(ws.api.loop);
+    tw_loop_free(ws.loop);
     return ws.exit_status;
 }

@@ -1,7 +1,7 @@
 /* crash — TEST ONLY: a module that misbehaves on request, for the master,
  * worker and reload tests. Never install it (the build does not).
  *
- *   crash: { configure: ok|fail|segv, init: ok|fail|segv }   # global
+ *   crash: { configure: ok|fail|segv, init: ok|fail|segv|leak }   # global
  *   routes:
  *     - path: /crash
  *       handler: crash
@@ -9,7 +9,9 @@
  *
  * configure: fail/segv — the global configure hook fails or crashes (a
  * reload must be refused / rolled back). init: fail/segv — init_worker
- * fails or crashes (the new generation never reports READY). Per route:
+ * fails or crashes (the new generation never reports READY); init: leak
+ * allocates 4242 bytes and loses them (a sanitizer build must report the
+ * leak when the worker stops). Per route:
  * mode segv/abort/exit kills the worker inside the content handler (the
  * master must respawn it); delay answers only after that long, through a
  * timer (requests in flight across a reload or a drain). */
@@ -27,7 +29,8 @@ typedef enum {
     ACT_FAIL,
     ACT_SEGV,
     ACT_ABORT,
-    ACT_EXIT
+    ACT_EXIT,
+    ACT_LEAK
 } action_t;
 
 typedef struct {
@@ -42,11 +45,8 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
     static const struct {
         const char *name;
         action_t act;
-    } names[] = {{"ok", ACT_OK},
-                 {"fail", ACT_FAIL},
-                 {"segv", ACT_SEGV},
-                 {"abort", ACT_ABORT},
-                 {"exit", ACT_EXIT}};
+    } names[] = {{"ok", ACT_OK},       {"fail", ACT_FAIL}, {"segv", ACT_SEGV},
+                 {"abort", ACT_ABORT}, {"exit", ACT_EXIT}, {"leak", ACT_LEAK}};
     const tw_conf_node_t *node = tw_conf_map_get(map, key);
     const char *s;
     if (node == NULL)
@@ -78,6 +78,12 @@ static void crash_now(action_t act)
         abort();
     if (act == ACT_EXIT)
         exit(3);
+    if (act == ACT_LEAK) {
+        /* The empty asm makes the block escape, so the compiler keeps the
+         * allocation; the only pointer to it dies with this scope. */
+        void *lost = malloc(4242);
+        __asm__ volatile("" : : "r"(lost) : "memory");
+    }
 }
 
 static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
@@ -86,6 +92,7 @@ static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_c
     static const char *const global_keys[] = {"configure", "init", NULL};
     static const char *const route_keys[] = {"mode", "delay", NULL};
     static const char *const hook_actions[] = {"ok", "fail", "segv", NULL};
+    static const char *const init_actions[] = {"ok", "fail", "segv", "leak", NULL};
     static const char *const route_actions[] = {"ok", "segv", "abort", "exit", NULL};
 
     crash_conf_t *c = tw_configure_alloc(cf, sizeof *c);
@@ -97,7 +104,7 @@ static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_c
     if (scope == TW_SCOPE_GLOBAL) {
         if (tw_conf_check_keys(node, global_keys, err) != 0 ||
             get_action(node, "configure", hook_actions, &c->configure, err) != 0 ||
-            get_action(node, "init", hook_actions, &c->init, err) != 0)
+            get_action(node, "init", init_actions, &c->init, err) != 0)
             return -1;
         if (c->configure == ACT_FAIL)
             return tw_conf_error(err, tw_conf_map_get(node, "configure"),

@@ -2,9 +2,11 @@
 and bad configs (file:line:column, did-you-mean), ${VAR}, !include, -T, -M,
 and module loading errors naming the config line."""
 
+import os
+import subprocess
 import unittest
 
-from harness import Server, request
+from harness import BUILD_DIR, TWISTER, Server, request
 
 GOOD = """
 modules: [hello]
@@ -68,6 +70,22 @@ class ConfigCliTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertRegex(out, r"twister\.yaml:\d+:\d+: modules\[1\]")
         self.assertIn("nope.so", out)
+
+    def test_plugin_calling_an_internal_function_is_refused(self):
+        # The core defines tw_router_find, but no public header declares it,
+        # so the server does not export it and the plugin cannot load.
+        symbols = subprocess.run(["nm", "--defined-only", TWISTER], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL).stdout.decode()
+        if symbols:  # a stripped binary has no table to look in
+            self.assertRegex(symbols, r"(?m) T tw_router_find$")
+        plugin = os.path.join(BUILD_DIR, "tests", "plugins", "internal_symbol.so")
+        rc, out = self.check(GOOD.replace("modules: [hello]",
+                                          "modules:\n  - hello\n  - %s" % plugin))
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"twister\.yaml:8:5: modules\[1\]: .*internal_symbol\.so: cannot load: "
+                              r".*undefined symbol: tw_router_find")
+        self.assertIn("the plugin calls tw_router_find, which is not part of this server's plugin "
+                      "API (the functions declared in <twister/*.h>)", out)
 
     def test_unknown_handler(self):
         rc, out = self.check(GOOD.replace("handler: hello", "handler: helo"))

@@ -3,10 +3,19 @@ failed start-up of a generation (issue: prefork master and reload)."""
 
 import os
 import signal
+import subprocess
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for
+from harness import TWISTER, Client, Server, request, wait_for
+
+
+def sanitizer_build():
+    """Whether the server under test runs with AddressSanitizer (and so
+    LeakSanitizer): the executable then imports or defines __asan_init."""
+    out = subprocess.run(["nm", "-D", TWISTER], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout
+    return b"__asan_init" in out
 
 HELLO = """
 modules: [hello, echo, crash]
@@ -99,6 +108,27 @@ servers:
         self.assertEqual(rc, 1)
         self.assertIn("init", s.log() + s.output())
         s.__exit__(None, None, None)
+
+    @unittest.skipUnless(sanitizer_build(), "LeakSanitizer runs in sanitizer builds only")
+    def test_a_leak_in_a_worker_is_reported_and_fails_the_test(self):
+        for stop in (signal.SIGTERM, signal.SIGQUIT):
+            s = Server("""
+modules: [hello, crash]
+crash: { init: leak }
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+""", workers=1).start()
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+            s.stop(stop)
+            text = s.output()
+            self.assertIn("ERROR: LeakSanitizer: detected memory leaks", text)
+            self.assertIn("Direct leak of 4242 byte(s)", text)
+            # The harness fails a test whose server reported a leak.
+            with self.assertRaisesRegex(AssertionError, "LeakSanitizer"):
+                s.__exit__(None, None, None)
 
     def test_version_and_help(self):
         s = Server(HELLO)

@@ -1,15 +1,21 @@
 """What operators do: -s stop/quit/reopen, SIGUSR1 log reopening, bursts of
-SIGHUP, systemd notification, dropping privileges, connection caps."""
+SIGHUP, systemd notification, dropping privileges, connection caps, and
+the control socket that `-s reload` talks to."""
 
+import ctypes
 import os
 import pwd
 import signal
 import socket
+import stat
+import struct
+import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for
+from harness import TWISTER, Client, Server, request, wait_for
 
 CONFIG = """
 modules: [hello]
@@ -53,6 +59,30 @@ class OperationsTest(unittest.TestCase):
             wait_for(lambda: "log reopened" in s.log(), what="the master to log into the new file")
             with open(rotated) as f:
                 self.assertIn("generation 1 is serving", f.read())
+
+    def test_signal_storm_during_reloads_kills_no_new_worker(self):
+        # SIGUSR1 to the whole process group, as fast as it goes, while
+        # generations start: a worker that gets it before its signalfd
+        # exists must still handle it, not die of its default action.
+        with Server(CONFIG, workers=2) as s:
+            stop = threading.Event()
+
+            def storm():
+                deadline = time.monotonic() + 120
+                while not stop.is_set() and time.monotonic() < deadline:
+                    os.killpg(s.pid(), signal.SIGUSR1)
+
+            sender = threading.Thread(target=storm)
+            sender.start()
+            try:
+                results = [s.run("-s", "reload", timeout=60) for _ in range(10)]
+            finally:
+                stop.set()
+                sender.join()
+            for rc, out in results:
+                self.assertEqual(rc, 0, out)
+            self.assertNotIn("exited during start-up", s.log())
+            self.assertEqual(request(s.port, path="/hello").status, 200)
 
     def test_hup_burst_coalesces(self):
         with Server(CONFIG, workers=1) as s:
@@ -167,6 +197,138 @@ servers:
             self.assertEqual(extra.read_response().status, 200)
             for c in held[1:] + [extra]:
                 c.close()
+
+
+class Inotify:
+    """The events of one directory, through libc's inotify (the stdlib has
+    no binding)."""
+
+    IN_ATTRIB, IN_CREATE = 0x4, 0x100
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self.libc.inotify_add_watch(self.fd, path.encode(), self.IN_ATTRIB | self.IN_CREATE) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+
+    def events(self, name):
+        """The event masks so far for the entry called name."""
+        masks, data = [], b""
+        while True:
+            try:
+                data += os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+        offset = 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            entry = data[offset + 16:offset + 16 + length].rstrip(b"\0").decode()
+            if entry == name:
+                masks.append(mask)
+            offset += 16 + length
+        return masks
+
+    def close(self):
+        os.close(self.fd)
+
+
+class ControlSocketTest(unittest.TestCase):
+    def control_path(self, s):
+        return os.path.join(s.dir, "twister.pid.sock")
+
+    def test_socket_is_private_from_the_moment_it_exists(self):
+        s = Server(CONFIG)
+        watch = Inotify(s.dir)
+        try:
+            with s:
+                path = self.control_path(s)
+                self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+                masks = watch.events("twister.pid.sock")
+                self.assertTrue(any(m & Inotify.IN_CREATE for m in masks), masks)
+                # Created with its final mode: never chmod'ed after bind,
+                # when others could already have connected.
+                self.assertFalse(any(m & Inotify.IN_ATTRIB for m in masks), masks)
+        finally:
+            watch.close()
+
+    def connect(self, s):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(self.control_path(s))
+        return sock
+
+    def read_all(self, sock):
+        data = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data.decode()
+            data += chunk
+
+    def test_a_client_that_sends_nothing_is_timed_out(self):
+        with Server(CONFIG) as s:
+            idle = self.connect(s)
+            try:
+                # It holds nothing up meanwhile.
+                rc, out = s.run("-s", "reload")
+                self.assertEqual(rc, 0, out)
+                # Then the master lets go of it (bounded by the socket timeout).
+                self.assertIn("ERROR no command", self.read_all(idle))
+            finally:
+                idle.close()
+
+    def command(self, s, text):
+        sock = self.connect(s)
+        try:
+            sock.sendall(text)
+            return self.read_all(sock)
+        finally:
+            sock.close()
+
+    def test_only_exact_commands_are_accepted(self):
+        with Server(CONFIG) as s:
+            for text in (b"reloadx\n", b"reload now\n", b"RELOAD\n", b"\n", b"reload\0\n"):
+                reply = self.command(s, text)
+                self.assertTrue(reply.startswith("ERROR unknown command '"), (text, reply))
+                self.assertIn("(the control socket takes: reload)", reply)
+            self.assertNotIn("generation 2", s.log())
+            self.assertIn("OK generation 2", self.command(s, b"reload\n"))
+            self.assertIn("OK generation 3", self.command(s, b"reload\r\n"))
+
+    def test_reload_says_which_config_the_master_reloaded(self):
+        with Server(CONFIG) as s:
+            # Another file that finds the same master through its pid_file.
+            other = os.path.join(s.dir, "other.yaml")
+            with open(other, "w") as f:
+                f.write("pid_file: %s\n%s" % (os.path.join(s.dir, "twister.pid"), CONFIG))
+            p = subprocess.run([TWISTER, "-s", "reload", "-c", other], env=s.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn("reload OK: generation 2", out)
+            self.assertIn("note: the running master was started with %s and reloaded that "
+                          "file, not %s" % (os.path.realpath(s.config_path), other), out)
+            # The master's own file, under any name, gets no note.
+            p = subprocess.run([TWISTER, "-s", "reload", "-c", "./twister.yaml"], env=s.env,
+                               cwd=s.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=60)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn("reload OK: generation 3", out)
+            self.assertNotIn("note:", out)
+
+    def test_a_command_may_arrive_in_pieces(self):
+        with Server(CONFIG) as s:
+            sock = self.connect(s)
+            try:
+                sock.sendall(b"rel")
+                time.sleep(0.2)
+                sock.sendall(b"oad\n")
+                self.assertIn("OK generation 2", self.read_all(sock))
+            finally:
+                sock.close()
 
 
 if __name__ == "__main__":

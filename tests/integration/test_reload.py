@@ -180,6 +180,48 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertEqual(request(s.port, path="/hello").body, b"Hello overwritten")
 
+    def workers_of(self, generation):
+        found = []
+        for pid in self.server.worker_pids():
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip().endswith("/%d" % generation):
+                        found.append(pid)
+            except FileNotFoundError:
+                pass
+        return found
+
+    def test_a_worker_holds_only_its_own_generation(self):
+        # The master holds every live generation's module snapshots and
+        # crash slots; a worker must keep its own and no other.
+        for generation in (2, 3):
+            rc, out = self.reload()
+            self.assertEqual(rc, 0, out)
+            pids = self.workers_of(generation)
+            self.assertEqual(len(pids), 2, pids)
+            for pid in pids:
+                snapshot_fds = set()
+                for fd in os.listdir("/proc/%d/fd" % pid):
+                    path = "/proc/%d/fd/%s" % (pid, fd)
+                    try:
+                        if os.readlink(path).startswith("/memfd:twister:"):
+                            snapshot_fds.add(os.stat(path).st_ino)
+                    except FileNotFoundError:
+                        pass
+                loaded, crash_slots = set(), 0
+                with open("/proc/%d/maps" % pid) as f:
+                    for line in f:
+                        fields = line.split(None, 5)
+                        name = fields[5].strip() if len(fields) > 5 else ""
+                        if name.startswith("/memfd:twister:"):
+                            loaded.add(int(fields[4]))
+                        elif name.startswith("/dev/zero") and fields[1][3] == "s":
+                            crash_slots += 1
+                # Each snapshot fd is one this worker loaded.
+                self.assertTrue(loaded, "no snapshot mapped in worker %d" % pid)
+                self.assertEqual(snapshot_fds, loaded, "worker %d of generation %d" % (pid, generation))
+                self.assertEqual(crash_slots, 1, "worker %d of generation %d" % (pid, generation))
+
     def test_listener_added_and_removed_on_reload(self):
         s = self.server
         s.write_config(CONFIG.replace('["127.0.0.1:{port}"]', '["127.0.0.1:{port}", "127.0.0.1:{port2}"]'))

@@ -1,0 +1,481 @@
+/* runtime.c — a generation brought to life (see runtime.h).
+ *
+ * Activating, in a worker or the -t checker: dlopen the snapshots, check
+ * every config key against the loaded modules' names, run the configure
+ * hooks (global sections first, so that route hooks can see them, then per
+ * route), collect the phase handlers into one table, build the HTTP server
+ * context, and in a worker run the init_worker hooks. This file also
+ * answers the configure-time and worker parts of the plugin API
+ * (tw_configure_*, tw_worker_*), since both are views of the runtime. */
+#include "runtime.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_conn.h"
+#include "module.h"
+#include "phases.h"
+#include "router.h"
+#include "settings.h"
+#include "twister/pool.h"
+#include "twister/twister.h"
+
+/* What a worker is to the plugin API (module.h's tw_worker_t). */
+struct tw_worker {
+    tw_runtime_t *runtime;
+    tw_loop_t *loop;
+    unsigned index;
+    unsigned generation;
+    tw_activity_t *activity; /* crash-safe slot in memory shared with the master */
+};
+
+struct tw_runtime {
+    tw_generation_t *gen;
+    tw_pool_t *pool;             /* generation memory for configure hooks */
+    tw_modules_t registry;       /* the loaded modules (module.c), config order */
+    const tw_module_t **modules; /* their descriptors, for the HTTP engine */
+    void **global_conf;          /* per module */
+    size_t module_count;
+    char **extra_methods; /* added by tw_configure_add_method */
+    size_t extra_method_count;
+    tw_phases_t *phases;
+    tw_http_server_t http;
+    bool http_ready;
+    bool has_worker; /* false in the -t checker: no init/exit hooks */
+    struct tw_worker worker;
+    size_t inited; /* modules whose init_worker succeeded */
+};
+
+struct tw_configure {
+    tw_runtime_t *rt;
+    size_t module_index;
+    tw_conf_scope_t scope;
+};
+
+/* ---- the worker part of the plugin API (module.h) -------------------------- */
+
+tw_loop_t *tw_worker_loop(tw_worker_t *worker)
+{
+    return worker->loop;
+}
+
+unsigned tw_worker_index(const tw_worker_t *worker)
+{
+    return worker->index;
+}
+
+unsigned tw_worker_generation(const tw_worker_t *worker)
+{
+    return worker->generation;
+}
+
+void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module)
+{
+    const tw_runtime_t *rt = worker->runtime;
+    for (size_t i = 0; i < rt->module_count; i++)
+        if (rt->modules[i] == module)
+            return rt->global_conf[i];
+    return NULL;
+}
+
+/* ---- the configure-time API (module.h) ------------------------------------ */
+
+void *tw_configure_alloc(tw_configure_t *cf, size_t n)
+{
+    return tw_pool_calloc(cf->rt->pool, n ? n : 1);
+}
+
+char *tw_configure_strdup(tw_configure_t *cf, const char *s)
+{
+    return s ? tw_pool_strndup(cf->rt->pool, s, strlen(s)) : NULL;
+}
+
+void *tw_configure_global_conf(tw_configure_t *cf)
+{
+    return cf->scope == TW_SCOPE_ROUTE ? cf->rt->global_conf[cf->module_index] : NULL;
+}
+
+const char *tw_configure_dir(tw_configure_t *cf)
+{
+    return cf->rt->gen->settings->config_dir;
+}
+
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return true;
+}
+
+int tw_configure_add_method(tw_configure_t *cf, const char *method)
+{
+    tw_runtime_t *rt = cf->rt;
+    if (!method || !is_token(method) || strlen(method) > 32) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < rt->extra_method_count; i++)
+        if (strcmp(rt->extra_methods[i], method) == 0)
+            return 0;
+    char **grown = tw_pool_alloc(rt->pool, (rt->extra_method_count + 1) * sizeof *grown);
+    char *copy = tw_pool_strndup(rt->pool, method, strlen(method));
+    if (!grown || !copy) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (rt->extra_method_count)
+        memcpy(grown, rt->extra_methods, rt->extra_method_count * sizeof *grown);
+    grown[rt->extra_method_count++] = copy;
+    rt->extra_methods = grown;
+    return 0;
+}
+
+static bool extra_method_filter(const char *method, size_t len, void *arg)
+{
+    tw_runtime_t *rt = arg;
+    for (size_t i = 0; i < rt->extra_method_count; i++)
+        if (strlen(rt->extra_methods[i]) == len && memcmp(rt->extra_methods[i], method, len) == 0)
+            return true;
+    return false;
+}
+
+/* ---- activating (worker, -t) ------------------------------------------------ */
+
+static int module_index_by_name(const tw_runtime_t *rt, const char *name)
+{
+    const tw_loaded_module_t *lm = tw_modules_find(&rt->registry, name);
+    return lm ? tw_modules_index(&rt->registry, lm->module) : -1;
+}
+
+/* Runs a module's configure hook. where is the node an error should point
+ * at when the module had no node of its own to blame (a route that names
+ * the module as its handler without a section for it, or no global
+ * section): the message then gets where's file:line:column. */
+static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
+                         const tw_conf_node_t *node, const tw_conf_node_t *where, void **out,
+                         tw_conf_error_t *err)
+{
+    const tw_module_t *m = rt->modules[mi];
+    *out = NULL;
+    if (!m->configure)
+        return 0;
+    tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope};
+    err->message[0] = '\0';
+    if (m->configure(&cf, scope, node, out, err) != 0) {
+        if (!err->message[0])
+            snprintf(err->message, sizeof err->message,
+                     "module %s: configure failed without saying why", m->name);
+        const char *file = where ? tw_conf_file(where) : NULL;
+        if (file && strncmp(err->message, file, strlen(file)) != 0) {
+            char copy[sizeof err->message];
+            memcpy(copy, err->message, sizeof copy);
+            tw_conf_error(err, where, "%s: %.900s", m->name, copy);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads every snapshot into the registry, which refuses a module name that
+ * is already taken. */
+static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    tw_generation_t *g = rt->gen;
+    size_t n = g->snapshot_count;
+    rt->modules = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->modules);
+    rt->global_conf = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->global_conf);
+    if (!rt->modules || !rt->global_conf) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[900];
+        const tw_snapshot_t *snap = &g->snapshots[i];
+        if (tw_modules_load(&rt->registry, snap->memfd, snap->path, tw_conf_scalar(snap->node), why,
+                            sizeof why) != 0)
+            return tw_conf_error(err, snap->node, "%s", why);
+        rt->modules[i] = rt->registry.items[i].module;
+        rt->module_count = i + 1;
+    }
+    return 0;
+}
+
+static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    tw_settings_t *s = rt->gen->settings;
+    const char **names = tw_pool_alloc(rt->pool, (rt->module_count + 1) * sizeof *names);
+    if (!names)
+        return tw_conf_error(err, tw_conf_root(s->doc), "out of memory");
+    for (size_t i = 0; i < rt->module_count; i++)
+        names[i] = rt->modules[i]->name;
+    if (tw_settings_check_modules(s, names, rt->module_count, err) != 0)
+        return -1;
+
+    /* Global sections first, so that route configure hooks can see them. */
+    for (size_t i = 0; i < rt->module_count; i++) {
+        const tw_conf_node_t *node = NULL;
+        for (size_t k = 0; k < s->nsections; k++)
+            if (strcmp(s->sections[k].name, rt->modules[i]->name) == 0)
+                node = s->sections[k].node;
+        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), &rt->global_conf[i],
+                          err) != 0)
+            return -1;
+    }
+    for (size_t si = 0; si < s->nservers; si++) {
+        tw_server_conf_t *srv = &s->servers[si];
+        for (size_t ri = 0; ri < srv->nroutes; ri++) {
+            tw_route_t *route = &srv->routes[ri];
+            void **confs =
+                tw_pool_calloc(rt->pool, (rt->module_count ? rt->module_count : 1) * sizeof *confs);
+            if (!confs)
+                return tw_conf_error(err, route->node, "out of memory");
+            route->http.module_conf = confs;
+            int handler = -1;
+            if (route->handler) {
+                handler = module_index_by_name(rt, route->handler);
+                if (handler < 0)
+                    return tw_conf_error(err, route->handler_node, "no loaded module is named '%s'",
+                                         route->handler);
+                if (!rt->modules[handler]->content)
+                    return tw_conf_error(err, route->handler_node,
+                                         "module '%s' has no content handler, so it cannot be a "
+                                         "route's handler",
+                                         route->handler);
+                route->http.handler = rt->modules[handler];
+                route->http.content = rt->modules[handler]->content;
+            }
+            bool handler_configured = false;
+            for (size_t k = 0; k < route->nsections; k++) {
+                int mi = module_index_by_name(rt, route->sections[k].name);
+                if (mi < 0)
+                    return tw_conf_error(err, route->sections[k].key,
+                                         "no loaded module is named '%s'", route->sections[k].name);
+                if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
+                                  route->sections[k].key, &confs[mi], err) != 0)
+                    return -1;
+                if (mi == handler)
+                    handler_configured = true;
+            }
+            if (handler >= 0 && !handler_configured &&
+                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node,
+                              &confs[handler], err) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int register_all(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    rt->phases = tw_phases_new();
+    if (!rt->phases) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < rt->module_count; i++) {
+        const tw_module_t *m = rt->modules[i];
+        if (!m->register_phases)
+            continue;
+        tw_phases_begin_module(rt->phases, m, i);
+        err->message[0] = '\0';
+        if (m->register_phases(rt->phases, err) != 0) {
+            if (!err->message[0])
+                snprintf(err->message, sizeof err->message,
+                         "module %s: register_phases failed without saying why", m->name);
+            return -1;
+        }
+    }
+    if (tw_phases_compile(rt->phases, err->message, sizeof err->message) != 0)
+        return -1;
+    return 0;
+}
+
+/* FIND_ROUTE for the HTTP engine: the router picks the server by Host on
+ * the request's listener, then the route by path. */
+static int find_route(void *arg, tw_request_t *r, size_t listener_index,
+                      const tw_http_route_t **out)
+{
+    tw_runtime_t *rt = arg;
+    tw_str_t host = tw_request_host(r);
+    tw_str_t path = tw_request_path(r);
+    int status = 404;
+    const tw_route_t *route = tw_router_find(rt->gen->settings, listener_index, host.ptr, host.len,
+                                             path.ptr, path.len, &status);
+    if (!route || !route->http.content)
+        return 404;
+    *out = &route->http;
+    return 0;
+}
+
+static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    const tw_settings_t *s = rt->gen->settings;
+    tw_http_server_t *h = &rt->http;
+    tw_http_server_init(h, rt->has_worker ? rt->worker.loop : NULL);
+    rt->http_ready = true;
+    h->activity = rt->has_worker ? rt->worker.activity : NULL;
+    h->limits.request_line_max = s->limits.request_line;
+    h->limits.header_size_max = s->limits.header_size;
+    h->limits.headers_max = s->limits.headers;
+    h->body_limit = s->limits.body;
+    h->header_timeout_ms = s->timeouts.header_ms;
+    h->body_timeout_ms = s->timeouts.body_ms;
+    h->send_timeout_ms = s->timeouts.send_ms;
+    h->keepalive_timeout_ms = s->timeouts.keepalive_ms;
+    h->min_body_rate = s->min_body_rate;
+    h->modules = rt->modules;
+    h->module_count = rt->module_count;
+    h->global_conf = rt->global_conf;
+    h->phases = tw_phases_table(rt->phases);
+    h->find_route = find_route;
+    h->find_route_arg = rt;
+    if (rt->extra_method_count) {
+        h->method_filter = extra_method_filter;
+        h->method_filter_arg = rt;
+        /* A route without a method list accepts the added methods too
+         * (the parser's own methods are never asked about: skip those). */
+        static const char *const known[] = {"GET",     "HEAD",  "POST",  "PUT",    "DELETE",
+                                            "CONNECT", "TRACE", "PATCH", "OPTIONS"};
+        size_t n = sizeof TW_HTTP_ALLOW_ANY;
+        for (size_t i = 0; i < rt->extra_method_count; i++)
+            n += 2 + strlen(rt->extra_methods[i]);
+        char *allow = tw_pool_alloc(rt->pool, n);
+        if (!allow)
+            return tw_conf_error(err, tw_conf_root(s->doc), "out of memory");
+        char *p = allow;
+        memcpy(p, TW_HTTP_ALLOW_ANY, sizeof TW_HTTP_ALLOW_ANY - 1);
+        p += sizeof TW_HTTP_ALLOW_ANY - 1;
+        for (size_t i = 0; i < rt->extra_method_count; i++) {
+            bool is_known = false;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                is_known |= strcmp(rt->extra_methods[i], known[k]) == 0;
+            if (is_known)
+                continue;
+            size_t m = strlen(rt->extra_methods[i]);
+            memcpy(p, ", ", 2);
+            memcpy(p + 2, rt->extra_methods[i], m);
+            p += 2 + m;
+        }
+        *p = '\0';
+        h->allow_any = allow;
+    }
+    if (!s->server_header || !*s->server_header) {
+        h->server_header = NULL;
+    } else if (s->server_tokens) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s/%s", s->server_header, TW_VERSION);
+        h->server_header = tw_pool_strndup(rt->pool, buf, strlen(buf));
+    } else {
+        h->server_header = s->server_header;
+    }
+    if (!h->server_header && s->server_header && *s->server_header)
+        return tw_conf_error(err, tw_conf_root(s->doc), "out of memory");
+    return 0;
+}
+
+/* Runs every init_worker hook in config order, each recorded in the crash
+ * slot so that a hook that kills the worker is named in the master's log. */
+static int init_workers(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    tw_worker_t *w = &rt->worker;
+    for (size_t i = 0; i < rt->module_count; i++) {
+        const tw_module_t *m = rt->modules[i];
+        if (m->init_worker) {
+            err->message[0] = '\0';
+            tw_activity_enter(w->activity, m->name, "init_worker", NULL, 0);
+            int rc = m->init_worker(w, err);
+            tw_activity_leave(w->activity);
+            if (rc != 0) {
+                if (!err->message[0]) {
+                    snprintf(err->message, sizeof err->message,
+                             "module %s: init_worker failed without saying why", m->name);
+                } else if (!strstr(err->message, m->name)) {
+                    char copy[sizeof err->message];
+                    memcpy(copy, err->message, sizeof copy);
+                    snprintf(err->message, sizeof err->message, "module %s: init_worker: %.900s",
+                             m->name, copy);
+                }
+                return -1;
+            }
+        }
+        rt->inited = i + 1;
+    }
+    return 0;
+}
+
+tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
+                                  tw_conf_error_t *err)
+{
+    tw_runtime_t *rt = calloc(1, sizeof *rt);
+    if (!rt || !(rt->pool = tw_pool_new(16384))) {
+        free(rt);
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return NULL;
+    }
+    rt->gen = g;
+    if (worker) {
+        rt->has_worker = true;
+        rt->worker = (struct tw_worker){.runtime = rt,
+                                        .loop = worker->loop,
+                                        .index = worker->index,
+                                        .generation = g->number,
+                                        .activity = worker->activity};
+    }
+    if (load_modules(rt, err) != 0 || configure_all(rt, err) != 0 || register_all(rt, err) != 0 ||
+        build_http(rt, err) != 0 || (rt->has_worker && init_workers(rt, err) != 0)) {
+        tw_runtime_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+void tw_runtime_free(tw_runtime_t *rt)
+{
+    if (!rt)
+        return;
+    tw_worker_t *w = &rt->worker;
+    for (size_t i = rt->inited; i-- > 0;) {
+        const tw_module_t *m = rt->modules[i];
+        if (m->exit_worker) {
+            tw_activity_enter(w->activity, m->name, "exit_worker", NULL, 0);
+            m->exit_worker(w);
+            tw_activity_leave(w->activity);
+        }
+    }
+    if (rt->http_ready)
+        tw_http_server_cleanup(&rt->http);
+    tw_phases_free(rt->phases);
+    tw_modules_forget(&rt->registry);
+    tw_pool_free(rt->pool);
+    free(rt);
+}
+
+tw_http_server_t *tw_runtime_http(tw_runtime_t *rt)
+{
+    return &rt->http;
+}
+
+void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out)
+{
+    fprintf(out, "%-12s %-10s %-6s %s\n", "module", "version", "abi", "file");
+    for (size_t i = 0; i < rt->module_count; i++) {
+        const tw_module_t *m = rt->modules[i];
+        fprintf(out, "%-12s %-10s %u.%-4u %s\n", m->name, m->version ? m->version : "-",
+                m->abi_major, m->abi_minor, rt->registry.items[i].path);
+        if (m->description)
+            fprintf(out, "             %s\n", m->description);
+    }
+}
+
+void tw_runtime_print_phases(const tw_runtime_t *rt, FILE *out)
+{
+    tw_phases_dump(rt->phases, out);
+}
