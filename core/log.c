@@ -165,8 +165,11 @@ static size_t format_time(char *out)
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != cached_sec) {
         struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        /* gmtime_r fails past year 2^31 and leaves tm unset; strftime's
+         * buffer is undefined when it returns 0. */
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL ||
+            strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            memcpy(cached, "0000-00-00T00:00:00", 20);
         cached_sec = ts.tv_sec;
     }
     size_t n = strlen(cached);

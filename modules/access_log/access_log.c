@@ -273,10 +273,14 @@ static const char *local_time(void)
     time_t now = time(NULL);
     if (now != state.time_sec) {
         struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(state.time_text, sizeof state.time_text,
-                 state.conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z" : "%d/%b/%Y:%H:%M:%S %z",
-                 &tm);
+        /* A clock beyond what struct tm holds leaves tm unset (and
+         * strftime's buffer undefined when it returns 0): log "-". */
+        if (localtime_r(&now, &tm) == NULL ||
+            strftime(state.time_text, sizeof state.time_text,
+                     state.conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z"
+                                                       : "%d/%b/%Y:%H:%M:%S %z",
+                     &tm) == 0)
+            memcpy(state.time_text, "-", 2);
         state.time_sec = now;
     }
     return state.time_text;

@@ -212,13 +212,18 @@ static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-void st_http_date(time_t t, char *buf)
+bool st_http_date(time_t t, char *buf)
 {
     struct tm tm;
-    gmtime_r(&t, &tm);
+    buf[0] = '\0';
+    /* gmtime_r fails (EOVERFLOW) when the year does not fit an int, and
+     * leaves tm as it was: never format what it did not fill in. */
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return false;
     /* Not strftime: its names follow the locale; HTTP's are English. */
     snprintf(buf, ST_HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
              tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return true;
 }
 
 /* A tiny cursor parser for the three date formats. */

@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     time_t t = st_http_date_parse(text, size);
     if (t != (time_t)-1) {
         char buf[ST_HTTP_DATE_SIZE];
-        st_http_date(t, buf);
-        if (st_http_date_parse(buf, strlen(buf)) != t)
+        if (!st_http_date(t, buf) || st_http_date_parse(buf, strlen(buf)) != t)
             abort();
     }
 

@@ -206,6 +206,22 @@ START_TEST(test_http_date)
     ck_assert_str_eq(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
     st_http_date(0, buf);
     ck_assert_str_eq(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
+    ck_assert(st_http_date(253402300799, buf)); /* the last second of year 9999 */
+    ck_assert_str_eq(buf, "Fri, 31 Dec 9999 23:59:59 GMT");
+    ck_assert(st_http_date(-62167219200, buf)); /* the first of year 0000 */
+    ck_assert_str_eq(buf, "Sat, 01 Jan 0000 00:00:00 GMT");
+
+    /* No IMF-fixdate for these: refused, never a garbage or 5-digit year
+     * (2^62 is beyond what gmtime_r converts). */
+    static const time_t out_of_range[] = {
+        253402300800, /* year 10000 */
+        (time_t)1 << 62, -((time_t)1 << 62), -62167219201, INT64_MAX, INT64_MIN,
+    };
+    for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+        memset(buf, 'x', sizeof buf);
+        ck_assert_msg(!st_http_date(out_of_range[i], buf), "%lld", (long long)out_of_range[i]);
+        ck_assert_str_eq(buf, "");
+    }
 
     static const struct {
         const char *s;
