@@ -144,16 +144,46 @@ static void flush(void)
     state.len = 0;
 }
 
-static int open_log(void)
+/* What the log path names, when it is not something a log can be. */
+static const char *not_a_log(mode_t mode)
 {
-    int fd = open(state.conf->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a regular file";
+}
+
+/* Opens the log path and makes it the current file. O_NONBLOCK: opening a
+ * FIFO for writing blocks until a reader comes, which would freeze the
+ * worker (and, at every rotation check, every worker); with it, the open
+ * fails (ENXIO) or succeeds and fstat refuses the FIFO. A regular file
+ * ignores the flag; a character device (/dev/null, a terminal) is allowed
+ * and then never blocks a write either. Returns 0, or -1 with *why. */
+static int open_log(const char **why)
+{
+    int fd;
+    do
+        fd = open(state.conf->path,
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        *why = strerror(errno);
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) == 0) {
-        state.dev = st.st_dev;
-        state.ino = st.st_ino;
     }
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fd, &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+        bad = not_a_log(st.st_mode);
+    if (bad) {
+        *why = bad;
+        close(fd);
+        return -1;
+    }
+    state.dev = st.st_dev;
+    state.ino = st.st_ino;
     if (state.fd >= 0)
         close(state.fd);
     state.fd = fd;
@@ -167,9 +197,11 @@ static void tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
     (void)arg;
     flush();
     struct stat st;
+    const char *why;
     if (stat(state.conf->path, &st) != 0 || st.st_ino != state.ino || st.st_dev != state.dev) {
-        if (open_log() != 0)
-            tw_log_error("access_log: cannot reopen %s: %s", state.conf->path, strerror(errno));
+        if (open_log(&why) != 0)
+            tw_log_error("access_log: cannot reopen %s: %s; still writing to the old file",
+                         state.conf->path, why);
     }
     tw_timer_start(loop, timer, state.conf->flush_ms);
 }
@@ -186,9 +218,9 @@ static int access_init_worker(tw_worker_t *w, tw_conf_error_t *err)
         snprintf(err->message, sizeof err->message, "access_log: out of memory");
         return -1;
     }
-    if (open_log() != 0) {
-        snprintf(err->message, sizeof err->message, "access_log: cannot open %s: %s", c->path,
-                 strerror(errno));
+    const char *why;
+    if (open_log(&why) != 0) {
+        snprintf(err->message, sizeof err->message, "access_log: cannot open %s: %s", c->path, why);
         free(state.buf);
         state.buf = NULL;
         return -1;

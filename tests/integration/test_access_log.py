@@ -65,6 +65,32 @@ class AccessLogTest(unittest.TestCase):
             with open(os.path.join(s.dir, "access.log.1")) as f:
                 self.assertEqual(len(f.read().splitlines()), 1)
 
+    def test_rotation_to_a_fifo_does_not_block(self):
+        # A FIFO put where the log was: opening it for writing would block
+        # until a reader comes, and every worker would freeze at its next
+        # rotation check. Refused, with or without a reader; the workers
+        # keep serving (and logging to the old file).
+        with Server(CONFIG % "common", workers=2) as s:
+            log = os.path.join(s.dir, "access.log")
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a log line")
+            os.rename(log, log + ".1")
+            os.mkfifo(log)
+            wait_for(lambda: "cannot reopen " + log in s.log(), what="the reopen error")
+            for _ in range(6):  # through both workers
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+            reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                wait_for(lambda: "cannot reopen %s: a FIFO" % log in s.log(),
+                         what="the FIFO refused while a reader has it open")
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+            finally:
+                os.close(reader)
+            os.unlink(log)
+            wait_for(lambda: os.path.exists(log), what="a regular file again")
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a line in the new file")
+
     def test_bad_settings(self):
         s = Server((CONFIG % "combined").replace("format: combined", "format: fancy"))
         try:
