@@ -987,10 +987,17 @@ static int substitute(file_t *f, const char *text, size_t len, const char *path,
     return 0;
 }
 
-/* Reads a whole regular file into a malloc'd buffer. */
+/* Reads a whole regular file into a malloc'd buffer. O_NONBLOCK: opening
+ * a FIFO (or some devices) blocks until a writer comes — `twister -t`, a
+ * reload in the master and `-s reload` would all hang; with it the open
+ * returns at once and fstat refuses anything but a regular file, for
+ * which the flag changes nothing. */
 static int read_file(const char *path, char **text, size_t *len, const char **why)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         *why = strerror(errno);
         return -1;
@@ -1002,7 +1009,10 @@ static int read_file(const char *path, char **text, size_t *len, const char **wh
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        *why = "not a regular file";
+        *why = S_ISDIR(st.st_mode)    ? "a directory, not a regular file"
+               : S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file"
+               : S_ISSOCK(st.st_mode) ? "a socket, not a regular file"
+                                      : "a device, not a regular file";
         close(fd);
         return -1;
     }

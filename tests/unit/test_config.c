@@ -198,7 +198,7 @@ START_TEST(test_missing_file)
                      "/nonexistent/twister.yaml: cannot read: No such file or directory");
     doc = tw_conf_load("/", &err);
     ck_assert_ptr_null(doc);
-    ck_assert_str_eq(err.message, "/: cannot read: not a regular file");
+    ck_assert_str_eq(err.message, "/: cannot read: a directory, not a regular file");
 }
 END_TEST
 
@@ -837,6 +837,46 @@ START_TEST(test_include)
 }
 END_TEST
 
+START_TEST(test_include_of_special_files)
+{
+    /* A FIFO would block a plain open(O_RDONLY) until a writer comes: -t,
+     * a reload in the master and -s reload would hang. Refused at once,
+     * at the !include's position; so are directories and devices. */
+    make_tmpdir();
+    char fifo[256];
+    snprintf(fifo, sizeof(fifo), "%s/sub/fifo.yaml", tmpdir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    write_file("main.yaml", "a: 1\nb:\n  c: !include sub/fifo.yaml\n");
+    tw_conf_doc_t *doc = load_tmp("main.yaml");
+    ck_assert_ptr_null(doc);
+    char want[700];
+    snprintf(want, sizeof(want),
+             "%s/main.yaml:3:6: b.c: cannot include %s/sub/fifo.yaml: a FIFO, not a regular file",
+             tmpdir, tmpdir);
+    ck_assert_str_eq(err.message, want);
+
+    write_file("main.yaml", "a: !include sub\n");
+    doc = load_tmp("main.yaml");
+    ck_assert_ptr_null(doc);
+    snprintf(want, sizeof(want),
+             "%s/main.yaml:1:4: a: cannot include %s/sub: a directory, not a regular file", tmpdir,
+             tmpdir);
+    ck_assert_str_eq(err.message, want);
+    write_file("main.yaml", "b: !include /dev/zero\n");
+    doc = load_tmp("main.yaml");
+    ck_assert_ptr_null(doc);
+    ck_assert_str_eq(strstr(err.message, ": b: "),
+                     ": b: cannot include /dev/zero: a device, not a regular file");
+
+    /* The config file itself. */
+    doc = load_tmp("sub/fifo.yaml");
+    ck_assert_ptr_null(doc);
+    ck_assert_ptr_nonnull(
+        strstr(err.message, "fifo.yaml: cannot read: a FIFO, not a regular file"));
+    remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_include_cycle)
 {
     make_tmpdir();
@@ -980,6 +1020,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env);
     tcase_add_test(tc, test_aliases);
     tcase_add_test(tc, test_include);
+    tcase_add_test(tc, test_include_of_special_files);
     tcase_add_test(tc, test_include_cycle);
     tcase_add_test(tc, test_dump);
     tcase_add_test(tc, test_arena);
