@@ -344,12 +344,8 @@ static int preconditions(tw_request_t *r, const modified_t *modified, const char
 static bool if_range_holds(tw_request_t *r, const modified_t *modified, const char *etag)
 {
     const tw_header_t *h = tw_request_header(r, "If-Range");
-    if (h == NULL)
-        return true;
-    if (h->value.len > 0 && (h->value.ptr[0] == '"' || h->value.ptr[0] == 'W'))
-        return st_etag_match(h->value.ptr, h->value.len, etag, false);
-    time_t t = st_http_date_parse(h->value.ptr, h->value.len);
-    return modified->strong && t != -1 && t == modified->time;
+    return h == NULL ||
+           st_if_range_match(h->value.ptr, h->value.len, etag, modified->time, modified->strong);
 }
 
 /* Serves the regular file fd (ours to close) with stat st, named name. */

@@ -370,6 +370,32 @@ bool st_etag_match(const char *list, size_t len, const char *etag, bool weak)
     }
 }
 
+bool st_if_range_match(const char *value, size_t len, const char *etag, time_t modified,
+                       bool modified_strong)
+{
+    const char *p = value, *end = value + len;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t n = (size_t)(end - p);
+    /* "W/" is the only way a weak tag starts; a date starting with "Wed"
+     * must not be taken for one. */
+    if (n >= 2 && p[0] == 'W' && p[1] == '/')
+        return false; /* weak: never a match for If-Range */
+    if (n >= 1 && p[0] == '"') {
+        /* opaque-tag = DQUOTE *etagc DQUOTE, and nothing after it */
+        if (n < 2 || end[-1] != '"')
+            return false;
+        for (const char *q = p + 1; q < end - 1; q++)
+            if ((unsigned char)*q < 0x21 || *q == '"' || *q == 0x7f)
+                return false;
+        return n == strlen(etag) && memcmp(p, etag, n) == 0;
+    }
+    time_t t = st_http_date_parse(p, n);
+    return modified_strong && t != -1 && t == modified;
+}
+
 /* ---- byte ranges --------------------------------------------------------- */
 
 /* Decimal digits, saturating at UINT64_MAX; false if there are none. */

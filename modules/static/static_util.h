@@ -68,6 +68,15 @@ void st_etag(const struct stat *st, char *buf);
  * comparison never matches a weak tag. A malformed list matches nothing. */
 bool st_etag_match(const char *list, size_t len, const char *etag, bool weak);
 
+/* True if an If-Range field value (RFC 9110 §13.1.5) lets a Range be
+ * served: it is parsed by its grammar, entity-tag / HTTP-date. A strong
+ * tag ("...") must equal etag; a weak one (W/"...") never matches; any
+ * other value is an HTTP-date, which matches only a strong Last-Modified
+ * (modified_strong; modified is then its time) of exactly that second.
+ * Anything malformed does not match (the whole file is sent). */
+bool st_if_range_match(const char *value, size_t len, const char *etag, time_t modified,
+                       bool modified_strong);
+
 /* ---- byte ranges (RFC 9110 §14) ------------------------------------------ */
 
 typedef enum {

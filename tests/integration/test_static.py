@@ -47,6 +47,7 @@ servers:
 """
 
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
+WEDNESDAY = 1600259200  # Wed, 16 Sep 2020 12:26:40 GMT
 TEN = b"0123456789abcdefghij"  # 20 bytes
 BIG = random.Random(42).randbytes(5 * 1024 * 1024 + 17)
 SECRET = b"root:x:0:0:this is outside the root\n"
@@ -61,6 +62,7 @@ FILES = {
     "www/Makefile": "all:\n",
     "www/UPPER.PNG": b"\x89PNGupper",
     "www/ten.txt": TEN,
+    "www/wed.txt": TEN,
     "www/empty.txt": b"",
     "www/big.bin": BIG,
     "www/.hidden": "dot\n",
@@ -113,6 +115,7 @@ class StaticTest(unittest.TestCase):
         cls.unix.bind(os.path.join(www, "sock"))
         os.chmod(os.path.join(www, "nodex", "readme.txt"), 0o000)
         os.utime(os.path.join(www, "ten.txt"), (MTIME, MTIME))
+        os.utime(os.path.join(www, "wed.txt"), (WEDNESDAY, WEDNESDAY))
         cls.server.start()
         cls.port = cls.server.port
         cls.port2 = cls.server.port2
@@ -340,6 +343,18 @@ class StaticTest(unittest.TestCase):
             r = self.get("/ten.txt", {"Range": "bytes=0-3", "If-Range": value})
             self.assertEqual((r.status, r.body), (200, TEN), value)
             self.assertIsNone(r.header("content-range"))
+
+    def test_if_range_with_a_date_on_a_wednesday(self):
+        # A date whose day name starts with W is no weak entity tag: a
+        # resumed download of a file modified on a Wednesday gets its part.
+        self.assertTrue(http_date(WEDNESDAY).startswith("Wed, "))
+        for value in (http_date(WEDNESDAY), "Wednesday, 16-Sep-20 12:26:40 GMT",
+                      "Wed Sep 16 12:26:40 2020"):
+            r = self.get("/wed.txt", {"Range": "bytes=2-5", "If-Range": value})
+            self.assertEqual((r.status, r.body), (206, b"2345"), value)
+            self.assertEqual(r.header("content-range"), "bytes 2-5/20")
+        r = self.get("/wed.txt", {"Range": "bytes=2-5", "If-Range": http_date(WEDNESDAY + 1)})
+        self.assertEqual((r.status, r.body), (200, TEN))
 
     def test_range_and_etag_on_keep_alive_pipeline(self):
         c = Client(self.port)

@@ -292,6 +292,45 @@ START_TEST(test_etag)
 }
 END_TEST
 
+/* ---- If-Range ---------------------------------------------------------------------- */
+
+START_TEST(test_if_range)
+{
+    const char *etag = "\"3b9aca05-ff\"";
+    const time_t wed = 1600259200; /* Wed, 16 Sep 2020 12:26:40 GMT */
+    static const struct {
+        const char *value;
+        bool strong_date; /* Last-Modified is a strong validator */
+        bool match;
+    } cases[] = {
+        {"\"3b9aca05-ff\"", true, true},
+        {" \"3b9aca05-ff\"\t", true, true},
+        {"\"3b9aca05-ff\"", false, true},   /* a tag does not care about the date */
+        {"W/\"3b9aca05-ff\"", true, false}, /* weak: never for If-Range */
+        {"\"3b9aca05-f\"", true, false},
+        {"\"3b9aca05-ff\" junk", true, false},
+        {"\"3b9aca05-ff\", \"x\"", true, false}, /* one validator, not a list */
+        {"\"3b9aca05-ff", true, false},
+        {"\"", true, false},
+        /* Dates starting with W are dates: the day name is no "W/". */
+        {"Wed, 16 Sep 2020 12:26:40 GMT", true, true},
+        {"Wednesday, 16-Sep-20 12:26:40 GMT", true, true},
+        {"Wed Sep 16 12:26:40 2020", true, true},
+        {"Wed, 16 Sep 2020 12:26:41 GMT", true, false}, /* exactly, not "not newer" */
+        {"Wed, 16 Sep 2020 12:26:39 GMT", true, false},
+        {"Wed, 16 Sep 2020 12:26:40 GMT", false, false}, /* a weak Last-Modified */
+        {"Wed", true, false},
+        {"W/", true, false},
+        {"", true, false},
+        {"*", true, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(st_if_range_match(cases[i].value, strlen(cases[i].value), etag, wed,
+                                        cases[i].strong_date) == cases[i].match,
+                      "'%s' strong_date=%d", cases[i].value, cases[i].strong_date);
+}
+END_TEST
+
 /* ---- ranges ----------------------------------------------------------------------- */
 
 static const struct {
@@ -389,6 +428,7 @@ static Suite *static_suite(void)
     tc = tcase_create("http");
     tcase_add_test(tc, test_http_date);
     tcase_add_test(tc, test_etag);
+    tcase_add_test(tc, test_if_range);
     tcase_add_loop_test(tc, test_range, 0, (int)(sizeof range_cases / sizeof range_cases[0]));
     tcase_add_test(tc, test_mime);
     tcase_add_test(tc, test_path_encode);
