@@ -934,6 +934,47 @@ static int add_listener(ctx_t *c, const tw_conf_node_t *node, const struct socka
     return 0;
 }
 
+/* A set of strings for duplicate checks: open addressing, linear probing,
+ * in a table at least twice the size of what it will hold, so a config
+ * with 100,000 server names checks in linear time (comparing each with
+ * every other took seconds in -t and in every reload). */
+typedef struct {
+    const char **slots;
+    size_t mask; /* slots - 1; the size is a power of two */
+} str_set_t;
+
+static int str_set_init(str_set_t *set, size_t n)
+{
+    size_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    set->slots = calloc(size, sizeof(*set->slots));
+    set->mask = size - 1;
+    return set->slots ? 0 : -1;
+}
+
+/* Adds s (which must outlive the set); false if it was there already. */
+static bool str_set_add(str_set_t *set, const char *s)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (const char *p = s; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = (size_t)h & set->mask;; i = (i + 1) & set->mask) {
+        if (!set->slots[i]) {
+            set->slots[i] = s;
+            return true;
+        }
+        if (strcmp(set->slots[i], s) == 0)
+            return false;
+    }
+}
+
+static void str_set_free(str_set_t *set)
+{
+    free(set->slots);
+    set->slots = NULL;
+}
+
 static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
 {
     const tw_conf_node_t *n, **items;
@@ -980,14 +1021,21 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         if (!srv->server_names)
             return oom(c, n);
         srv->server_name_nodes = items;
+        str_set_t seen;
+        if (str_set_init(&seen, count))
+            return oom(c, n);
         for (size_t i = 0; i < count; i++) {
-            if (parse_server_name(c, items[i], &srv->server_names[i]))
+            if (parse_server_name(c, items[i], &srv->server_names[i])) {
+                str_set_free(&seen);
                 return -1;
-            for (size_t j = 0; j < i; j++)
-                if (strcmp(srv->server_names[i], srv->server_names[j]) == 0)
-                    return tw_conf_error(c->err, items[i], "server name '%s' is listed twice",
-                                         srv->server_names[i]);
+            }
+            if (!str_set_add(&seen, srv->server_names[i])) {
+                str_set_free(&seen);
+                return tw_conf_error(c->err, items[i], "server name '%s' is listed twice",
+                                     srv->server_names[i]);
+            }
         }
+        str_set_free(&seen);
         srv->nserver_names = count;
     }
     srv->name = srv->nserver_names ? tw_conf_arena_printf(c->s->arena, "%s (%s)",

@@ -644,6 +644,42 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_many_server_names)
+{
+    /* Close to the node limit: the duplicate check must be linear (it
+     * compared every name with every other, which at this size takes far
+     * longer than the test's timeout). The duplicate, differing only in
+     * case and a trailing dot, is the last name. */
+    enum {
+        NAMES = 190000
+    };
+    size_t cap = 64 + (size_t)NAMES * 40;
+    char *yaml = malloc(cap);
+    ck_assert_ptr_nonnull(yaml);
+    size_t n = (size_t)snprintf(yaml, cap, "servers:\n  - listen: 80\n    server_names:\n");
+    for (int i = 0; i < NAMES - 1; i++)
+        n += (size_t)snprintf(yaml + n, cap - n, "      - host%d.example.com\n", i);
+    n += (size_t)snprintf(yaml + n, cap - n, "      - HOST123456.Example.com.\n");
+    tw_settings_t *s = NULL;
+    memset(&err, 0, sizeof(err));
+    ck_assert_int_eq(tw_settings_load_string(NAME, yaml, n, "/usr/lib/tw", &s, &err), -1);
+    char want[200];
+    snprintf(want, sizeof(want),
+             F "%d:9: servers[0].server_names[%d]: server name 'host123456.example.com' is "
+               "listed twice",
+             3 + NAMES, NAMES - 1);
+    ck_assert_str_eq(err.message, want);
+
+    /* Without the duplicate it loads. */
+    n -= strlen("      - HOST123456.Example.com.\n");
+    ck_assert_msg(tw_settings_load_string(NAME, yaml, n, "/usr/lib/tw", &s, &err) == 0, "%s",
+                  err.message);
+    ck_assert_uint_eq(s->servers[0].nserver_names, NAMES - 1);
+    tw_settings_free(s);
+    free(yaml);
+}
+END_TEST
+
 START_TEST(test_not_conflicts)
 {
     /* The same name on different listeners, a module named like a near
@@ -732,6 +768,7 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, test_regex_bounds_in_a_route);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(errors) / sizeof(errors[0])));
     tcase_add_test(tc, test_not_conflicts);
+    tcase_add_test(tc, test_many_server_names);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_example_config);
     suite_add_tcase(s, tc);
