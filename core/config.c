@@ -964,11 +964,15 @@ static int substitute(file_t *f, const char *text, size_t len, const char *path,
         } else {
             i++;
         }
+        /* Checked for every piece, not only when the buffer grows: it
+         * doubles, so it may already hold up to twice the limit. */
+        if (plen > TW_CONF_MAX_VALUE - n) {
+            free(buf);
+            return fail(f, f->line, f->col, path,
+                        "value longer than %u MiB after ${VAR} substitution",
+                        TW_CONF_MAX_VALUE >> 20);
+        }
         if (n + plen + 1 > cap) {
-            if (n + plen + 1 > TW_CONF_MAX_FILE) {
-                free(buf);
-                return fail(f, f->line, f->col, path, "value too long after substitution");
-            }
             while (n + plen + 1 > cap)
                 cap *= 2;
             char *nb = realloc(buf, cap);

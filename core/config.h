@@ -16,7 +16,8 @@
  *   - a duplicate key in a map is an error at the second one.
  *   - limits against blow-ups: TW_CONF_MAX_NODES nodes in all (aliases
  *     counted expanded), TW_CONF_MAX_DEPTH levels, TW_CONF_MAX_FILE bytes
- *     per file, TW_CONF_MAX_MEMORY bytes per document.
+ *     per file, TW_CONF_MAX_VALUE bytes per scalar after substitution,
+ *     TW_CONF_MAX_MEMORY bytes per document.
  *   - YAML null (~, null, empty) is the empty scalar ""; NUL bytes in
  *     scalars are rejected.
  * One arena per document holds every node and string. */
@@ -32,6 +33,7 @@
 #define TW_CONF_MAX_DEPTH 64
 #define TW_CONF_MAX_INCLUDE 16
 #define TW_CONF_MAX_FILE (16u << 20)
+#define TW_CONF_MAX_VALUE (16u << 20) /* a scalar after ${VAR} substitution */
 #define TW_CONF_MAX_MEMORY (64u << 20)
 
 /* Flags for tw_conf_load_string_ex. */

@@ -657,6 +657,38 @@ START_TEST(test_env)
 }
 END_TEST
 
+START_TEST(test_env_value_limit)
+{
+    /* 16 x 1 MiB is exactly the limit; one byte more is refused. The old
+     * check ran only when the buffer grew, and it grows by doubling. */
+    size_t mib = 1u << 20;
+    char *big = malloc(mib + 1);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'x', mib);
+    big[mib] = '\0';
+    setenv("TW_T_MIB", big, 1);
+    free(big);
+    char yaml[512] = "a: ";
+    for (int i = 0; i < 16; i++)
+        strcat(yaml, "${TW_T_MIB}");
+    tw_conf_doc_t *doc = load(yaml);
+    ck_assert_msg(doc != NULL, "%s", err.message);
+    ck_assert_uint_eq(strlen(tw_conf_scalar(at(doc, "a"))), TW_CONF_MAX_VALUE);
+    tw_conf_doc_free(doc);
+
+    static const char *const over[] = {"${TW_T_MIB}", "y", "${TW_T_MIB}${TW_T_MIB}${TW_T_MIB}"};
+    for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+        char more[600];
+        snprintf(more, sizeof(more), "b: 1\n%s%s\n", yaml, over[i]);
+        doc = load(more);
+        ck_assert_ptr_null(doc);
+        ck_assert_str_eq(err.message,
+                         "t.yaml:2:4: a: value longer than 16 MiB after ${VAR} substitution");
+    }
+    unsetenv("TW_T_MIB");
+}
+END_TEST
+
 /* ---- anchors, aliases, merges ------------------------------------------ */
 
 START_TEST(test_aliases)
@@ -1018,6 +1050,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_nodes);
     tcase_add_test(tc, test_big_map);
     tcase_add_test(tc, test_env);
+    tcase_add_test(tc, test_env_value_limit);
     tcase_add_test(tc, test_aliases);
     tcase_add_test(tc, test_include);
     tcase_add_test(tc, test_include_of_special_files);
