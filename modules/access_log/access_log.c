@@ -167,11 +167,15 @@ static int open_log(const char **why)
         fd = open(state.conf->path,
                   O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
     while (fd < 0 && errno == EINTR);
+    struct stat st;
     if (fd < 0) {
-        *why = strerror(errno);
+        /* ENXIO: a FIFO without a reader, or a socket; say which. */
+        int e = errno;
+        *why = e == ENXIO && stat(state.conf->path, &st) == 0 && !S_ISREG(st.st_mode)
+                   ? not_a_log(st.st_mode)
+                   : strerror(e);
         return -1;
     }
-    struct stat st;
     const char *bad = NULL;
     if (fstat(fd, &st) != 0)
         bad = strerror(errno);

@@ -91,6 +91,32 @@ class AccessLogTest(unittest.TestCase):
             request(s.port, path="/hello")
             wait_for(lambda: len(self.lines(s)) >= 1, what="a line in the new file")
 
+    def test_reload_onto_a_path_that_is_no_file_names_the_module_and_the_file(self):
+        # The new generation's workers cannot open the log: the reload
+        # fails at once saying so, not "did not report ready", and the old
+        # generation keeps serving and logging.
+        with Server(CONFIG % "common", workers=2) as s:
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a log line")
+            fifo, directory = os.path.join(s.dir, "fifo.log"), os.path.join(s.dir, "dir.log")
+            os.mkfifo(fifo)
+            os.mkdir(directory)
+            cases = [(fifo, "a FIFO"), (directory, "Is a directory")]
+            if os.geteuid() != 0:  # root writes anything
+                locked = os.path.join(s.dir, "locked.log")
+                open(locked, "w").close()
+                os.chmod(locked, 0o400)
+                cases.append((locked, "Permission denied"))
+            for path, why in cases:
+                s.write_config((CONFIG % "common").replace("path: access.log", "path: " + path))
+                rc, out = s.run("-s", "reload", timeout=60)
+                self.assertEqual(rc, 1, out)
+                self.assertIn("access_log: cannot open %s: %s" % (path, why), out)
+                self.assertNotIn("did not report ready", out)
+                before = len(self.lines(s))
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+                wait_for(lambda: len(self.lines(s)) > before, what="the old log to go on")
+
     def test_bad_settings(self):
         s = Server((CONFIG % "combined").replace("format: combined", "format: fancy"))
         try:
