@@ -44,14 +44,39 @@ enum {
 typedef struct tw_conf_doc tw_conf_doc_t;
 typedef struct tw_conf_arena tw_conf_arena_t;
 
+/* Where the loader gets the files it reads (the config and its includes)
+ * and the values of ${VAR}: by default the file system and the process
+ * environment; tests and the fuzzer serve them from memory. */
+typedef struct {
+    /* Reads the whole file at path into a malloc'd *text of *len bytes
+     * (the loader frees it). Returns 0, or -1 with a static reason in
+     * *why ("No such file or directory", "a FIFO, not a regular file"). */
+    int (*read)(void *ctx, const char *path, char **text, size_t *len, const char **why);
+    /* The value of the variable name, or NULL if it is unset; it must stay
+     * valid until the load returns. */
+    const char *(*getenv)(void *ctx, const char *name);
+    /* A malloc'd name equal for every path of the same file (include cycle
+     * detection), or NULL to use the path itself; may be NULL. */
+    char *(*identity)(void *ctx, const char *path);
+    void *ctx; /* passed to each */
+} tw_conf_source_t;
+
 /* Loads the file at path; NULL with "file:line:col: message" in err. */
 tw_conf_doc_t *tw_conf_load(const char *path, tw_conf_error_t *err);
+/* tw_conf_load through src (NULL: the file system and the environment). */
+tw_conf_doc_t *tw_conf_load_source(const char *path, const tw_conf_source_t *src,
+                                   tw_conf_error_t *err);
 /* Loads text[0..len) as if it were the file name (for tests and fuzzing). */
 tw_conf_doc_t *tw_conf_load_string(const char *name, const char *text, size_t len,
                                    tw_conf_error_t *err);
 /* tw_conf_load_string with TW_CONF_* flags. */
 tw_conf_doc_t *tw_conf_load_string_ex(const char *name, const char *text, size_t len,
                                       unsigned flags, tw_conf_error_t *err);
+/* tw_conf_load_string_ex with includes and variables from src (NULL: the
+ * file system and the environment). */
+tw_conf_doc_t *tw_conf_load_string_source(const char *name, const char *text, size_t len,
+                                          unsigned flags, const tw_conf_source_t *src,
+                                          tw_conf_error_t *err);
 /* The document's root node (an empty scalar for an empty file). */
 const tw_conf_node_t *tw_conf_root(const tw_conf_doc_t *doc);
 /* The name the document was loaded from (path or name). */

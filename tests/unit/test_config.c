@@ -959,6 +959,100 @@ START_TEST(test_include_cycle)
 }
 END_TEST
 
+/* ---- sources: files and variables from memory --------------------------- */
+
+typedef struct {
+    const char *const *files; /* name, text, name, text, ..., NULL */
+    const char *const *vars;  /* name, value, ..., NULL */
+    int reads;                /* calls of read */
+} mem_source_t;
+
+static int mem_read(void *ctx, const char *path, char **text, size_t *len, const char **why)
+{
+    mem_source_t *m = ctx;
+    m->reads++;
+    for (const char *const *f = m->files; *f; f += 2)
+        if (strcmp(f[0], path) == 0) {
+            *len = strlen(f[1]);
+            *text = strdup(f[1]);
+            return *text ? 0 : -1;
+        }
+    *why = "not in the table";
+    return -1;
+}
+
+static const char *mem_getenv(void *ctx, const char *name)
+{
+    mem_source_t *m = ctx;
+    for (const char *const *v = m->vars; *v; v += 2)
+        if (strcmp(v[0], name) == 0)
+            return v[1];
+    return NULL;
+}
+
+START_TEST(test_source)
+{
+    static const char *const files[] = {
+        "conf/main.yaml",
+        "a: !include part.yaml\nb: ${WHO}\nc: ${NOPE:-dflt}\n",
+        "conf/part.yaml",
+        "x: !include sub/leaf.yaml\n",
+        "conf/sub/leaf.yaml",
+        "[1, '${WHO}']\n",
+        "conf/loop.yaml",
+        "again: !include loop.yaml\n",
+        NULL,
+    };
+    static const char *const vars[] = {"WHO", "memory", NULL};
+    mem_source_t m = {files, vars, 0};
+    tw_conf_source_t src = {.read = mem_read, .getenv = mem_getenv, .ctx = &m};
+    /* The process environment is not consulted. */
+    setenv("WHO", "environment", 1);
+    memset(&err, 0, sizeof(err));
+    tw_conf_doc_t *doc = tw_conf_load_source("conf/main.yaml", &src, &err);
+    ck_assert_msg(doc != NULL, "%s", err.message);
+    ck_assert_int_eq(m.reads, 3);
+    ck_assert_str_eq(tw_conf_scalar(at(doc, "b")), "memory");
+    ck_assert_str_eq(tw_conf_scalar(at(doc, "c")), "dflt");
+    ck_assert_str_eq(tw_conf_scalar(at(doc, "a.x[1]")), "memory");
+    ck_assert_str_eq(tw_conf_file(at(doc, "a.x[0]")), "conf/sub/leaf.yaml");
+    tw_conf_doc_free(doc);
+    unsetenv("WHO");
+
+    /* Errors from the source keep their position and reason. */
+    static const char *const missing[] = {"m.yaml", "k:\n  v: !include gone.yaml\n", NULL};
+    m = (mem_source_t){missing, vars, 0};
+    doc = tw_conf_load_source("m.yaml", &src, &err);
+    ck_assert_ptr_null(doc);
+    ck_assert_str_eq(err.message, "m.yaml:2:6: k.v: cannot include gone.yaml: not in the table");
+    doc = tw_conf_load_source("nothing.yaml", &src, &err);
+    ck_assert_ptr_null(doc);
+    ck_assert_str_eq(err.message, "nothing.yaml: cannot read: not in the table");
+    static const char *const unset[] = {"u.yaml", "k: ${WHO}\n", NULL};
+    static const char *const no_vars[] = {NULL};
+    m = (mem_source_t){unset, no_vars, 0};
+    doc = tw_conf_load_source("u.yaml", &src, &err);
+    ck_assert_ptr_null(doc);
+    ck_assert_ptr_nonnull(strstr(err.message, "environment variable WHO is not set"));
+
+    /* Without an identity function the path is the identity: a file that
+     * includes itself by the same name is a cycle. */
+    m = (mem_source_t){files, vars, 0};
+    doc = tw_conf_load_source("conf/loop.yaml", &src, &err);
+    ck_assert_ptr_null(doc);
+    ck_assert_str_eq(err.message, "conf/loop.yaml:1:8: again: !include cycle: conf/loop.yaml -> "
+                                  "conf/loop.yaml");
+
+    /* From a string, with the source for what it includes. */
+    m = (mem_source_t){files, vars, 0};
+    const char *text = "p: !include part.yaml\n";
+    doc = tw_conf_load_string_source("conf/inline.yaml", text, strlen(text), 0, &src, &err);
+    ck_assert_msg(doc != NULL, "%s", err.message);
+    ck_assert_str_eq(tw_conf_scalar(at(doc, "p.x[0]")), "1");
+    tw_conf_doc_free(doc);
+}
+END_TEST
+
 /* ---- dump -------------------------------------------------------------- */
 
 static char *dump(const tw_conf_node_t *node)
@@ -1055,6 +1149,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_include);
     tcase_add_test(tc, test_include_of_special_files);
     tcase_add_test(tc, test_include_cycle);
+    tcase_add_test(tc, test_source);
     tcase_add_test(tc, test_dump);
     tcase_add_test(tc, test_arena);
     suite_add_tcase(s, tc);
