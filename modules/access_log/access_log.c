@@ -51,6 +51,8 @@ typedef struct {
     int fd;
     dev_t dev;
     ino_t ino;
+    struct stat refused; /* what the path named when a reopen last failed:
+                            not tried (nor reported) again until it changes */
     char *buf;
     size_t len;
     tw_loop_t *loop;
@@ -194,6 +196,15 @@ static int open_log(const char **why)
     return 0;
 }
 
+/* The same file, not only the same inode number: a file created where a
+ * refused one was deleted may get its number again, but never its change
+ * time. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
 /* Once per flush interval: write what is buffered, and follow a rotated
  * file (the path now names another inode, or nothing). */
 static void tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
@@ -202,10 +213,15 @@ static void tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
     flush();
     struct stat st;
     const char *why;
-    if (stat(state.conf->path, &st) != 0 || st.st_ino != state.ino || st.st_dev != state.dev) {
-        if (open_log(&why) != 0)
-            tw_log_error("access_log: cannot reopen %s: %s; still writing to the old file",
-                         state.conf->path, why);
+    bool exists = stat(state.conf->path, &st) == 0;
+    if (exists && st.st_ino == state.ino && st.st_dev == state.dev)
+        ; /* not rotated */
+    else if (exists && same_file(&st, &state.refused))
+        ; /* the FIFO (or directory) already refused: once a second is noise */
+    else if (open_log(&why) != 0) {
+        tw_log_error("access_log: cannot reopen %s: %s; still writing to the old file",
+                     state.conf->path, why);
+        state.refused = exists ? st : (struct stat){0};
     }
     tw_timer_start(loop, timer, state.conf->flush_ms);
 }
