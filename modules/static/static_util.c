@@ -212,6 +212,12 @@ static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
+static void two_digits(char *out, int v)
+{
+    out[0] = (char)('0' + v / 10);
+    out[1] = (char)('0' + v % 10);
+}
+
 bool st_http_date(time_t t, char *buf)
 {
     struct tm tm;
@@ -220,9 +226,24 @@ bool st_http_date(time_t t, char *buf)
      * leaves tm as it was: never format what it did not fill in. */
     if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
         return false;
-    /* Not strftime: its names follow the locale; HTTP's are English. */
-    snprintf(buf, ST_HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* Not strftime: its names follow the locale; HTTP's are English. By
+     * hand, every field in the range gmtime_r gives it. */
+    int year = tm.tm_year + 1900;
+    memcpy(buf, days[tm.tm_wday], 3);
+    memcpy(buf + 3, ", ", 2);
+    two_digits(buf + 5, tm.tm_mday);
+    buf[7] = ' ';
+    memcpy(buf + 8, months[tm.tm_mon], 3);
+    buf[11] = ' ';
+    two_digits(buf + 12, year / 100);
+    two_digits(buf + 14, year % 100);
+    buf[16] = ' ';
+    two_digits(buf + 17, tm.tm_hour);
+    buf[19] = ':';
+    two_digits(buf + 20, tm.tm_min);
+    buf[22] = ':';
+    two_digits(buf + 23, tm.tm_sec); /* 60 for a leap second */
+    memcpy(buf + 25, " GMT", 5);     /* with the NUL: 30 bytes */
     return true;
 }
 
