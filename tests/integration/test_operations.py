@@ -46,6 +46,9 @@ class OperationsTest(unittest.TestCase):
 
     def test_usr1_reopens_the_log(self):
         with Server(CONFIG) as s:
+            # The master listens before its workers are ready: wait for the
+            # line this test looks for in the rotated file.
+            wait_for(lambda: "generation 1 is serving" in s.log(), what="the first generation")
             rotated = s.log_path + ".1"
             os.rename(s.log_path, rotated)
             rc, out = s.run("-s", "reopen")
