@@ -584,6 +584,7 @@ bad:
 typedef struct {
     tw_conf_doc_t *doc;
     tw_conf_error_t *err;
+    const tw_conf_source_t *src; /* files and variables come from here */
     unsigned flags;
     bool failed;
     size_t nnodes;
@@ -946,7 +947,7 @@ static int substitute(file_t *f, const char *text, size_t len, const char *path,
             char name[256];
             memcpy(name, start, nlen);
             name[nlen] = '\0';
-            const char *v = getenv(name);
+            const char *v = f->ld->src->getenv(f->ld->src->ctx, name);
             if (has_default && (!v || !*v)) {
                 piece = name_end + 2;
                 plen = (size_t)(end - piece);
@@ -964,11 +965,15 @@ static int substitute(file_t *f, const char *text, size_t len, const char *path,
         } else {
             i++;
         }
+        /* Checked for every piece, not only when the buffer grows: it
+         * doubles, so it may already hold up to twice the limit. */
+        if (plen > TW_CONF_MAX_VALUE - n) {
+            free(buf);
+            return fail(f, f->line, f->col, path,
+                        "value longer than %u MiB after ${VAR} substitution",
+                        TW_CONF_MAX_VALUE >> 20);
+        }
         if (n + plen + 1 > cap) {
-            if (n + plen + 1 > TW_CONF_MAX_FILE) {
-                free(buf);
-                return fail(f, f->line, f->col, path, "value too long after substitution");
-            }
             while (n + plen + 1 > cap)
                 cap *= 2;
             char *nb = realloc(buf, cap);
@@ -987,10 +992,18 @@ static int substitute(file_t *f, const char *text, size_t len, const char *path,
     return 0;
 }
 
-/* Reads a whole regular file into a malloc'd buffer. */
-static int read_file(const char *path, char **text, size_t *len, const char **why)
+/* Reads a whole regular file into a malloc'd buffer. O_NONBLOCK: opening
+ * a FIFO (or some devices) blocks until a writer comes — `twister -t`, a
+ * reload in the master and `-s reload` would all hang; with it the open
+ * returns at once and fstat refuses anything but a regular file, for
+ * which the flag changes nothing. */
+static int fs_read(void *ctx, const char *path, char **text, size_t *len, const char **why)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    (void)ctx;
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         *why = strerror(errno);
         return -1;
@@ -1002,7 +1015,10 @@ static int read_file(const char *path, char **text, size_t *len, const char **wh
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        *why = "not a regular file";
+        *why = S_ISDIR(st.st_mode)    ? "a directory, not a regular file"
+               : S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file"
+               : S_ISSOCK(st.st_mode) ? "a socket, not a regular file"
+                                      : "a device, not a regular file";
         close(fd);
         return -1;
     }
@@ -1042,6 +1058,32 @@ static int read_file(const char *path, char **text, size_t *len, const char **wh
     *text = buf;
     *len = n;
     return 0;
+}
+
+static const char *fs_getenv(void *ctx, const char *name)
+{
+    (void)ctx;
+    return getenv(name);
+}
+
+static char *fs_identity(void *ctx, const char *path)
+{
+    (void)ctx;
+    return realpath(path, NULL);
+}
+
+static const tw_conf_source_t fs_source = {
+    .read = fs_read,
+    .getenv = fs_getenv,
+    .identity = fs_identity,
+};
+
+/* The name under which a file takes part in cycle detection: the
+ * source's identity, else the path itself. NULL on ENOMEM. */
+static char *identity_of(const tw_conf_source_t *src, const char *path)
+{
+    char *id = src->identity ? src->identity(src->ctx, path) : NULL;
+    return id ? id : strdup(path);
 }
 
 /* "dir/of/file.yaml" → "dir/of"; NULL when file has no directory part. */
@@ -1086,13 +1128,19 @@ static tw_conf_node_t *include(file_t *f, const char *name, unsigned line, unsig
     char *text;
     size_t len;
     const char *why;
-    if (read_file(display, &text, &len, &why) < 0) {
+    if (ld->src->read(ld->src->ctx, display, &text, &len, &why) < 0) {
         fail(f, line, col, path, "cannot include %s: %s", display, why);
         return NULL;
     }
-    char *real = realpath(display, NULL);
-    if (!real)
-        real = strdup(display);
+    if (len > TW_CONF_MAX_FILE) { /* the file system's reader checks it first */
+        free(text);
+        fail(f, line, col, path,
+             "cannot include %s: file too large (a config file may have at "
+             "most 16 MiB)",
+             display);
+        return NULL;
+    }
+    char *real = identity_of(ld->src, display);
     if (!real) {
         free(text);
         fail_oom(f);
@@ -1533,7 +1581,7 @@ static int parse_file(loader_t *ld, const char *name, const char *text, size_t l
 }
 
 static tw_conf_doc_t *load(const char *name, const char *text, size_t len, unsigned flags,
-                           tw_conf_error_t *err)
+                           const tw_conf_source_t *src, tw_conf_error_t *err)
 {
     tw_conf_doc_t *doc = calloc(1, sizeof(*doc));
     tw_conf_arena_t *arena = tw_conf_arena_new();
@@ -1546,10 +1594,9 @@ static tw_conf_doc_t *load(const char *name, const char *text, size_t len, unsig
     }
     arena->limit = TW_CONF_MAX_MEMORY;
     doc->arena = arena;
-    loader_t ld = {.doc = doc, .err = err, .flags = flags};
-    char *real = realpath(name, NULL);
+    loader_t ld = {.doc = doc, .err = err, .src = src, .flags = flags};
     ld.chain_name[0] = name;
-    ld.chain_real[0] = real ? real : strdup(name);
+    ld.chain_real[0] = identity_of(src, name);
     ld.nchain = 1;
     tw_conf_node_t *root = NULL;
     int rc = ld.chain_real[0] ? parse_file(&ld, name, text, len, "", 0, &root) : -1;
@@ -1565,23 +1612,32 @@ static tw_conf_doc_t *load(const char *name, const char *text, size_t len, unsig
     return doc;
 }
 
-tw_conf_doc_t *tw_conf_load(const char *path, tw_conf_error_t *err)
+tw_conf_doc_t *tw_conf_load_source(const char *path, const tw_conf_source_t *src,
+                                   tw_conf_error_t *err)
 {
+    if (!src)
+        src = &fs_source;
     char *text;
     size_t len;
     const char *why;
-    if (read_file(path, &text, &len, &why) < 0) {
+    if (src->read(src->ctx, path, &text, &len, &why) < 0) {
         if (err)
             snprintf(err->message, sizeof(err->message), "%s: cannot read: %s", path, why);
         return NULL;
     }
-    tw_conf_doc_t *doc = load(path, text, len, 0, err);
+    tw_conf_doc_t *doc = tw_conf_load_string_source(path, text, len, 0, src, err);
     free(text);
     return doc;
 }
 
-tw_conf_doc_t *tw_conf_load_string_ex(const char *name, const char *text, size_t len,
-                                      unsigned flags, tw_conf_error_t *err)
+tw_conf_doc_t *tw_conf_load(const char *path, tw_conf_error_t *err)
+{
+    return tw_conf_load_source(path, NULL, err);
+}
+
+tw_conf_doc_t *tw_conf_load_string_source(const char *name, const char *text, size_t len,
+                                          unsigned flags, const tw_conf_source_t *src,
+                                          tw_conf_error_t *err)
 {
     if (len > TW_CONF_MAX_FILE) {
         if (err)
@@ -1589,7 +1645,13 @@ tw_conf_doc_t *tw_conf_load_string_ex(const char *name, const char *text, size_t
                      "%s: too large (a config file may have at most 16 MiB)", name);
         return NULL;
     }
-    return load(name, text, len, flags, err);
+    return load(name, text, len, flags, src ? src : &fs_source, err);
+}
+
+tw_conf_doc_t *tw_conf_load_string_ex(const char *name, const char *text, size_t len,
+                                      unsigned flags, tw_conf_error_t *err)
+{
+    return tw_conf_load_string_source(name, text, len, flags, NULL, err);
 }
 
 tw_conf_doc_t *tw_conf_load_string(const char *name, const char *text, size_t len,

@@ -16,7 +16,8 @@
  *   - a duplicate key in a map is an error at the second one.
  *   - limits against blow-ups: TW_CONF_MAX_NODES nodes in all (aliases
  *     counted expanded), TW_CONF_MAX_DEPTH levels, TW_CONF_MAX_FILE bytes
- *     per file, TW_CONF_MAX_MEMORY bytes per document.
+ *     per file, TW_CONF_MAX_VALUE bytes per scalar after substitution,
+ *     TW_CONF_MAX_MEMORY bytes per document.
  *   - YAML null (~, null, empty) is the empty scalar ""; NUL bytes in
  *     scalars are rejected.
  * One arena per document holds every node and string. */
@@ -32,6 +33,7 @@
 #define TW_CONF_MAX_DEPTH 64
 #define TW_CONF_MAX_INCLUDE 16
 #define TW_CONF_MAX_FILE (16u << 20)
+#define TW_CONF_MAX_VALUE (16u << 20) /* a scalar after ${VAR} substitution */
 #define TW_CONF_MAX_MEMORY (64u << 20)
 
 /* Flags for tw_conf_load_string_ex. */
@@ -42,14 +44,39 @@ enum {
 typedef struct tw_conf_doc tw_conf_doc_t;
 typedef struct tw_conf_arena tw_conf_arena_t;
 
+/* Where the loader gets the files it reads (the config and its includes)
+ * and the values of ${VAR}: by default the file system and the process
+ * environment; tests and the fuzzer serve them from memory. */
+typedef struct {
+    /* Reads the whole file at path into a malloc'd *text of *len bytes
+     * (the loader frees it). Returns 0, or -1 with a static reason in
+     * *why ("No such file or directory", "a FIFO, not a regular file"). */
+    int (*read)(void *ctx, const char *path, char **text, size_t *len, const char **why);
+    /* The value of the variable name, or NULL if it is unset; it must stay
+     * valid until the load returns. */
+    const char *(*getenv)(void *ctx, const char *name);
+    /* A malloc'd name equal for every path of the same file (include cycle
+     * detection), or NULL to use the path itself; may be NULL. */
+    char *(*identity)(void *ctx, const char *path);
+    void *ctx; /* passed to each */
+} tw_conf_source_t;
+
 /* Loads the file at path; NULL with "file:line:col: message" in err. */
 tw_conf_doc_t *tw_conf_load(const char *path, tw_conf_error_t *err);
+/* tw_conf_load through src (NULL: the file system and the environment). */
+tw_conf_doc_t *tw_conf_load_source(const char *path, const tw_conf_source_t *src,
+                                   tw_conf_error_t *err);
 /* Loads text[0..len) as if it were the file name (for tests and fuzzing). */
 tw_conf_doc_t *tw_conf_load_string(const char *name, const char *text, size_t len,
                                    tw_conf_error_t *err);
 /* tw_conf_load_string with TW_CONF_* flags. */
 tw_conf_doc_t *tw_conf_load_string_ex(const char *name, const char *text, size_t len,
                                       unsigned flags, tw_conf_error_t *err);
+/* tw_conf_load_string_ex with includes and variables from src (NULL: the
+ * file system and the environment). */
+tw_conf_doc_t *tw_conf_load_string_source(const char *name, const char *text, size_t len,
+                                          unsigned flags, const tw_conf_source_t *src,
+                                          tw_conf_error_t *err);
 /* The document's root node (an empty scalar for an empty file). */
 const tw_conf_node_t *tw_conf_root(const tw_conf_doc_t *doc);
 /* The name the document was loaded from (path or name). */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,9 +99,27 @@ void tw_log_set_role(const char *role, unsigned generation, int worker_index)
         snprintf(p + n, cap - (size_t)n, "#%d", worker_index);
 }
 
+/* O_NONBLOCK: opening a FIFO for writing blocks until a reader comes (a
+ * FIFO put at the log's path would freeze the master at SIGUSR1); with it
+ * the open fails (ENXIO) or fstat refuses the FIFO. A regular file ignores
+ * the flag; a character device (/dev/null, a terminal) is kept, and its
+ * writes can then never block either. EINVAL for anything else. */
 static int open_file(const char *path)
 {
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd;
+    do
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) ? EINVAL : 0;
+    if (e != 0) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 static bool is_stderr_name(const char *path)
@@ -134,8 +153,13 @@ int tw_log_reopen(void)
     if (g_log.fd < 0)
         return 0;
     int fd = open_file(g_log.path);
-    if (fd < 0)
+    if (fd < 0) {
+        int e = errno;
+        tw_log(TW_LOG_ERROR, "cannot reopen the error log %s: %s; still writing to the old file",
+               g_log.path, e == EINVAL ? "not a regular file or a character device" : strerror(e));
+        errno = e;
         return -1;
+    }
     /* Keep the fd number: whoever holds it (a dup to stderr, say) follows. */
     if (dup3(fd, g_log.fd, O_CLOEXEC) < 0) {
         int e = errno;
@@ -165,8 +189,11 @@ static size_t format_time(char *out)
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != cached_sec) {
         struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        /* gmtime_r fails past year 2^31 and leaves tm unset; strftime's
+         * buffer is undefined when it returns 0. */
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL ||
+            strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            memcpy(cached, "0000-00-00T00:00:00", 20);
         cached_sec = ts.tv_sec;
     }
     size_t n = strlen(cached);

@@ -240,6 +240,212 @@ static int parse_port(const char *s, in_port_t *port)
     return 0;
 }
 
+/* ---- regex bounds -------------------------------------------------------- */
+
+/* A recursive descent over ERE syntax that only measures: for each piece,
+ * the elements it unrolls to and the product of the repetitions around
+ * it. Anything it does not understand is taken as one literal element, so
+ * it can over-estimate but never miss a repetition that regcomp unrolls. */
+typedef struct {
+    const char *s; /* the pattern */
+    size_t i;      /* the next character to read */
+    char *why;     /* the caller's message buffer */
+    size_t whylen;
+} regex_scan_t;
+
+/* Above every limit, so saturating here keeps the arithmetic exact
+ * enough and free of overflow. */
+#define REGEX_COST_CAP ((uint64_t)1 << 40)
+
+static uint64_t cost_mul(uint64_t a, uint64_t b)
+{
+    return a > REGEX_COST_CAP / (b ? b : 1) ? REGEX_COST_CAP : a * b;
+}
+
+static int regex_fail(regex_scan_t *sc, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int regex_fail(regex_scan_t *sc, size_t at, const char *fmt, ...)
+{
+    int n = snprintf(sc->why, sc->whylen, "at character %zu: ", at + 1);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < sc->whylen)
+        vsnprintf(sc->why + n, sc->whylen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Skips a bracket expression starting at '['; '{' and '\' are literal
+ * inside, ']' first (after an optional '^') is too, and [:class:],
+ * [=equiv=], [.coll.] end with their own ":]", "=]", ".]". */
+static void skip_bracket(regex_scan_t *sc)
+{
+    const char *s = sc->s;
+    size_t i = sc->i + 1;
+    if (s[i] == '^')
+        i++;
+    if (s[i] == ']')
+        i++;
+    while (s[i] && s[i] != ']') {
+        if (s[i] == '[' && (s[i + 1] == ':' || s[i + 1] == '=' || s[i + 1] == '.')) {
+            char kind = s[i + 1];
+            const char *end = s + i + 2;
+            while (*end && !(end[0] == kind && end[1] == ']'))
+                end++;
+            if (!*end)
+                break; /* unterminated: regcomp says so */
+            i = (size_t)(end - s) + 2;
+            continue;
+        }
+        i++;
+    }
+    sc->i = s[i] ? i + 1 : i;
+}
+
+/* A count of a bound: digits, saturating far above any limit. */
+static uint64_t bound_number(const char *s, size_t *i, bool *any)
+{
+    uint64_t v = 0;
+    *any = false;
+    while (s[*i] >= '0' && s[*i] <= '9') {
+        v = v > REGEX_COST_CAP ? v : v * 10 + (uint64_t)(s[*i] - '0');
+        (*i)++;
+        *any = true;
+    }
+    return v;
+}
+
+/* The repetition factor of the quantifier at sc->i (how many copies of
+ * the piece regcomp makes), advancing past it; 0 if there is none there.
+ * A '{' that does not start a well-formed bound is not a quantifier. */
+static int quantifier(regex_scan_t *sc, uint64_t *factor)
+{
+    const char *s = sc->s;
+    size_t at = sc->i;
+    *factor = 0;
+    switch (s[at]) {
+    case '*':
+    case '?':
+        sc->i++;
+        *factor = 1;
+        return 0;
+    case '+': /* the piece, then a starred copy of it */
+        sc->i++;
+        *factor = 2;
+        return 0;
+    case '{':
+        break;
+    default:
+        return 0;
+    }
+    size_t i = at + 1;
+    bool has_min, has_max = false, comma = false;
+    uint64_t min = bound_number(s, &i, &has_min), max = 0;
+    if (s[i] == ',') {
+        comma = true;
+        i++;
+        max = bound_number(s, &i, &has_max);
+    }
+    if (s[i] != '}' || (!has_min && !has_max))
+        return 0; /* not a bound: a literal '{' (or regcomp's error) */
+    sc->i = i + 1;
+    uint64_t big = min > max ? min : max;
+    if (big > TW_REGEX_MAX_REPEAT)
+        return regex_fail(sc, at, "repetition count %llu in '%.*s' is more than %d",
+                          (unsigned long long)big, (int)(i + 1 - at), s + at, TW_REGEX_MAX_REPEAT);
+    /* {n,} is n copies and a starred one; {n,m} m copies; {0} still
+     * parses its piece once. */
+    *factor = comma && !has_max ? min + 1 : big ? big : 1;
+    return 0;
+}
+
+static int scan_alternation(regex_scan_t *sc, unsigned depth, uint64_t *cost, uint64_t *product);
+
+/* One atom and its quantifiers. */
+static int scan_piece(regex_scan_t *sc, unsigned depth, uint64_t *cost, uint64_t *product)
+{
+    const char *s = sc->s;
+    size_t at = sc->i;
+    *cost = 1;
+    *product = 1;
+    if (s[at] == '(') {
+        if (depth >= TW_REGEX_MAX_DEPTH)
+            return regex_fail(sc, at, "groups nested more than %d deep", TW_REGEX_MAX_DEPTH);
+        sc->i++;
+        uint64_t inner, inner_product;
+        if (scan_alternation(sc, depth + 1, &inner, &inner_product))
+            return -1;
+        if (s[sc->i] == ')')
+            sc->i++;
+        *cost = 1 + inner;
+        *product = inner_product;
+    } else if (s[at] == '[') {
+        skip_bracket(sc);
+    } else if (s[at] == '\\' && s[at + 1]) {
+        sc->i += 2;
+    } else if (s[at] == '*' || s[at] == '+' || s[at] == '?' || s[at] == '{') {
+        /* Nothing to repeat: regcomp refuses it or takes it literally;
+         * either way the quantifiers below apply to one element at most. */
+    } else {
+        sc->i++;
+    }
+    for (;;) {
+        size_t qat = sc->i;
+        uint64_t factor;
+        if (quantifier(sc, &factor))
+            return -1;
+        if (factor == 0) {
+            if (sc->i == at) /* a lone '{' that is no bound: a literal */
+                sc->i++;
+            return 0;
+        }
+        *cost = cost_mul(*cost, factor);
+        *product = cost_mul(*product, factor);
+        if (*product > TW_REGEX_MAX_NESTED)
+            return regex_fail(sc, qat, "nested repetitions multiply to %s%llu copies; at most %d",
+                              *product >= REGEX_COST_CAP ? "over " : "",
+                              (unsigned long long)*product, TW_REGEX_MAX_NESTED);
+    }
+}
+
+/* Branches separated by '|', up to a ')' or the end; every branch is
+ * compiled, so their costs add up. */
+static int scan_alternation(regex_scan_t *sc, unsigned depth, uint64_t *cost, uint64_t *product)
+{
+    *cost = 0;
+    *product = 1;
+    while (sc->s[sc->i] && !(depth > 0 && sc->s[sc->i] == ')')) {
+        if (sc->s[sc->i] == '|') {
+            sc->i++;
+            continue;
+        }
+        size_t at = sc->i;
+        uint64_t c, p;
+        if (scan_piece(sc, depth, &c, &p))
+            return -1;
+        *cost = *cost + c > REGEX_COST_CAP ? REGEX_COST_CAP : *cost + c;
+        if (p > *product)
+            *product = p;
+        if (*cost > TW_REGEX_MAX_UNROLLED)
+            return regex_fail(sc, at,
+                              "the pattern unrolls to more than %d elements (a repetition "
+                              "copies what it repeats)",
+                              TW_REGEX_MAX_UNROLLED);
+    }
+    return 0;
+}
+
+int tw_settings_check_regex(const char *pattern, char *why, size_t whylen)
+{
+    regex_scan_t sc = {.s = pattern, .why = why, .whylen = whylen};
+    uint64_t cost, product;
+    if (whylen)
+        why[0] = '\0';
+    /* At depth 0 a ')' with no '(' is a literal (as it is to glibc), so
+     * this reads the whole pattern. */
+    return scan_alternation(&sc, 0, &cost, &product);
+}
+
 int tw_settings_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *len,
                              const char **why)
 {
@@ -625,6 +831,9 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
                                  "a route path cannot contain '?' or '#' (routes match the "
                                  "path without the query)");
     } else {
+        char why[256];
+        if (tw_settings_check_regex(str, why, sizeof(why)))
+            return tw_conf_error(c->err, pat, "regular expression too costly to compile: %s", why);
         int rc = regcomp(&r->regex, str, REG_EXTENDED);
         if (rc) {
             char msg[256];
@@ -725,6 +934,47 @@ static int add_listener(ctx_t *c, const tw_conf_node_t *node, const struct socka
     return 0;
 }
 
+/* A set of strings for duplicate checks: open addressing, linear probing,
+ * in a table at least twice the size of what it will hold, so a config
+ * with 100,000 server names checks in linear time (comparing each with
+ * every other took seconds in -t and in every reload). */
+typedef struct {
+    const char **slots;
+    size_t mask; /* slots - 1; the size is a power of two */
+} str_set_t;
+
+static int str_set_init(str_set_t *set, size_t n)
+{
+    size_t size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    set->slots = calloc(size, sizeof(*set->slots));
+    set->mask = size - 1;
+    return set->slots ? 0 : -1;
+}
+
+/* Adds s (which must outlive the set); false if it was there already. */
+static bool str_set_add(str_set_t *set, const char *s)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (const char *p = s; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = (size_t)h & set->mask;; i = (i + 1) & set->mask) {
+        if (!set->slots[i]) {
+            set->slots[i] = s;
+            return true;
+        }
+        if (strcmp(set->slots[i], s) == 0)
+            return false;
+    }
+}
+
+static void str_set_free(str_set_t *set)
+{
+    free(set->slots);
+    set->slots = NULL;
+}
+
 static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
 {
     const tw_conf_node_t *n, **items;
@@ -771,14 +1021,21 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         if (!srv->server_names)
             return oom(c, n);
         srv->server_name_nodes = items;
+        str_set_t seen;
+        if (str_set_init(&seen, count))
+            return oom(c, n);
         for (size_t i = 0; i < count; i++) {
-            if (parse_server_name(c, items[i], &srv->server_names[i]))
+            if (parse_server_name(c, items[i], &srv->server_names[i])) {
+                str_set_free(&seen);
                 return -1;
-            for (size_t j = 0; j < i; j++)
-                if (strcmp(srv->server_names[i], srv->server_names[j]) == 0)
-                    return tw_conf_error(c->err, items[i], "server name '%s' is listed twice",
-                                         srv->server_names[i]);
+            }
+            if (!str_set_add(&seen, srv->server_names[i])) {
+                str_set_free(&seen);
+                return tw_conf_error(c->err, items[i], "server name '%s' is listed twice",
+                                     srv->server_names[i]);
+            }
         }
+        str_set_free(&seen);
         srv->nserver_names = count;
     }
     srv->name = srv->nserver_names ? tw_conf_arena_printf(c->s->arena, "%s (%s)",

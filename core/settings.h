@@ -208,6 +208,20 @@ void tw_settings_free(tw_settings_t *s);
 int tw_settings_check_modules(const tw_settings_t *s, const char *const *names, size_t nnames,
                               tw_conf_error_t *err);
 
+/* Bounds on a route regex, checked before regcomp: glibc unrolls a bounded
+ * repetition into that many copies of what it repeats, so 'a{1000}{1000}'
+ * costs 200 MB and 'a{1000}{1000}{1000}' gigabytes (in the master and in
+ * every worker). Real route regexes stay far below these. */
+#define TW_REGEX_MAX_REPEAT 255    /* any count in {n,m} (POSIX RE_DUP_MAX) */
+#define TW_REGEX_MAX_NESTED 1000   /* repetitions nested or stacked, multiplied */
+#define TW_REGEX_MAX_UNROLLED 4096 /* elements once every repetition is unrolled */
+#define TW_REGEX_MAX_DEPTH 32      /* groups nested in groups */
+
+/* Checks that the POSIX ERE pattern stays within the TW_REGEX_MAX_* bounds
+ * (its syntax is left to regcomp). Returns 0, or -1 with the reason, naming
+ * the character where it was found, in why (whylen bytes). */
+int tw_settings_check_regex(const char *pattern, char *why, size_t whylen);
+
 /* Parses one listen address ("127.0.0.1:8080", "[::1]:8080", "8080",
  * "*:8080") into addr/len. Returns 0, or -1 with a reason in why. */
 int tw_settings_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *len,

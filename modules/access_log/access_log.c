@@ -51,6 +51,8 @@ typedef struct {
     int fd;
     dev_t dev;
     ino_t ino;
+    struct stat refused; /* what the path named when a reopen last failed:
+                            not tried (nor reported) again until it changes */
     char *buf;
     size_t len;
     tw_loop_t *loop;
@@ -144,20 +146,63 @@ static void flush(void)
     state.len = 0;
 }
 
-static int open_log(void)
+/* What the log path names, when it is not something a log can be. */
+static const char *not_a_log(mode_t mode)
 {
-    int fd = open(state.conf->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "not a regular file";
+}
+
+/* Opens the log path and makes it the current file. O_NONBLOCK: opening a
+ * FIFO for writing blocks until a reader comes, which would freeze the
+ * worker (and, at every rotation check, every worker); with it, the open
+ * fails (ENXIO) or succeeds and fstat refuses the FIFO. A regular file
+ * ignores the flag; a character device (/dev/null, a terminal) is allowed
+ * and then never blocks a write either. Returns 0, or -1 with *why. */
+static int open_log(const char **why)
+{
+    int fd;
+    do
+        fd = open(state.conf->path,
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    while (fd < 0 && errno == EINTR);
     struct stat st;
-    if (fstat(fd, &st) == 0) {
-        state.dev = st.st_dev;
-        state.ino = st.st_ino;
+    if (fd < 0) {
+        /* ENXIO: a FIFO without a reader, or a socket; say which. */
+        int e = errno;
+        *why = e == ENXIO && stat(state.conf->path, &st) == 0 && !S_ISREG(st.st_mode)
+                   ? not_a_log(st.st_mode)
+                   : strerror(e);
+        return -1;
     }
+    const char *bad = NULL;
+    if (fstat(fd, &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+        bad = not_a_log(st.st_mode);
+    if (bad) {
+        *why = bad;
+        close(fd);
+        return -1;
+    }
+    state.dev = st.st_dev;
+    state.ino = st.st_ino;
     if (state.fd >= 0)
         close(state.fd);
     state.fd = fd;
     return 0;
+}
+
+/* The same file, not only the same inode number: a file created where a
+ * refused one was deleted may get its number again, but never its change
+ * time. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* Once per flush interval: write what is buffered, and follow a rotated
@@ -167,9 +212,16 @@ static void tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
     (void)arg;
     flush();
     struct stat st;
-    if (stat(state.conf->path, &st) != 0 || st.st_ino != state.ino || st.st_dev != state.dev) {
-        if (open_log() != 0)
-            tw_log_error("access_log: cannot reopen %s: %s", state.conf->path, strerror(errno));
+    const char *why;
+    bool exists = stat(state.conf->path, &st) == 0;
+    if (exists && st.st_ino == state.ino && st.st_dev == state.dev)
+        ; /* not rotated */
+    else if (exists && same_file(&st, &state.refused))
+        ; /* the FIFO (or directory) already refused: once a second is noise */
+    else if (open_log(&why) != 0) {
+        tw_log_error("access_log: cannot reopen %s: %s; still writing to the old file",
+                     state.conf->path, why);
+        state.refused = exists ? st : (struct stat){0};
     }
     tw_timer_start(loop, timer, state.conf->flush_ms);
 }
@@ -186,9 +238,9 @@ static int access_init_worker(tw_worker_t *w, tw_conf_error_t *err)
         snprintf(err->message, sizeof err->message, "access_log: out of memory");
         return -1;
     }
-    if (open_log() != 0) {
-        snprintf(err->message, sizeof err->message, "access_log: cannot open %s: %s", c->path,
-                 strerror(errno));
+    const char *why;
+    if (open_log(&why) != 0) {
+        snprintf(err->message, sizeof err->message, "access_log: cannot open %s: %s", c->path, why);
         free(state.buf);
         state.buf = NULL;
         return -1;
@@ -273,10 +325,14 @@ static const char *local_time(void)
     time_t now = time(NULL);
     if (now != state.time_sec) {
         struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(state.time_text, sizeof state.time_text,
-                 state.conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z" : "%d/%b/%Y:%H:%M:%S %z",
-                 &tm);
+        /* A clock beyond what struct tm holds leaves tm unset (and
+         * strftime's buffer undefined when it returns 0): log "-". */
+        if (localtime_r(&now, &tm) == NULL ||
+            strftime(state.time_text, sizeof state.time_text,
+                     state.conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z"
+                                                       : "%d/%b/%Y:%H:%M:%S %z",
+                     &tm) == 0)
+            memcpy(state.time_text, "-", 2);
         state.time_sec = now;
     }
     return state.time_text;

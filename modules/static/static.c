@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <twister/twister.h>
@@ -268,13 +269,37 @@ static const char *mime_type(const static_conf_t *c, const char *name)
     return type ? type : "application/octet-stream";
 }
 
+/* The file's modification date as HTTP sees it (RFC 9110 §8.8.2). */
+typedef struct {
+    bool known;                   /* false: no Last-Modified at all */
+    bool strong;                  /* usable for If-Range (§8.8.2.2) */
+    time_t time;                  /* when known */
+    char text[ST_HTTP_DATE_SIZE]; /* the Last-Modified value, when known */
+} modified_t;
+
+/* An mtime in the future is replaced by now (§8.8.2.1: "MUST replace that
+ * value with the message origination date"); one that still has no
+ * IMF-fixdate (a year before 0000) leaves the file without a modification
+ * date: no Last-Modified, date preconditions ignored, the ETag alone
+ * validates. Strong only if at least a second before now, the Date sent. */
+static modified_t modification_date(const struct stat *st)
+{
+    modified_t m = {.time = st->st_mtime};
+    time_t now = time(NULL);
+    if (m.time > now)
+        m.time = now;
+    m.known = st_http_date(m.time, m.text);
+    m.strong = m.known && m.time < now;
+    return m;
+}
+
 /* The representation's validators and caching headers, for 200, 206, 304
  * and 416 alike. */
 static int set_validators(tw_request_t *r, const static_conf_t *c, const char *etag,
-                          const char *modified)
+                          const modified_t *modified)
 {
     if (tw_response_set_header(r, "ETag", etag) != 0 ||
-        tw_response_set_header(r, "Last-Modified", modified) != 0)
+        (modified->known && tw_response_set_header(r, "Last-Modified", modified->text) != 0))
         return -1;
     if (c->cache_control && tw_response_set_header(r, "Cache-Control", c->cache_control) != 0)
         return -1;
@@ -288,22 +313,27 @@ static time_t header_date(const tw_header_t *h)
 
 /* RFC 9110 §13.2.2: If-Match, If-Unmodified-Since, If-None-Match,
  * If-Modified-Since, in that order. Returns 0 to go on, or 304/412. */
-static int preconditions(tw_request_t *r, const struct stat *st, const char *etag)
+static int preconditions(tw_request_t *r, const modified_t *modified, const char *etag)
 {
     const tw_header_t *h;
     time_t t;
+    /* Without a modification date the date conditions do not apply
+     * (§13.1.3, §13.1.4): they are ignored, never evaluated against a
+     * date the client was not given. */
     if ((h = tw_request_header(r, "If-Match")) != NULL) {
         if (!st_etag_match(h->value.ptr, h->value.len, etag, false))
             return 412;
-    } else if ((t = header_date(tw_request_header(r, "If-Unmodified-Since"))) != -1) {
-        if (st->st_mtime > t)
+    } else if (modified->known &&
+               (t = header_date(tw_request_header(r, "If-Unmodified-Since"))) != -1) {
+        if (modified->time > t)
             return 412;
     }
     if ((h = tw_request_header(r, "If-None-Match")) != NULL) {
         if (st_etag_match(h->value.ptr, h->value.len, etag, true))
             return 304; /* weak comparison, GET/HEAD only (all we serve) */
-    } else if ((t = header_date(tw_request_header(r, "If-Modified-Since"))) != -1) {
-        if (st->st_mtime <= t)
+    } else if (modified->known &&
+               (t = header_date(tw_request_header(r, "If-Modified-Since"))) != -1) {
+        if (modified->time <= t)
             return 304;
     }
     return 0;
@@ -311,30 +341,26 @@ static int preconditions(tw_request_t *r, const struct stat *st, const char *eta
 
 /* If-Range: a Range applies only if the representation is still the one
  * the client has part of (a strong ETag match, or exactly its date). */
-static bool if_range_holds(tw_request_t *r, const struct stat *st, const char *etag)
+static bool if_range_holds(tw_request_t *r, const modified_t *modified, const char *etag)
 {
     const tw_header_t *h = tw_request_header(r, "If-Range");
-    if (h == NULL)
-        return true;
-    if (h->value.len > 0 && (h->value.ptr[0] == '"' || h->value.ptr[0] == 'W'))
-        return st_etag_match(h->value.ptr, h->value.len, etag, false);
-    time_t t = st_http_date_parse(h->value.ptr, h->value.len);
-    return t != -1 && t == st->st_mtime;
+    return h == NULL ||
+           st_if_range_match(h->value.ptr, h->value.len, etag, modified->time, modified->strong);
 }
 
 /* Serves the regular file fd (ours to close) with stat st, named name. */
 static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const struct stat *st,
                       const char *name)
 {
-    char etag[ST_ETAG_MAX], modified[ST_HTTP_DATE_SIZE];
+    char etag[ST_ETAG_MAX];
     st_etag(st, etag);
-    st_http_date(st->st_mtime, modified);
+    const modified_t modified = modification_date(st);
     bool head = tw_request_method_is(r, "HEAD");
 
-    int pre = preconditions(r, st, etag);
+    int pre = preconditions(r, &modified, etag);
     if (pre == 304) {
         close(fd);
-        if (set_validators(r, c, etag, modified) != 0 || tw_response_set_status(r, 304) != 0 ||
+        if (set_validators(r, c, etag, &modified) != 0 || tw_response_set_status(r, 304) != 0 ||
             tw_response_finish(r) != 0)
             return TW_ERROR;
         return TW_DONE;
@@ -348,7 +374,7 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
     int status = 200;
     char content_range[80];
     const tw_header_t *range = head ? NULL : tw_request_header(r, "Range");
-    if (range != NULL && if_range_holds(r, st, etag)) {
+    if (range != NULL && if_range_holds(r, &modified, etag)) {
         switch (st_range_parse(range->value.ptr, range->value.len, size, &first, &last)) {
         case ST_RANGE_OK:
             status = 206;
@@ -358,7 +384,7 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
         case ST_RANGE_UNSATISFIABLE:
             close(fd);
             snprintf(content_range, sizeof content_range, "bytes */%llu", (unsigned long long)size);
-            if (set_validators(r, c, etag, modified) != 0 ||
+            if (set_validators(r, c, etag, &modified) != 0 ||
                 tw_response_set_header(r, "Content-Range", content_range) != 0)
                 return TW_ERROR;
             return send_text(r, 416);
@@ -373,7 +399,7 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
     if (tw_response_set_status(r, status) != 0 ||
         tw_response_set_header(r, "Content-Type", mime_type(c, name)) != 0 ||
         tw_response_set_header(r, "Accept-Ranges", "bytes") != 0 ||
-        set_validators(r, c, etag, modified) != 0 ||
+        set_validators(r, c, etag, &modified) != 0 ||
         (status == 206 && tw_response_set_header(r, "Content-Range", content_range) != 0) ||
         tw_response_set_content_length(r, length) != 0) {
         close(fd);

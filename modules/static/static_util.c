@@ -212,13 +212,39 @@ static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-void st_http_date(time_t t, char *buf)
+static void two_digits(char *out, int v)
+{
+    out[0] = (char)('0' + v / 10);
+    out[1] = (char)('0' + v % 10);
+}
+
+bool st_http_date(time_t t, char *buf)
 {
     struct tm tm;
-    gmtime_r(&t, &tm);
-    /* Not strftime: its names follow the locale; HTTP's are English. */
-    snprintf(buf, ST_HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    buf[0] = '\0';
+    /* gmtime_r fails (EOVERFLOW) when the year does not fit an int, and
+     * leaves tm as it was: never format what it did not fill in. */
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return false;
+    /* Not strftime: its names follow the locale; HTTP's are English. By
+     * hand, every field in the range gmtime_r gives it. */
+    int year = tm.tm_year + 1900;
+    memcpy(buf, days[tm.tm_wday], 3);
+    memcpy(buf + 3, ", ", 2);
+    two_digits(buf + 5, tm.tm_mday);
+    buf[7] = ' ';
+    memcpy(buf + 8, months[tm.tm_mon], 3);
+    buf[11] = ' ';
+    two_digits(buf + 12, year / 100);
+    two_digits(buf + 14, year % 100);
+    buf[16] = ' ';
+    two_digits(buf + 17, tm.tm_hour);
+    buf[19] = ':';
+    two_digits(buf + 20, tm.tm_min);
+    buf[22] = ':';
+    two_digits(buf + 23, tm.tm_sec); /* 60 for a leap second */
+    memcpy(buf + 25, " GMT", 5);     /* with the NUL: 30 bytes */
+    return true;
 }
 
 /* A tiny cursor parser for the three date formats. */
@@ -363,6 +389,32 @@ bool st_etag_match(const char *list, size_t len, const char *etag, bool weak)
         if (p < end && *p != ',')
             return false; /* malformed */
     }
+}
+
+bool st_if_range_match(const char *value, size_t len, const char *etag, time_t modified,
+                       bool modified_strong)
+{
+    const char *p = value, *end = value + len;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t n = (size_t)(end - p);
+    /* "W/" is the only way a weak tag starts; a date starting with "Wed"
+     * must not be taken for one. */
+    if (n >= 2 && p[0] == 'W' && p[1] == '/')
+        return false; /* weak: never a match for If-Range */
+    if (n >= 1 && p[0] == '"') {
+        /* opaque-tag = DQUOTE *etagc DQUOTE, and nothing after it */
+        if (n < 2 || end[-1] != '"')
+            return false;
+        for (const char *q = p + 1; q < end - 1; q++)
+            if ((unsigned char)*q < 0x21 || *q == '"' || *q == 0x7f)
+                return false;
+        return n == strlen(etag) && memcmp(p, etag, n) == 0;
+    }
+    time_t t = st_http_date_parse(p, n);
+    return modified_strong && t != -1 && t == modified;
 }
 
 /* ---- byte ranges --------------------------------------------------------- */

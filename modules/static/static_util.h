@@ -44,12 +44,14 @@ int st_open(const st_root_t *root, const char *rel);
 
 /* ---- HTTP dates (RFC 9110 §5.6.7) ------------------------------------ */
 
-/* "Sun, 06 Nov 1994 08:49:37 GMT" is 29 bytes; the buffer leaves room for
- * any year struct tm can hold. */
-#define ST_HTTP_DATE_SIZE 80
+/* "Sun, 06 Nov 1994 08:49:37 GMT": always 29 bytes and a NUL. */
+#define ST_HTTP_DATE_SIZE 30
 
-/* Formats t as an IMF-fixdate into buf (ST_HTTP_DATE_SIZE bytes). */
-void st_http_date(time_t t, char *buf);
+/* Formats t as an IMF-fixdate into buf (ST_HTTP_DATE_SIZE bytes). Returns
+ * false, with buf empty, when t has no IMF-fixdate: its year is outside
+ * 0000..9999 (an mtime of 2^62 on tmpfs, say), which gmtime_r may not even
+ * be able to convert. */
+bool st_http_date(time_t t, char *buf);
 /* Parses an IMF-fixdate, an RFC 850 date or an asctime date (recipients
  * must accept all three). Returns the time, or -1 if s is none of them. */
 time_t st_http_date_parse(const char *s, size_t len);
@@ -65,6 +67,15 @@ void st_etag(const struct stat *st, char *buf);
  * "*" matches anything; weak comparison ignores W/ prefixes, strong
  * comparison never matches a weak tag. A malformed list matches nothing. */
 bool st_etag_match(const char *list, size_t len, const char *etag, bool weak);
+
+/* True if an If-Range field value (RFC 9110 §13.1.5) lets a Range be
+ * served: it is parsed by its grammar, entity-tag / HTTP-date. A strong
+ * tag ("...") must equal etag; a weak one (W/"...") never matches; any
+ * other value is an HTTP-date, which matches only a strong Last-Modified
+ * (modified_strong; modified is then its time) of exactly that second.
+ * Anything malformed does not match (the whole file is sent). */
+bool st_if_range_match(const char *value, size_t len, const char *etag, time_t modified,
+                       bool modified_strong);
 
 /* ---- byte ranges (RFC 9110 §14) ------------------------------------------ */
 

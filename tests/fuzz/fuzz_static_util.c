@@ -1,7 +1,8 @@
 /* libFuzzer target for the static module's request-header parsers: HTTP
  * dates (If-Modified-Since, If-Range), entity-tag lists (If-None-Match,
- * If-Match), Range, and the Location path encoder. Each result is checked
- * against the invariants the module relies on. */
+ * If-Match), If-Range by its grammar, Range, and the Location path
+ * encoder. Each result is checked against the invariants the module
+ * relies on. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     time_t t = st_http_date_parse(text, size);
     if (t != (time_t)-1) {
         char buf[ST_HTTP_DATE_SIZE];
-        st_http_date(t, buf);
-        if (st_http_date_parse(buf, strlen(buf)) != t)
+        if (!st_http_date(t, buf) || st_http_date_parse(buf, strlen(buf)) != t)
             abort();
     }
 
@@ -36,6 +36,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool strong = st_etag_match(text, size, etag, false);
     bool weak = st_etag_match(text, size, etag, true);
     if (strong && !weak)
+        abort();
+
+    /* If-Range: a date that parses matches a strong Last-Modified of that
+     * second; a weak Last-Modified only removes matches; what matches
+     * without a date is exactly the ETag; a weak tag never matches. */
+    if (t != (time_t)-1 && !st_if_range_match(text, size, etag, t, true))
+        abort();
+    bool by_date = st_if_range_match(text, size, etag, 1700000000, true);
+    bool by_tag = st_if_range_match(text, size, etag, 1700000000, false);
+    if (by_tag && !by_date)
+        abort();
+    const char *p = text, *end = text + size;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (by_tag && ((size_t)(end - p) != strlen(etag) || memcmp(p, etag, strlen(etag)) != 0))
+        abort();
+    if (by_date && end - p >= 2 && p[0] == 'W' && p[1] == '/')
         abort();
 
     /* A satisfiable range lies inside the file. */

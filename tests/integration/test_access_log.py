@@ -65,6 +65,64 @@ class AccessLogTest(unittest.TestCase):
             with open(os.path.join(s.dir, "access.log.1")) as f:
                 self.assertEqual(len(f.read().splitlines()), 1)
 
+    def test_rotation_to_a_fifo_does_not_block(self):
+        # A FIFO put where the log was: opening it for writing would block
+        # until a reader comes, and every worker would freeze at its next
+        # rotation check. Refused, with or without a reader; the workers
+        # keep serving (and logging to the old file).
+        with Server(CONFIG % "common", workers=2) as s:
+            log = os.path.join(s.dir, "access.log")
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a log line")
+            os.rename(log, log + ".1")
+            os.mkfifo(log)
+            refused = "cannot reopen %s: a FIFO; still writing to the old file" % log
+            wait_for(lambda: s.log().count(refused) >= 2, what="both workers to refuse it")
+            for _ in range(6):  # through both workers
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+            time.sleep(0.3)  # three more rotation checks: the same FIFO is not retried
+            self.assertEqual(s.log().count(refused), 2)
+            # Another FIFO, with a reader: it opens, and fstat refuses it.
+            os.unlink(log)
+            os.mkfifo(log)
+            reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                wait_for(lambda: s.log().count(refused) >= 4,
+                         what="the FIFO refused while a reader has it open")
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+            finally:
+                os.close(reader)
+            os.unlink(log)
+            wait_for(lambda: os.path.exists(log), what="a regular file again")
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a line in the new file")
+
+    def test_reload_onto_a_path_that_is_no_file_names_the_module_and_the_file(self):
+        # The new generation's workers cannot open the log: the reload
+        # fails at once saying so, not "did not report ready", and the old
+        # generation keeps serving and logging.
+        with Server(CONFIG % "common", workers=2) as s:
+            request(s.port, path="/hello")
+            wait_for(lambda: len(self.lines(s)) >= 1, what="a log line")
+            fifo, directory = os.path.join(s.dir, "fifo.log"), os.path.join(s.dir, "dir.log")
+            os.mkfifo(fifo)
+            os.mkdir(directory)
+            cases = [(fifo, "a FIFO"), (directory, "Is a directory")]
+            if os.geteuid() != 0:  # root writes anything
+                locked = os.path.join(s.dir, "locked.log")
+                open(locked, "w").close()
+                os.chmod(locked, 0o400)
+                cases.append((locked, "Permission denied"))
+            for path, why in cases:
+                s.write_config((CONFIG % "common").replace("path: access.log", "path: " + path))
+                rc, out = s.run("-s", "reload", timeout=60)
+                self.assertEqual(rc, 1, out)
+                self.assertIn("access_log: cannot open %s: %s" % (path, why), out)
+                self.assertNotIn("did not report ready", out)
+                before = len(self.lines(s))
+                self.assertEqual(request(s.port, path="/hello").status, 200)
+                wait_for(lambda: len(self.lines(s)) > before, what="the old log to go on")
+
     def test_bad_settings(self):
         s = Server((CONFIG % "combined").replace("format: combined", "format: fancy"))
         try:

@@ -65,6 +65,19 @@ class ConfigCliTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("hello.yaml", out)
 
+    def test_costly_regex_is_refused_before_compiling(self):
+        # regcomp unrolls bounded repetitions: this one would take gigabytes
+        # and many seconds; the bound check answers at once.
+        config = GOOD.replace("- path: /hello", "- regex: 'a{1000}{1000}{1000}'")
+        rc, out = self.check(config)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"twister\.yaml:10:16: servers\[0\]\.routes\[0\]\.regex: regular "
+                              r"expression too costly to compile: at character 2: repetition "
+                              r"count 1000 in '\{1000\}' is more than 255")
+        rc, out = self.check(GOOD.replace("- path: /hello", "- regex: '(a{100}){100}'"))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("nested repetitions multiply to 10000 copies; at most 1000", out)
+
     def test_missing_module_file_names_config_line(self):
         rc, out = self.check(GOOD.replace("modules: [hello]", "modules:\n  - hello\n  - ./nope.so"))
         self.assertEqual(rc, 1)

@@ -39,7 +39,8 @@ class MasterTest(unittest.TestCase):
             r = request(s.port, path="/hello")
             self.assertEqual(r.status, 200)
             self.assertEqual(r.body, b"Hello, World!")
-            self.assertEqual(len(s.worker_pids()), 2)
+            # The master listens before it has forked every worker.
+            wait_for(lambda: len(s.worker_pids()) == 2, what="two workers")
             self.assertTrue(os.path.exists(os.path.join(s.dir, "twister.pid")))
             with open(os.path.join(s.dir, "twister.pid")) as f:
                 self.assertEqual(int(f.read()), s.pid())

@@ -5,6 +5,7 @@ the control socket that `-s reload` talks to."""
 import ctypes
 import os
 import pwd
+import re
 import signal
 import socket
 import stat
@@ -51,6 +52,9 @@ class OperationsTest(unittest.TestCase):
 
     def test_usr1_reopens_the_log(self):
         with Server(CONFIG) as s:
+            # The master listens before its workers are ready: wait for the
+            # line this test looks for in the rotated file.
+            wait_for(lambda: "generation 1 is serving" in s.log(), what="the first generation")
             rotated = s.log_path + ".1"
             os.rename(s.log_path, rotated)
             rc, out = s.run("-s", "reopen")
@@ -83,6 +87,45 @@ class OperationsTest(unittest.TestCase):
                 self.assertEqual(rc, 0, out)
             self.assertNotIn("exited during start-up", s.log())
             self.assertEqual(request(s.port, path="/hello").status, 200)
+
+    def test_fifos_never_block_the_master_or_the_cli(self):
+        # Opening a FIFO blocks until the other side comes: an !include of
+        # one hung -t, -s reload and the master's reload; an error log
+        # replaced by one hung the master (and the workers) at SIGUSR1.
+        with Server(CONFIG, workers=2) as s:
+            os.mkfifo(os.path.join(s.dir, "fifo.yaml"))
+            s.write_config(CONFIG.replace("handler: hello",
+                                          "handler: hello\n        hello: !include fifo.yaml"))
+            error = (r"twister\.yaml:12:16: servers\[0\]\.routes\[0\]\.hello: cannot include "
+                     r"\S*fifo\.yaml: a FIFO, not a regular file")
+            for args in (["-t"], ["-s", "reload"]):
+                rc, out = s.run(*args, timeout=20)
+                self.assertEqual(rc, 1, out)
+                self.assertRegex(out, error)
+            s.send_signal(signal.SIGHUP)
+            wait_for(lambda: re.search(error, s.log()), what="the reload to fail")
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+
+            rotated = s.log_path + ".1"
+            os.rename(s.log_path, rotated)
+            os.mkfifo(s.log_path)
+            try:
+                s.send_signal(signal.SIGUSR1)
+
+                def rotated_log():
+                    with open(rotated) as f:
+                        return f.read()
+                wait_for(lambda: "cannot reopen the error log" in rotated_log(),
+                         what="the reopen to fail")
+                # The master still answers: a good reload goes through.
+                s.write_config(CONFIG)
+                rc, out = s.run("-s", "reload", timeout=20)
+                self.assertEqual(rc, 0, out)
+                for _ in range(4):
+                    self.assertEqual(request(s.port, path="/hello").status, 200)
+            finally:
+                os.unlink(s.log_path)
+                os.rename(rotated, s.log_path)
 
     def test_hup_burst_coalesces(self):
         with Server(CONFIG, workers=1) as s:

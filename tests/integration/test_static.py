@@ -7,6 +7,7 @@ keep-alive, and the same things again with curl (modules/static/README.md)."""
 import email.utils
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,7 @@ servers:
 """
 
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
+WEDNESDAY = 1600259200  # Wed, 16 Sep 2020 12:26:40 GMT
 TEN = b"0123456789abcdefghij"  # 20 bytes
 BIG = random.Random(42).randbytes(5 * 1024 * 1024 + 17)
 SECRET = b"root:x:0:0:this is outside the root\n"
@@ -60,6 +62,7 @@ FILES = {
     "www/Makefile": "all:\n",
     "www/UPPER.PNG": b"\x89PNGupper",
     "www/ten.txt": TEN,
+    "www/wed.txt": TEN,
     "www/empty.txt": b"",
     "www/big.bin": BIG,
     "www/.hidden": "dot\n",
@@ -112,6 +115,7 @@ class StaticTest(unittest.TestCase):
         cls.unix.bind(os.path.join(www, "sock"))
         os.chmod(os.path.join(www, "nodex", "readme.txt"), 0o000)
         os.utime(os.path.join(www, "ten.txt"), (MTIME, MTIME))
+        os.utime(os.path.join(www, "wed.txt"), (WEDNESDAY, WEDNESDAY))
         cls.server.start()
         cls.port = cls.server.port
         cls.port2 = cls.server.port2
@@ -340,6 +344,18 @@ class StaticTest(unittest.TestCase):
             self.assertEqual((r.status, r.body), (200, TEN), value)
             self.assertIsNone(r.header("content-range"))
 
+    def test_if_range_with_a_date_on_a_wednesday(self):
+        # A date whose day name starts with W is no weak entity tag: a
+        # resumed download of a file modified on a Wednesday gets its part.
+        self.assertTrue(http_date(WEDNESDAY).startswith("Wed, "))
+        for value in (http_date(WEDNESDAY), "Wednesday, 16-Sep-20 12:26:40 GMT",
+                      "Wed Sep 16 12:26:40 2020"):
+            r = self.get("/wed.txt", {"Range": "bytes=2-5", "If-Range": value})
+            self.assertEqual((r.status, r.body), (206, b"2345"), value)
+            self.assertEqual(r.header("content-range"), "bytes 2-5/20")
+        r = self.get("/wed.txt", {"Range": "bytes=2-5", "If-Range": http_date(WEDNESDAY + 1)})
+        self.assertEqual((r.status, r.body), (200, TEN))
+
     def test_range_and_etag_on_keep_alive_pipeline(self):
         c = Client(self.port)
         c.send(b"GET /ten.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=-3\r\n\r\n"
@@ -554,6 +570,100 @@ class StaticTest(unittest.TestCase):
         self.assertTrue(r.body == BIG[-100000:])
         self.assertEqual(c.read_response().body, TEN)
         c.close()
+
+
+IMF_FIXDATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep"
+                         r"|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
+
+
+def tmpfs_dir():
+    """A fresh directory on tmpfs, whose mtimes span the whole 64-bit range
+    (ext4 clamps them to year 2446), or None if there is none."""
+    if not os.path.isdir("/dev/shm"):
+        return None
+    d = tempfile.mkdtemp(prefix="twister-mtime-", dir="/dev/shm")
+    probe = os.path.join(d, "probe")
+    open(probe, "w").close()
+    os.utime(probe, (1 << 62, 1 << 62))
+    if os.stat(probe).st_mtime_ns != (1 << 62) * 10**9:
+        shutil.rmtree(d)
+        return None
+    os.unlink(probe)
+    return d
+
+
+class StaticOutOfRangeMtimeTest(unittest.TestCase):
+    """Files whose mtime has no IMF-fixdate (2^62 seconds, year 10001, and
+    far before year 0) are served with a valid Last-Modified or none, and
+    conditional requests treat them consistently (RFC 9110 §8.8.2)."""
+
+    YEAR_10001 = 253433923200  # Mon, 01 Jan 10001 00:00:00 GMT
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tmpfs_dir()
+        if cls.root is None:
+            raise unittest.SkipTest("no tmpfs that keeps 64-bit mtimes")
+        for name, seconds in (("future.txt", 1 << 62), ("year10001.txt", cls.YEAR_10001),
+                              ("past.txt", -(1 << 62))):
+            path = os.path.join(cls.root, name)
+            with open(path, "wb") as f:
+                f.write(TEN)
+            os.utime(path, (seconds, seconds))
+        cls.server = Server("""
+modules: [static]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - prefix: /
+        handler: static
+        static: { root: %s }
+""" % cls.root).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def get(self, path, headers=None):
+        return request(self.server.port, "GET", path, headers=headers)
+
+    def test_a_future_mtime_is_sent_as_now(self):
+        # §8.8.2.1: a modification time in the future is replaced by the
+        # message's origination date.
+        for path in ("/future.txt", "/year10001.txt"):
+            r = self.get(path)
+            self.assertEqual((r.status, r.body), (200, TEN), path)
+            modified = r.header("last-modified")
+            self.assertRegex(modified, IMF_FIXDATE, path)
+            self.assertLessEqual(email.utils.parsedate_to_datetime(modified),
+                                 email.utils.parsedate_to_datetime(r.header("date")), path)
+            # Not a strong validator (not a second older than Date): If-Range
+            # with that date must not give a part of a file that may change.
+            r = self.get(path, {"Range": "bytes=0-3", "If-Range": modified})
+            self.assertEqual((r.status, r.body), (200, TEN), path)
+
+    def test_an_mtime_without_a_date_has_no_last_modified(self):
+        r = self.get("/past.txt")
+        self.assertEqual((r.status, r.body), (200, TEN))
+        self.assertIsNone(r.header("last-modified"))
+        etag = r.header("etag")
+        self.assertTrue(etag and etag.startswith('"'), etag)
+        # Date conditions do not apply without a modification date; the
+        # ETag still validates.
+        old, new = http_date(0), http_date(time.time() + 3600)
+        self.assertEqual(self.get("/past.txt", {"If-Modified-Since": new}).status, 200)
+        self.assertEqual(self.get("/past.txt", {"If-Unmodified-Since": old}).status, 200)
+        self.assertEqual(self.get("/past.txt", {"If-None-Match": etag}).status, 304)
+        r = self.get("/past.txt", {"Range": "bytes=0-3", "If-Range": old})
+        self.assertEqual((r.status, r.body), (200, TEN))
+        r = self.get("/past.txt", {"Range": "bytes=0-3", "If-Range": etag})
+        self.assertEqual((r.status, r.body), (206, b"0123"))
+
+    def test_the_worker_survives(self):
+        for path in ("/future.txt", "/past.txt", "/year10001.txt"):
+            self.assertEqual(self.get(path).status, 200)
+        self.assertNotIn("crashed", self.server.log())
 
 
 @unittest.skipIf(os.geteuid() != 0, "needs root to start workers as another user")

@@ -206,6 +206,22 @@ START_TEST(test_http_date)
     ck_assert_str_eq(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
     st_http_date(0, buf);
     ck_assert_str_eq(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
+    ck_assert(st_http_date(253402300799, buf)); /* the last second of year 9999 */
+    ck_assert_str_eq(buf, "Fri, 31 Dec 9999 23:59:59 GMT");
+    ck_assert(st_http_date(-62167219200, buf)); /* the first of year 0000 */
+    ck_assert_str_eq(buf, "Sat, 01 Jan 0000 00:00:00 GMT");
+
+    /* No IMF-fixdate for these: refused, never a garbage or 5-digit year
+     * (2^62 is beyond what gmtime_r converts). */
+    static const time_t out_of_range[] = {
+        253402300800, /* year 10000 */
+        (time_t)1 << 62, -((time_t)1 << 62), -62167219201, INT64_MAX, INT64_MIN,
+    };
+    for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+        memset(buf, 'x', sizeof buf);
+        ck_assert_msg(!st_http_date(out_of_range[i], buf), "%lld", (long long)out_of_range[i]);
+        ck_assert_str_eq(buf, "");
+    }
 
     static const struct {
         const char *s;
@@ -273,6 +289,45 @@ START_TEST(test_etag)
         ck_assert_msg(st_etag_match(cases[i].list, strlen(cases[i].list), tag, cases[i].weak) ==
                           cases[i].match,
                       "'%s' weak=%d", cases[i].list, cases[i].weak);
+}
+END_TEST
+
+/* ---- If-Range ---------------------------------------------------------------------- */
+
+START_TEST(test_if_range)
+{
+    const char *etag = "\"3b9aca05-ff\"";
+    const time_t wed = 1600259200; /* Wed, 16 Sep 2020 12:26:40 GMT */
+    static const struct {
+        const char *value;
+        bool strong_date; /* Last-Modified is a strong validator */
+        bool match;
+    } cases[] = {
+        {"\"3b9aca05-ff\"", true, true},
+        {" \"3b9aca05-ff\"\t", true, true},
+        {"\"3b9aca05-ff\"", false, true},   /* a tag does not care about the date */
+        {"W/\"3b9aca05-ff\"", true, false}, /* weak: never for If-Range */
+        {"\"3b9aca05-f\"", true, false},
+        {"\"3b9aca05-ff\" junk", true, false},
+        {"\"3b9aca05-ff\", \"x\"", true, false}, /* one validator, not a list */
+        {"\"3b9aca05-ff", true, false},
+        {"\"", true, false},
+        /* Dates starting with W are dates: the day name is no "W/". */
+        {"Wed, 16 Sep 2020 12:26:40 GMT", true, true},
+        {"Wednesday, 16-Sep-20 12:26:40 GMT", true, true},
+        {"Wed Sep 16 12:26:40 2020", true, true},
+        {"Wed, 16 Sep 2020 12:26:41 GMT", true, false}, /* exactly, not "not newer" */
+        {"Wed, 16 Sep 2020 12:26:39 GMT", true, false},
+        {"Wed, 16 Sep 2020 12:26:40 GMT", false, false}, /* a weak Last-Modified */
+        {"Wed", true, false},
+        {"W/", true, false},
+        {"", true, false},
+        {"*", true, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(st_if_range_match(cases[i].value, strlen(cases[i].value), etag, wed,
+                                        cases[i].strong_date) == cases[i].match,
+                      "'%s' strong_date=%d", cases[i].value, cases[i].strong_date);
 }
 END_TEST
 
@@ -373,6 +428,7 @@ static Suite *static_suite(void)
     tc = tcase_create("http");
     tcase_add_test(tc, test_http_date);
     tcase_add_test(tc, test_etag);
+    tcase_add_test(tc, test_if_range);
     tcase_add_loop_test(tc, test_range, 0, (int)(sizeof range_cases / sizeof range_cases[0]));
     tcase_add_test(tc, test_mime);
     tcase_add_test(tc, test_path_encode);

@@ -2,10 +2,12 @@
  * reopen after rotation. Logs go to temp files. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -185,6 +187,45 @@ START_TEST(test_open_failure_keeps_old)
 }
 END_TEST
 
+START_TEST(test_reopen_onto_a_fifo_does_not_block)
+{
+    /* A FIFO put at the log's path: a blocking open would wait for a
+     * reader forever (the master at SIGUSR1). Refused, with or without a
+     * reader; the old file is kept and says why. */
+    char rotated[160];
+    snprintf(rotated, sizeof rotated, "%s.1", path);
+    ck_assert_int_eq(rename(path, rotated), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    errno = 0;
+    ck_assert_int_eq(tw_log_reopen(), -1);
+    ck_assert_int_eq(errno, ENXIO); /* no reader */
+    int reader = open(path, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(reader, 0);
+    errno = 0;
+    ck_assert_int_eq(tw_log_reopen(), -1);
+    ck_assert_int_eq(errno, EINVAL); /* a reader: opened, but not a file */
+    close(reader);
+    tw_log_info("still the old file");
+    const char *old = slurp(rotated);
+    ck_assert_ptr_nonnull(strstr(old, "cannot reopen the error log"));
+    ck_assert_ptr_nonnull(strstr(old, "not a regular file or a character device"));
+    ck_assert_ptr_nonnull(strstr(old, "still the old file"));
+}
+END_TEST
+
+START_TEST(test_open_refuses_what_is_not_a_file)
+{
+    errno = 0;
+    ck_assert_int_eq(tw_log_open(dir), -1); /* a directory */
+    ck_assert_int_ne(errno, 0);
+    tw_log_info("kept");
+    ck_assert_ptr_nonnull(strstr(slurp(path), "kept"));
+    ck_assert_int_eq(tw_log_open("/dev/null"), 0); /* a character device is fine */
+    tw_log_info("into the void");
+    ck_assert_ptr_null(strstr(slurp(path), "into the void"));
+}
+END_TEST
+
 START_TEST(test_appends_from_two_processes)
 {
     /* One write per line with O_APPEND: lines from two processes interleave
@@ -235,6 +276,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_errno_preserved);
     tcase_add_test(tc, test_reopen_after_rotation);
     tcase_add_test(tc, test_open_failure_keeps_old);
+    tcase_add_test(tc, test_reopen_onto_a_fifo_does_not_block);
+    tcase_add_test(tc, test_open_refuses_what_is_not_a_file);
     tcase_add_test(tc, test_appends_from_two_processes);
     suite_add_tcase(s, tc);
     return s;

@@ -561,6 +561,79 @@ static const struct {
        "(*.a.com) on 0.0.0.0:80"},
 };
 
+/* ---- regex bounds ------------------------------------------------------ */
+
+static const struct {
+    const char *pattern;
+    const char *why; /* NULL: accepted */
+} regexes[] = {
+    /* Real route regexes. */
+    {"^/u/([0-9]+)$", NULL},
+    {"^/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", NULL},
+    {"^/objects/([0-9a-f]{64}/){1,8}$", NULL},
+    {"^/(a|b|c)/x{1,3}$", NULL},
+    {"a{255}", NULL},
+    {"a{0,255}", NULL},
+    {"a{,255}", NULL},
+    {"a{255,}", NULL},
+    {"(a{25}){40}", NULL}, /* 1000: the product limit */
+    {"(a|b|c|d){250}", NULL},
+    /* Not repetitions at all: literal braces, brackets, escapes. */
+    {"a\\{1000\\}{2}", NULL},
+    {"[{]1000}{2}", NULL},
+    {"[]{]1000}{2}", NULL},
+    {"[^]{]1000}{2}", NULL},
+    {"[[:alpha:]{]1000}{2}", NULL},
+    {"[\\]{1000}", "at character 4: repetition count 1000 in '{1000}' is more than 255"},
+    {"a{x}{1000", NULL},
+    {"a{,}", NULL},
+    {")a{2})", NULL},
+    {"", NULL},
+    /* Too large. */
+    {"a{1000}{1000}{1000}", "at character 2: repetition count 1000 in '{1000}' is more than 255"},
+    {"a{256}", "at character 2: repetition count 256 in '{256}' is more than 255"},
+    {"a{1,99999999999999999999999}", "at character 2: repetition count "},
+    {"a{100}{100}", "at character 7: nested repetitions multiply to 10000 copies; at most 1000"},
+    {"((a{100})x){11}",
+     "at character 12: nested repetitions multiply to 1100 copies; at most 1000"},
+    {"(a{10}(b{10}(c{11})))", NULL}, /* side by side in groups, not nested */
+    {"((c{10}){10}){11}", "at character 14: nested repetitions multiply to 1100 copies"},
+    {"a++++++++++", "at character 11: nested repetitions multiply to 1024 copies; at most 1000"},
+    {"(x{250}){3}(y{250}){3}(z{250}){3}", NULL}, /* 2257 elements */
+    {"(x{250}){4}(y{250}){4}(z{250}){4}(w{250}){4}(v{250}){4}",
+     "at character 45: the pattern unrolls to more than 4096 elements"},
+    {"((((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))))",
+     "at character 33: groups nested more than 32 deep"},
+};
+
+START_TEST(test_regex_bounds)
+{
+    char why[256];
+    int rc = tw_settings_check_regex(regexes[_i].pattern, why, sizeof(why));
+    if (!regexes[_i].why) {
+        ck_assert_msg(rc == 0, "'%s' refused: %s", regexes[_i].pattern, why);
+        return;
+    }
+    ck_assert_msg(rc == -1, "'%s' accepted", regexes[_i].pattern);
+    ck_assert_msg(strncmp(why, regexes[_i].why, strlen(regexes[_i].why)) == 0, "'%s': %s",
+                  regexes[_i].pattern, why);
+}
+END_TEST
+
+START_TEST(test_regex_bounds_in_a_route)
+{
+    /* The config names the route's regex node; regcomp is never reached. */
+    tw_settings_t *s = load("servers:\n"
+                            "  - listen: 80\n"
+                            "    routes:\n"
+                            "      - regex: 'a{1000}{1000}{1000}'\n");
+    ck_assert_ptr_null(s);
+    ck_assert_str_eq(err.message, F "4:16: servers[0].routes[0].regex: regular expression too "
+                                    "costly to compile: at character 2: repetition count 1000 "
+                                    "in '{1000}' is more than 255");
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     tw_settings_t *s = load(errors[_i].yaml);
@@ -568,6 +641,42 @@ START_TEST(test_errors)
         tw_settings_free(s);
     ck_assert_msg(s == NULL, "loaded: %s", errors[_i].yaml);
     ck_assert_str_eq(err.message, errors[_i].msg);
+}
+END_TEST
+
+START_TEST(test_many_server_names)
+{
+    /* Close to the node limit: the duplicate check must be linear (it
+     * compared every name with every other, which at this size takes far
+     * longer than the test's timeout). The duplicate, differing only in
+     * case and a trailing dot, is the last name. */
+    enum {
+        NAMES = 190000
+    };
+    size_t cap = 64 + (size_t)NAMES * 40;
+    char *yaml = malloc(cap);
+    ck_assert_ptr_nonnull(yaml);
+    size_t n = (size_t)snprintf(yaml, cap, "servers:\n  - listen: 80\n    server_names:\n");
+    for (int i = 0; i < NAMES - 1; i++)
+        n += (size_t)snprintf(yaml + n, cap - n, "      - host%d.example.com\n", i);
+    n += (size_t)snprintf(yaml + n, cap - n, "      - HOST123456.Example.com.\n");
+    tw_settings_t *s = NULL;
+    memset(&err, 0, sizeof(err));
+    ck_assert_int_eq(tw_settings_load_string(NAME, yaml, n, "/usr/lib/tw", &s, &err), -1);
+    char want[200];
+    snprintf(want, sizeof(want),
+             F "%d:9: servers[0].server_names[%d]: server name 'host123456.example.com' is "
+               "listed twice",
+             3 + NAMES, NAMES - 1);
+    ck_assert_str_eq(err.message, want);
+
+    /* Without the duplicate it loads. */
+    n -= strlen("      - HOST123456.Example.com.\n");
+    ck_assert_msg(tw_settings_load_string(NAME, yaml, n, "/usr/lib/tw", &s, &err) == 0, "%s",
+                  err.message);
+    ck_assert_uint_eq(s->servers[0].nserver_names, NAMES - 1);
+    tw_settings_free(s);
+    free(yaml);
 }
 END_TEST
 
@@ -655,8 +764,11 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, test_routes);
     tcase_add_loop_test(tc, test_parse_listen, 0, (int)(sizeof(listens) / sizeof(listens[0])));
     tcase_add_test(tc, test_listeners);
+    tcase_add_loop_test(tc, test_regex_bounds, 0, (int)(sizeof(regexes) / sizeof(regexes[0])));
+    tcase_add_test(tc, test_regex_bounds_in_a_route);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(errors) / sizeof(errors[0])));
     tcase_add_test(tc, test_not_conflicts);
+    tcase_add_test(tc, test_many_server_names);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_example_config);
     suite_add_tcase(s, tc);
