@@ -1037,9 +1037,29 @@ static void write_pid_file(master_t *m, const char *path)
     snprintf(m->pid_path, sizeof m->pid_path, "%s", path);
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
-    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-        tw_log_warn("cannot write pid file %s: %s", path, strerror(errno));
+    /* Not fopen: a FIFO left at the temporary name would block the master
+     * in open(2) before it ever serves; open non-blocking and refuse what
+     * is not a regular file. */
+    char line[24];
+    int len = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    const char *why = NULL;
+    int fd;
+    do
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    while (fd < 0 && errno == EINTR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "its temporary file is not a regular file";
+    else if (write(fd, line, (size_t)len) != len)
+        why = strerror(errno);
+    if (fd >= 0 && close(fd) != 0 && !why)
+        why = strerror(errno);
+    if (!why && rename(tmp, path) != 0)
+        why = strerror(errno);
+    if (why) {
+        tw_log_warn("cannot write pid file %s: %s", path, why);
         m->pid_path[0] = '\0';
     }
 }
@@ -1139,16 +1159,32 @@ int tw_master_run(const char *config_path, const char *module_dir)
 
 /* ---- `twister -s` ---------------------------------------------------------------- */
 
+/* The pid in path, or -1. Non-blocking and regular files only: a FIFO
+ * named as pid_file must not hang `twister -s`. */
 static pid_t read_pid(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
         return -1;
-    int pid = -1;
-    if (fscanf(f, "%d", &pid) != 1)
-        pid = -1;
-    fclose(f);
-    return pid;
+    struct stat st;
+    char buf[32];
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        do
+            n = read(fd, buf, sizeof buf - 1);
+        while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    if (end == buf || pid <= 0 || pid > INT32_MAX)
+        return -1;
+    return (pid_t)pid;
 }
 
 /* True while pid runs (a zombie waiting for its parent to reap it has

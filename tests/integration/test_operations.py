@@ -50,6 +50,23 @@ class OperationsTest(unittest.TestCase):
         finally:
             s.__exit__(None, None, None)
 
+    def test_fifo_pid_files_block_neither_master_nor_cli(self):
+        # open(2) of a FIFO blocks until the other side comes: a FIFO at the
+        # pid file's temporary name hung the master before it served, and
+        # one as the pid file hung `twister -s`.
+        s = Server(CONFIG)
+        try:
+            os.mkfifo(os.path.join(s.dir, "twister.pid.tmp"))
+            s.start()
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+            wait_for(lambda: "cannot write pid file" in s.log(), what="the pid file warning")
+            os.mkfifo(os.path.join(s.dir, "twister.pid"))
+            rc, out = s.run("-s", "reload", timeout=20)
+            self.assertEqual(rc, 1, out)
+            self.assertIn("no running master", out)
+        finally:
+            s.__exit__(None, None, None)
+
     def test_usr1_reopens_the_log(self):
         with Server(CONFIG) as s:
             # The master listens before its workers are ready: wait for the
