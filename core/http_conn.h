@@ -4,9 +4,10 @@
  * defaults) with the generation's limits, timeouts, modules, compiled phase
  * table and route lookup, then hands it every accepted socket with
  * tw_http_conn_start. Each connection reads requests with the incremental
- * parser, runs them through the phases (request.c) and writes the
- * responses, strictly in order, keeping the connection alive when HTTP
- * allows it.
+ * parser, runs them through the phases (the request engine, core/request/)
+ * and writes the responses, strictly in order, keeping the connection alive
+ * when HTTP allows it. The implementation is the HTTP/1.1 layer in
+ * core/http1/ (h1.h describes its files).
  *
  * Draining (zero-loss reload): after tw_http_server_drain, requests in
  * flight finish and their responses carry "Connection: close" (unless the
@@ -26,6 +27,7 @@
 #include <time.h>
 
 #include "activity.h"
+#include "internal.h"
 #include "http_parser.h"
 #include "phases.h"
 #include "route.h"
@@ -88,7 +90,7 @@ typedef struct tw_http_server {
 
     tw_http_counters_t counters; /* maintained by the engine */
 
-    /* ---- private to http_conn.c / request.c ---- */
+    /* ---- private to core/http1/ and core/request/ ---- */
     tw_loop_t *loop; /* the one loop every connection of srv runs on */
     /* Open connections, on three doubly linked lists: [0] active ones,
      * [1] resting ones that have served nothing yet, [2] resting ones that
@@ -104,7 +106,8 @@ typedef struct tw_http_server {
     uint64_t drain_start;
     void (*all_closed)(void *arg);
     void *all_closed_arg;
-    unsigned depth;                  /* engine entries on the stack (any connection) */
+    tw_loop_deferred_t all_closed_node; /* runs all_closed from the loop */
+    unsigned depth;                  /* plugin calls on the stack (any request) */
     uint64_t serial;                 /* request numbering */
     tw_http_field_t *scratch_fields; /* parser storage for heads that arrive whole */
     size_t scratch_cap;

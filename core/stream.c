@@ -169,6 +169,7 @@ struct tw_stream {
     bool readable;          /* socket may hold unread bytes */
     bool want_out;          /* the kernel refused bytes: waiting for EPOLLOUT */
     bool deferred;          /* stream_on_deferred is queued */
+    tw_loop_deferred_t defer_node; /* its queue entry: deferring cannot fail */
     bool drain_wanted;      /* a write returned 1: drain callback owed */
     bool drain_due;         /* ...and the queue is now under low water */
     bool delivering;        /* a read callback holds a pointer into rbuf */
@@ -258,10 +259,7 @@ static void stream_defer(tw_stream_t *s)
 {
     if (s->deferred)
         return;
-    if (tw_loop_add_callback(s->loop, stream_on_deferred, s) < 0) {
-        tw_log_error("stream: cannot queue a loop callback: out of memory");
-        return;
-    }
+    tw_loop_defer(s->loop, &s->defer_node);
     s->deferred = true;
 }
 
@@ -337,6 +335,7 @@ static tw_stream_t *stream_create(tw_loop_t *loop, int fd, const tw_stream_optio
         return NULL;
     }
     memset(s, 0, sizeof *s);
+    tw_loop_deferred_init(&s->defer_node, stream_on_deferred, s);
     tw_stream_options_t o;
     tw_stream_options_default(&o);
     if (opts) {

@@ -1,7 +1,10 @@
-/* http_conn.c — HTTPConnection: reads requests off an IOStream with the
- * incremental parser, feeds request bodies to their handlers, enforces the
- * timeouts, and decides when a connection stays open. The phases and the
- * response API are request.c's; this file owns the connection.
+/* h1_conn.c — one HTTP/1.1 connection (Tornado's HTTP1Connection): reads
+ * requests off an IOStream with the incremental parser, hands them to the
+ * request engine through the transport table at the end of this file,
+ * enforces the timeouts, and ends the connection (gracefully, lingering,
+ * or at once). Bodies are h1_body.c's, the response framing and the
+ * keep-alive decision h1_out.c's, the server's lists h1_server.c's; the
+ * engine's fields are never touched here (the request is opaque).
  *
  * Reading. One tw_stream_read_some is pending while the connection wants
  * input (waiting for a head, reading a body, lingering). Its callback gets
@@ -32,16 +35,9 @@
  * an unbounded body, and with "Expect: 100-continue" (no 100 sent) the
  * client never sends the body at all.
  *
- * Memory. A connection at rest — between requests, nothing buffered or
- * queued — holds only its record and its stream's struct (no buffers, no
- * pool, no parser, no timer): it waits on one of the server's two resting
- * lists (new connections, kept-alive ones: each has one timeout, so each
- * is ordered by idle_since), and one server timer closes the ones whose
- * time is up. It comes to rest as soon as it goes idle (not after a
- * delay: memory freed later would mostly stay with the process), and takes
- * a work record back from the server's free list when bytes arrive. The
- * stream's buffers and the pool's blocks come from the block cache
- * (internal.h), so a busy keep-alive connection pays no malloc per request.
+ * Memory: see h1.h. The stream's buffers and the pool's blocks come from
+ * the block cache (internal.h), so a busy keep-alive connection pays no
+ * malloc per request.
  *
  * Closing. A final response to a client that announced it was done
  * (Connection: close, HTTP/1.0) with nothing unread closes right after
@@ -57,19 +53,18 @@
  * min_body_rate bytes/s after body_rate_grace_ms, then 408. A second timer
  * closes a connection whose queued response makes no progress for
  * send_timeout_ms. */
-#include "http_conn.h"
+#include "http1/h1.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "request.h"
 #include "twister/log.h"
 
 #ifndef NDEBUG
@@ -77,11 +72,7 @@
 #include <fcntl.h>
 #endif
 
-/* Unread request bodies up to this size that are already buffered when the
- * response starts are dropped instead of closing the connection. */
-#define DISCARD_MAX (64 * 1024)
-/* Work records (with their reset pools) kept for connections that wake up. */
-#define WORK_FREE_MAX 64
+static const tw_transport_ops_t h1_ops;
 
 static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg);
 static void conn_on_close(tw_stream_t *s, void *arg);
@@ -89,20 +80,15 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 static void conn_on_drain(tw_stream_t *s, void *arg);
 static void conn_process(tw_http_conn_t *c);
-static void conn_free(tw_http_conn_t *c);
-static void conn_timer_update(tw_http_conn_t *c);
-static void rest_timer_update(tw_http_server_t *srv);
-static uint64_t conn_idle_deadline(const tw_http_conn_t *c);
-static void server_all_closed_cb(tw_loop_t *loop, void *arg);
-static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 static void conn_stash_cb(tw_loop_t *loop, void *arg);
 static inline bool stash_pending(const tw_http_conn_t *c);
 static void conn_on_flushed(tw_stream_t *s, int status, void *arg);
 static void conn_notify_flushed_once(tw_http_conn_t *c);
+static tw_request_t *request_begin_bad(tw_http_conn_t *c, const char *data, size_t len);
 
 static inline bool conn_open(const tw_http_conn_t *c)
 {
-    return c->stream && !tw_stream_closed(c->stream);
+    return tw_h1_open(c);
 }
 
 static inline tw_loop_t *conn_loop(const tw_http_conn_t *c)
@@ -115,63 +101,7 @@ static inline uint64_t conn_now(const tw_http_conn_t *c)
     return tw_loop_now(c->srv->loop);
 }
 
-/* ---- the server's connection lists ---------------------------------------------- */
-
-static void list_unlink(tw_http_server_t *srv, tw_http_conn_t *c)
-{
-    unsigned l = c->list;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->lists[l] = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        srv->tails[l] = c->prev;
-    c->prev = c->next = NULL;
-}
-
-/* Links c into list l after `after` (NULL: at the head). */
-static void list_link_after(tw_http_server_t *srv, tw_http_conn_t *c, unsigned l,
-                            tw_http_conn_t *after)
-{
-    c->list = (uint8_t)l;
-    c->prev = after;
-    c->next = after ? after->next : srv->lists[l];
-    if (c->next)
-        c->next->prev = c;
-    else
-        srv->tails[l] = c;
-    if (after)
-        after->next = c;
-    else
-        srv->lists[l] = c;
-}
-
-/* A resting list stays ordered by idle_since: look from the tail (where
- * a connection that just went idle belongs). */
-static void list_insert_rest(tw_http_server_t *srv, tw_http_conn_t *c, unsigned l)
-{
-    tw_http_conn_t *t = srv->tails[l];
-    while (t && t->idle_since > c->idle_since)
-        t = t->prev;
-    list_link_after(srv, c, l, t);
-}
-
 /* ---- work records --------------------------------------------------------------- */
-
-static void work_put(tw_http_server_t *srv, tw_conn_work_t *w)
-{
-    if (srv->free_work_count < WORK_FREE_MAX) {
-        tw_pool_reset(w->pool); /* no-op for NULL; normally already reset */
-        w->next_free = srv->free_work;
-        srv->free_work = w;
-        srv->free_work_count++;
-        return;
-    }
-    tw_pool_free(w->pool);
-    free(w);
-}
 
 /* Gives c a work record (from the free list) and moves it to the active
  * list. Returns false on ENOMEM. */
@@ -180,19 +110,12 @@ static bool conn_activate(tw_http_conn_t *c)
     if (c->w)
         return true;
     tw_http_server_t *srv = c->srv;
-    tw_conn_work_t *w = srv->free_work;
-    if (w) {
-        srv->free_work = w->next_free;
-        srv->free_work_count--;
-    } else {
-        w = malloc(sizeof *w);
-        if (!w)
-            return false;
-        w->pool = NULL;
-    }
+    tw_conn_work_t *w = tw_h1_work_get(srv);
+    if (!w)
+        return false;
     w->next_free = NULL;
     w->stash = NULL;
-    w->stash_scheduled = false;
+    tw_loop_deferred_init(&w->stash_node, conn_stash_cb, c);
     w->flush_notify = false;
     w->in_stash = false;
     w->in = NULL;
@@ -200,13 +123,15 @@ static bool conn_activate(tw_http_conn_t *c)
     tw_timer_init(&w->timer, conn_on_timer, c);
     w->timer_deadline = 0;
     w->head_start = w->body_start = w->last_read = w->linger_start = 0;
+    w->body_state = TW_H1_BODY_UNREAD;
+    w->body_paused = w->body_discard = false;
     tw_timer_init(&w->send_timer, conn_on_send_timer, c);
     w->out_total = w->send_mark = 0;
     w->peer_text[0] = '\0';
     c->w = w;
     if (c->list != TW_CONN_ACTIVE) {
-        list_unlink(srv, c);
-        list_link_after(srv, c, TW_CONN_ACTIVE, NULL);
+        tw_h1_list_unlink(srv, c);
+        tw_h1_list_link_after(srv, c, TW_CONN_ACTIVE, NULL);
     }
     return true;
 }
@@ -220,121 +145,13 @@ static void conn_release_work(tw_http_conn_t *c)
         return;
     tw_timer_stop(conn_loop(c), &w->timer);
     tw_timer_stop(conn_loop(c), &w->send_timer);
-    if (w->stash_scheduled)
-        tw_loop_cancel_callbacks(conn_loop(c), conn_stash_cb, c);
+    tw_loop_defer_cancel(conn_loop(c), &w->stash_node);
     free(w->stash);
     c->w = NULL;
-    work_put(c->srv, w);
+    tw_h1_work_put(c->srv, w);
 }
 
-/* ---- the server --------------------------------------------------------------- */
-
-void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop)
-{
-    memset(srv, 0, sizeof *srv);
-    tw_http_limits_default(&srv->limits);
-    srv->body_limit = 1024 * 1024;
-    srv->header_timeout_ms = 10000;
-    srv->body_timeout_ms = 30000;
-    srv->send_timeout_ms = 30000;
-    srv->keepalive_timeout_ms = 75000;
-    srv->min_body_rate = 1024;
-    srv->body_rate_grace_ms = 10000;
-    srv->drain_grace_ms = 1000;
-    srv->linger_ms = 2000;
-    tw_stream_options_default(&srv->stream);
-    srv->pool_size = 4096;
-    srv->server_header = "twister";
-    srv->loop = loop;
-    srv->date_sec = (time_t)-1;
-    tw_timer_init(&srv->rest_timer, server_on_rest_timer, srv);
-}
-
-void tw_http_server_cleanup(tw_http_server_t *srv)
-{
-    tw_http_server_close_all(srv);
-    free(srv->scratch_fields);
-    srv->scratch_fields = NULL;
-    srv->scratch_cap = 0;
-    while (srv->free_work) {
-        tw_conn_work_t *w = srv->free_work;
-        srv->free_work = w->next_free;
-        tw_pool_free(w->pool);
-        free(w);
-    }
-    srv->free_work_count = 0;
-    if (srv->loop) {
-        tw_timer_stop(srv->loop, &srv->rest_timer);
-        tw_loop_cancel_callbacks(srv->loop, server_all_closed_cb, srv);
-    }
-}
-
-size_t tw_http_server_connections(const tw_http_server_t *srv)
-{
-    return srv->conn_count;
-}
-
-size_t tw_http_server_resting(const tw_http_server_t *srv)
-{
-    size_t n = 0;
-    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++)
-        for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next)
-            n++;
-    return n;
-}
-
-size_t tw_http_server_memory(const tw_http_server_t *srv)
-{
-    size_t n = 0;
-    for (unsigned l = 0; l < 3; l++) {
-        for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next) {
-            n += sizeof *c;
-            if (c->stream)
-                n += tw_stream_memory(c->stream);
-            if (c->w)
-                n += sizeof *c->w + (c->w->pool ? srv->pool_size : 0);
-        }
-    }
-    return n;
-}
-
-static void server_all_closed_cb(tw_loop_t *loop, void *arg)
-{
-    tw_http_server_t *srv = arg;
-    (void)loop;
-    if (srv->conn_count == 0 && srv->all_closed) {
-        void (*fn)(void *) = srv->all_closed;
-        srv->all_closed = NULL;
-        fn(srv->all_closed_arg);
-    }
-}
-
-static void server_check_all_closed(tw_http_server_t *srv)
-{
-    if (srv->draining && srv->conn_count == 0 && srv->all_closed && srv->loop)
-        tw_loop_add_callback(srv->loop, server_all_closed_cb, srv);
-}
-
-void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), void *arg)
-{
-    srv->all_closed = all_closed;
-    srv->all_closed_arg = arg;
-    if (!srv->draining) {
-        srv->draining = true;
-        srv->drain_start = srv->loop ? tw_loop_now(srv->loop) : 0;
-        /* Idle connections now close after the short grace; the others learn
-         * about the drain when their response head is written. */
-        for (tw_http_conn_t *c = srv->lists[TW_CONN_ACTIVE]; c; c = c->next)
-            if (c->state == TW_CONN_IDLE || (c->state == TW_CONN_HEAD && c->w->head_blank))
-                conn_timer_update(c);
-        rest_timer_update(srv);
-    }
-    server_check_all_closed(srv);
-}
-
-/* Closes c's socket without running its callbacks: the connection is
- * marked closed and the caller frees or aborts it right away. */
-static void conn_detach_stream(tw_http_conn_t *c)
+void tw_h1_detach_stream(tw_http_conn_t *c)
 {
     if (c->stream) {
         tw_stream_t *s = c->stream;
@@ -350,65 +167,22 @@ static void conn_detach_stream(tw_http_conn_t *c)
 
 /* Hard close of one connection: the request (if any) is aborted and ended
  * now, the connection freed now. */
-static void conn_hard_close(tw_http_conn_t *c)
+void tw_h1_hard_close(tw_http_conn_t *c)
 {
-    conn_detach_stream(c);
+    tw_h1_detach_stream(c);
     if (c->req) {
-        tw_http_conn_enter(c);
+        tw_h1_enter(c);
         tw_request_abort(c->req, true);
-        tw_http_conn_leave(c);
+        tw_h1_leave(c);
     } else {
-        conn_free(c);
+        tw_h1_conn_free(c);
     }
 }
 
-void tw_http_server_close_all(tw_http_server_t *srv)
+void tw_h1_conn_drain_began(tw_http_conn_t *c)
 {
-    /* conn_free unlinks at once, so this terminates even when the memory
-     * of a connection has to wait for the stack to unwind. */
-    for (unsigned l = 0; l < 3; l++)
-        while (srv->lists[l])
-            conn_hard_close(srv->lists[l]);
-}
-
-/* "Sun, 06 Nov 1994 08:49:37 GMT", formatted at most once per second. */
-const char *tw_http_server_date(tw_http_server_t *srv)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
-    if (now != srv->date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        /* By hand: locale-free, and no snprintf in the hot path. */
-        char *p = srv->date_buf;
-        unsigned year = (unsigned)(tm.tm_year + 1900) % 10000;
-        memcpy(p, days[tm.tm_wday % 7], 3);
-        p[3] = ',';
-        p[4] = ' ';
-        p[5] = (char)('0' + tm.tm_mday / 10);
-        p[6] = (char)('0' + tm.tm_mday % 10);
-        p[7] = ' ';
-        memcpy(p + 8, months[tm.tm_mon % 12], 3);
-        p[11] = ' ';
-        p[12] = (char)('0' + year / 1000);
-        p[13] = (char)('0' + year / 100 % 10);
-        p[14] = (char)('0' + year / 10 % 10);
-        p[15] = (char)('0' + year % 10);
-        p[16] = ' ';
-        p[17] = (char)('0' + tm.tm_hour / 10);
-        p[18] = (char)('0' + tm.tm_hour % 10);
-        p[19] = ':';
-        p[20] = (char)('0' + tm.tm_min / 10);
-        p[21] = (char)('0' + tm.tm_min % 10);
-        p[22] = ':';
-        p[23] = (char)('0' + tm.tm_sec / 10 % 10);
-        p[24] = (char)('0' + tm.tm_sec % 10);
-        memcpy(p + 25, " GMT", 5);
-        srv->date_sec = now;
-    }
-    return srv->date_buf;
+    if (c->state == TW_CONN_IDLE || (c->state == TW_CONN_HEAD && c->w->head_blank))
+        tw_h1_timer_update(c);
 }
 
 /* ---- connection lifecycle ------------------------------------------------------ */
@@ -448,15 +222,17 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         return -1;
     }
     c->srv = srv;
-    c->listener_index = (uint32_t)listener_index;
+    c->transport.ops = &h1_ops;
+    c->transport.peer = &c->peer.sa;
+    c->transport.listener_index = listener_index;
     if (peer && peer_len > 0) {
         if ((size_t)peer_len <= sizeof c->peer) {
             memcpy(&c->peer, peer, (size_t)peer_len);
-            c->peer_len = (uint8_t)peer_len;
+            c->transport.peer_len = peer_len;
         } else {
             /* Longer than any IP address (a named unix socket): the family only. */
             c->peer.sa.sa_family = peer->sa_family;
-            c->peer_len = (uint8_t)sizeof peer->sa_family;
+            c->transport.peer_len = (socklen_t)sizeof peer->sa_family;
         }
     }
     tw_stream_set_close_cb(c->stream, conn_on_close, c);
@@ -468,27 +244,27 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
     /* At rest until its first byte arrives. */
     c->state = TW_CONN_IDLE;
     c->idle_since = conn_now(c);
-    list_insert_rest(srv, c, TW_CONN_REST_NEW);
+    tw_h1_list_insert_rest(srv, c, TW_CONN_REST_NEW);
     if (!c->prev)
-        rest_timer_update(srv);
+        tw_h1_rest_timer_update(srv);
     if (tw_stream_read_some(c->stream, conn_on_data, c) == 0)
         c->reading = true;
     return 0;
 }
 
 /* Unlinks c at once; the memory goes when nothing on the stack uses it. */
-static void conn_free(tw_http_conn_t *c)
+void tw_h1_conn_free(tw_http_conn_t *c)
 {
     tw_http_server_t *srv = c->srv;
     if (!c->freeing) {
         c->freeing = true;
-        list_unlink(srv, c);
+        tw_h1_list_unlink(srv, c);
         srv->conn_count--;
         if (c->w) {
             tw_timer_stop(conn_loop(c), &c->w->timer);
             tw_timer_stop(conn_loop(c), &c->w->send_timer);
         }
-        server_check_all_closed(srv);
+        tw_h1_server_check_all_closed(srv);
     }
     if (c->depth > 0)
         return;
@@ -510,11 +286,11 @@ static void conn_on_close(tw_stream_t *s, void *arg)
         tw_timer_stop(conn_loop(c), &c->w->send_timer);
     }
     if (c->req) {
-        tw_http_conn_enter(c);
+        tw_h1_enter(c);
         tw_request_abort(c->req, false);
-        tw_http_conn_leave(c); /* frees c once the request has ended */
+        tw_h1_leave(c); /* frees c once the request has ended */
     } else {
-        conn_free(c);
+        tw_h1_conn_free(c);
     }
 }
 
@@ -527,7 +303,7 @@ static void conn_linger_begin(tw_http_conn_t *c)
         return;
     shutdown(tw_stream_fd(c->stream), SHUT_WR);
     c->w->linger_start = conn_now(c);
-    conn_timer_update(c);
+    tw_h1_timer_update(c);
 }
 
 /* Ends the connection after what is queued. quiet: the client announced
@@ -550,14 +326,15 @@ static void conn_close_gracefully(tw_http_conn_t *c, bool quiet)
     if (tw_stream_write_queued(c->stream) == 0)
         conn_linger_begin(c);
     else
-        tw_http_conn_notify_flushed(c); /* the shutdown waits for the response */
+        tw_h1_notify_flushed(&c->transport); /* the shutdown waits for the response */
 }
 
 /* ---- enter / leave: corking, re-arming reads, deferred frees ------------------ */
 
 static void conn_arm_read(tw_http_conn_t *c)
 {
-    if (c->reading || (c->w && c->w->stash_scheduled) || !conn_open(c) || c->freeing)
+    if (c->reading || (c->w && tw_loop_deferred_queued(&c->w->stash_node)) || !conn_open(c) ||
+        c->freeing)
         return;
     bool wanted;
     switch (c->state) {
@@ -569,7 +346,7 @@ static void conn_arm_read(tw_http_conn_t *c)
         wanted = true;
         break;
     case TW_CONN_BODY:
-        wanted = c->req && !c->req->rb_paused;
+        wanted = c->req && !c->w->body_paused;
         break;
     default:
         wanted = false;
@@ -580,8 +357,7 @@ static void conn_arm_read(tw_http_conn_t *c)
     if (stash_pending(c) && c->state != TW_CONN_HEAD) {
         /* What the stash holds goes first (a HEAD state with a stash holds a
          * partial head: it needs the socket's bytes, appended). */
-        if (tw_loop_add_callback(conn_loop(c), conn_stash_cb, c) == 0)
-            c->w->stash_scheduled = true;
+        tw_loop_defer(conn_loop(c), &c->w->stash_node);
         return;
     }
     if (tw_stream_read_some(c->stream, conn_on_data, c) == 0)
@@ -596,24 +372,23 @@ static void conn_idle_settle(tw_http_conn_t *c, size_t queued)
     tw_http_server_t *srv = c->srv;
     tw_conn_work_t *w = c->w;
     if (queued == 0 && !c->req && !c->must_close && !c->output_blocked && !w->stash &&
-        !w->stash_scheduled && tw_stream_buffered(c->stream) == 0) {
+        !tw_loop_deferred_queued(&w->stash_node) && tw_stream_buffered(c->stream) == 0) {
         conn_release_work(c);
         tw_stream_shrink(c->stream);
-        list_unlink(srv, c);
-        list_insert_rest(srv, c, c->served ? TW_CONN_REST_KEPT : TW_CONN_REST_NEW);
+        tw_h1_list_unlink(srv, c);
+        tw_h1_list_insert_rest(srv, c, c->served ? TW_CONN_REST_KEPT : TW_CONN_REST_NEW);
         if (!c->prev) /* behind others, the timer is already armed for them */
-            rest_timer_update(srv);
+            tw_h1_rest_timer_update(srv);
         return;
     }
-    conn_timer_update(c);
+    tw_h1_timer_update(c);
     if (queued > 0 && !c->output_blocked)
         conn_notify_flushed_once(c); /* conn_on_flushed comes back here to rest */
 }
 
-void tw_http_conn_enter(tw_http_conn_t *c)
+void tw_h1_enter(tw_http_conn_t *c)
 {
     if (c->depth++ == 0) {
-        c->srv->depth++;
         if (conn_open(c) && !c->corked) {
             tw_stream_cork(c->stream);
             c->corked = true;
@@ -621,11 +396,10 @@ void tw_http_conn_enter(tw_http_conn_t *c)
     }
 }
 
-void tw_http_conn_leave(tw_http_conn_t *c)
+void tw_h1_leave(tw_http_conn_t *c)
 {
     if (--c->depth > 0)
         return;
-    c->srv->depth--;
     if (c->stream) {
         if (c->corked) {
             c->corked = false;
@@ -646,7 +420,7 @@ void tw_http_conn_leave(tw_http_conn_t *c)
         }
     }
     if (c->freeing)
-        conn_free(c);
+        tw_h1_conn_free(c);
 }
 
 /* ---- output ------------------------------------------------------------------ */
@@ -662,18 +436,19 @@ static void conn_on_flushed(tw_stream_t *s, int status, void *arg)
         c->w->flush_notify = false;
     if (status != TW_STREAM_OK || !conn_open(c))
         return;
-    tw_http_conn_enter(c);
+    tw_h1_enter(c);
     if (c->req)
         tw_request_drained(c->req);
-    else if (c->output_blocked && tw_http_conn_write_low(c)) {
+    else if (c->output_blocked && tw_h1_write_low(&c->transport)) {
         c->output_blocked = false;
-        conn_timer_update(c);
+        tw_h1_timer_update(c);
     }
-    tw_http_conn_leave(c); /* starts the linger once nothing is queued */
+    tw_h1_leave(c); /* starts the linger once nothing is queued */
 }
 
-void tw_http_conn_notify_flushed(tw_http_conn_t *c)
+void tw_h1_notify_flushed(tw_transport_t *t)
 {
+    tw_http_conn_t *c = tw_h1_conn_of(t);
     if (conn_open(c))
         tw_stream_write(c->stream, "", 0, conn_on_flushed, c);
 }
@@ -683,57 +458,22 @@ static void conn_notify_flushed_once(tw_http_conn_t *c)
 {
     if (c->w && !c->w->flush_notify && conn_open(c)) {
         c->w->flush_notify = true;
-        tw_http_conn_notify_flushed(c);
+        tw_h1_notify_flushed(&c->transport);
     }
-}
-
-int tw_http_conn_write(tw_http_conn_t *c, const void *data, size_t len)
-{
-    if (!conn_open(c)) {
-        errno = EPIPE;
-        return -1;
-    }
-    if (len == 0)
-        return tw_http_conn_write_high(c) ? 1 : 0;
-    if (c->w)
-        c->w->out_total += len;
-    return tw_stream_write(c->stream, data, len, NULL, NULL);
-}
-
-int tw_http_conn_sendfile(tw_http_conn_t *c, int fd, off_t off, size_t len)
-{
-    if (!conn_open(c)) {
-        close(fd);
-        errno = EPIPE;
-        return -1;
-    }
-    if (c->w)
-        c->w->out_total += len;
-    return tw_stream_sendfile(c->stream, fd, off, len, NULL, NULL);
-}
-
-bool tw_http_conn_write_low(const tw_http_conn_t *c)
-{
-    return !conn_open(c) || tw_stream_write_queued(c->stream) <= c->srv->stream.write_low_water;
-}
-
-bool tw_http_conn_write_high(const tw_http_conn_t *c)
-{
-    return conn_open(c) && tw_stream_write_queued(c->stream) > c->srv->stream.write_high_water;
 }
 
 static void conn_on_drain(tw_stream_t *s, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)s;
-    tw_http_conn_enter(c);
+    tw_h1_enter(c);
     if (c->req) {
         tw_request_drained(c->req);
     } else if (c->output_blocked) {
         c->output_blocked = false; /* conn_arm_read picks the next request up */
-        conn_timer_update(c);
+        tw_h1_timer_update(c);
     }
-    tw_http_conn_leave(c);
+    tw_h1_leave(c);
 }
 
 static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
@@ -752,21 +492,15 @@ static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         return;
     }
     tw_log_info("closing connection from %s: the client read nothing for %llu ms",
-                tw_http_conn_peer_text(c), (unsigned long long)c->srv->send_timeout_ms);
+                tw_h1_peer_text(c), (unsigned long long)c->srv->send_timeout_ms);
     c->srv->counters.timeouts++;
     tw_stream_close(c->stream);
 }
 
-/* ---- keep-alive decisions ----------------------------------------------------- */
-
-static bool request_has_body(const tw_request_t *r)
-{
-    return r->body_kind == TW_BODY_CHUNKED ||
-           (r->body_kind == TW_BODY_LENGTH && r->content_length > 0);
-}
+/* ---- the end of a request ------------------------------------------------------ */
 
 /* Bytes received after what the engine consumed so far. */
-static size_t conn_buffered_after(const tw_http_conn_t *c)
+size_t tw_h1_buffered_after(const tw_http_conn_t *c)
 {
     size_t n = c->stream ? tw_stream_buffered(c->stream) : 0;
     const tw_conn_work_t *w = c->w;
@@ -781,51 +515,27 @@ static size_t conn_buffered_after(const tw_http_conn_t *c)
     return n;
 }
 
-bool tw_http_conn_keep_alive(tw_http_conn_t *c, tw_request_t *r)
-{
-    tw_http_server_t *srv = c->srv;
-    if (!conn_open(c) || c->must_close || r->force_close || !r->client_keep_alive ||
-        srv->keepalive_timeout_ms == 0)
-        return false;
-    bool body_pending = request_has_body(r) && !r->rb_done;
-    if (body_pending && r->rb_mode == TW_RB_NONE && r->body_kind == TW_BODY_LENGTH && c->w->in &&
-        c->w->in_len - c->w->in_used >= r->content_length && r->content_length <= DISCARD_MAX) {
-        /* The whole unread body is already here: drop it when the request
-         * ends (it is still in this pass of the input) and stay open. */
-        r->rb_discard = true;
-        body_pending = false;
-    } else if (body_pending && (r->rb_mode == TW_RB_NONE || r->rb_failed)) {
-        return false; /* unread body: we close rather than read and drop it */
-    }
-    if (srv->draining) {
-        /* Serve what the client already pipelined behind this request; the
-         * last response of the batch carries the close. */
-        size_t after = conn_buffered_after(c);
-        if (r->rb_discard)
-            after -= (size_t)r->content_length;
-        return !body_pending && after > 0;
-    }
-    return true;
-}
 
-void tw_http_conn_request_done(tw_request_t *r)
+/* The request ended (the engine's done): decide keep-alive, reset the
+ * pool, go on with the next request or close. */
+static void h1_done(tw_transport_t *t, bool close)
 {
-    tw_http_conn_t *c = r->conn;
+    tw_http_conn_t *c = tw_h1_conn_of(t);
     tw_conn_work_t *w = c->w;
-    bool body_done = !request_has_body(r) || r->rb_done;
-    if (!body_done && r->rb_discard && r->rb_mode == TW_RB_NONE && w->in &&
-        w->in_len - w->in_used >= r->content_length) {
-        w->in_used += (size_t)r->content_length;
+    bool body_done = !tw_h1_has_body(w) || w->body_state == TW_H1_BODY_COMPLETE;
+    if (!body_done && w->body_discard && w->body_state == TW_H1_BODY_UNREAD && w->in &&
+        w->in_len - w->in_used >= w->content_length) {
+        w->in_used += (size_t)w->content_length;
         body_done = true;
     }
-    bool keep = r->keep_alive && !c->must_close && !r->aborted && body_done && conn_open(c);
-    bool quiet = !keep && r->client_close && body_done && conn_buffered_after(c) == 0;
+    bool keep = w->keep_alive && !c->must_close && !close && body_done && conn_open(c);
+    bool quiet = !keep && w->client_close && body_done && tw_h1_buffered_after(c) == 0;
     c->srv->counters.responses++;
     c->served++;
     c->req = NULL;
     tw_pool_reset(w->pool); /* runs the request's cleanups: timers, files */
     if (!c->stream) {
-        conn_free(c); /* a zombie: its client left while the request ran */
+        tw_h1_conn_free(c); /* a zombie: its client left while the request ran */
         return;
     }
     if (!keep) {
@@ -834,70 +544,14 @@ void tw_http_conn_request_done(tw_request_t *r)
     }
     c->state = TW_CONN_IDLE;
     c->idle_since = conn_now(c);
-    if (tw_http_conn_write_high(c)) {
+    if (tw_h1_write_high(&c->transport)) {
         c->output_blocked = true; /* unblocked by the drain or the flush */
-        tw_http_conn_notify_flushed(c);
+        tw_h1_notify_flushed(&c->transport);
     }
-    conn_timer_update(c);
+    tw_h1_timer_update(c);
 }
 
 /* ---- the read-side timer ------------------------------------------------------ */
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-    return a < b ? a : b;
-}
-
-/* When an idle connection closes (the drain grace included). A new
- * connection gets the header timeout for its first byte. */
-static uint64_t conn_idle_deadline(const tw_http_conn_t *c)
-{
-    const tw_http_server_t *srv = c->srv;
-    uint64_t d = c->idle_since + (c->served ? srv->keepalive_timeout_ms : srv->header_timeout_ms);
-    if (srv->draining) {
-        uint64_t base = c->idle_since > srv->drain_start ? c->idle_since : srv->drain_start;
-        d = min_u64(d, base + srv->drain_grace_ms);
-    }
-    return d;
-}
-
-/* The server's rest timer is armed for the earliest deadline of the two
- * resting lists (each is ordered, so that is one of their heads). Like the
- * connection timers it may fire early and re-arm. */
-static void rest_timer_update(tw_http_server_t *srv)
-{
-    uint64_t d = 0;
-    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
-        if (srv->lists[l]) {
-            uint64_t dl = conn_idle_deadline(srv->lists[l]);
-            d = d && d < dl ? d : dl;
-        }
-    }
-    if (!d || !srv->loop)
-        return;
-    if (tw_timer_active(&srv->rest_timer) && srv->rest_deadline <= d)
-        return;
-    uint64_t now = tw_loop_now(srv->loop);
-    srv->rest_deadline = d;
-    tw_timer_start(srv->loop, &srv->rest_timer, d > now ? d - now : 0);
-}
-
-/* Closes the resting connections whose time is up: without a word, as an
- * idle connection's timer does. */
-static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
-{
-    tw_http_server_t *srv = arg;
-    (void)t;
-    uint64_t now = tw_loop_now(loop);
-    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
-        tw_http_conn_t *c;
-        while ((c = srv->lists[l]) && conn_idle_deadline(c) <= now) {
-            conn_detach_stream(c);
-            conn_free(c); /* unlinks it */
-        }
-    }
-    rest_timer_update(srv);
-}
 
 /* When the current state times out, or 0 if it does not. */
 static uint64_t conn_deadline(const tw_http_conn_t *c)
@@ -907,24 +561,13 @@ static uint64_t conn_deadline(const tw_http_conn_t *c)
     case TW_CONN_IDLE:
         if (c->output_blocked)
             return 0; /* the send timer watches a client that does not read */
-        return conn_idle_deadline(c);
+        return tw_h1_idle_deadline(c);
     case TW_CONN_HEAD:
         if (c->w->head_blank)
-            return conn_idle_deadline(c); /* empty lines only: still idle */
+            return tw_h1_idle_deadline(c); /* empty lines only: still idle */
         return c->w->head_start + srv->header_timeout_ms;
-    case TW_CONN_BODY: {
-        const tw_request_t *r = c->req;
-        if (!r || r->rb_paused)
-            return 0;
-        uint64_t d = c->w->last_read + srv->body_timeout_ms;
-        if (srv->min_body_rate) {
-            uint64_t need = r->rb_received * 1000 / srv->min_body_rate;
-            uint64_t rate_d = c->w->body_start +
-                              (need > srv->body_rate_grace_ms ? need : srv->body_rate_grace_ms);
-            d = min_u64(d, rate_d);
-        }
-        return d;
-    }
+    case TW_CONN_BODY:
+        return tw_h1_body_deadline(c);
     case TW_CONN_LINGER:
         return c->w->linger_start ? c->w->linger_start + c->srv->linger_ms : 0;
     default:
@@ -932,13 +575,13 @@ static uint64_t conn_deadline(const tw_http_conn_t *c)
     }
 }
 
-static void conn_timer_update(tw_http_conn_t *c)
+void tw_h1_timer_update(tw_http_conn_t *c)
 {
     tw_conn_work_t *w = c->w;
     if (!w)
         return; /* resting (the rest timer's) or closed */
     if (c->state == TW_CONN_IDLE && c->depth > 0)
-        return; /* tw_http_conn_leave settles it: rest, or this timer */
+        return; /* tw_h1_leave settles it: rest, or this timer */
     uint64_t d = conn_deadline(c);
     if (!d)
         return; /* an armed timer fires, finds nothing to do */
@@ -964,7 +607,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         tw_timer_start(loop, &c->w->timer, d - now);
         return;
     }
-    tw_http_conn_enter(c);
+    tw_h1_enter(c);
     switch (c->state) {
     case TW_CONN_IDLE:
         /* No byte of a new request: close without a word. */
@@ -980,7 +623,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         c->srv->counters.timeouts++;
         c->must_close = true;
         c->state = TW_CONN_REQUEST;
-        tw_request_t *r = tw_request_create_bad(c, &c->w->parser, NULL, 0);
+        tw_request_t *r = request_begin_bad(c, NULL, 0);
         if (!r) {
             tw_stream_close(c->stream);
             break;
@@ -993,6 +636,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         c->srv->counters.timeouts++;
         c->must_close = true;
         c->state = TW_CONN_REQUEST;
+        c->w->body_state = TW_H1_BODY_FAILED;
         tw_request_body_fail(c->req, 408);
         break;
     case TW_CONN_LINGER:
@@ -1001,7 +645,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
     default:
         break;
     }
-    tw_http_conn_leave(c);
+    tw_h1_leave(c);
 }
 
 /* ---- reading requests --------------------------------------------------------- */
@@ -1072,10 +716,9 @@ static void conn_stash_cb(tw_loop_t *loop, void *arg)
 {
     tw_http_conn_t *c = arg;
     (void)loop;
-    c->w->stash_scheduled = false;
-    tw_http_conn_enter(c);
+    tw_h1_enter(c);
     conn_run_stash(c);
-    tw_http_conn_leave(c);
+    tw_h1_leave(c);
 }
 
 static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg)
@@ -1086,18 +729,17 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
     if (status != TW_STREAM_OK) {
         if (status == TW_STREAM_TOO_LARGE && c->state == TW_CONN_HEAD && !c->req) {
             /* The buffer filled before the parser's limits: the head is too big. */
-            tw_http_conn_enter(c);
+            tw_h1_enter(c);
             c->must_close = true;
             c->state = TW_CONN_REQUEST;
-            tw_request_t *r =
-                tw_request_create_bad(c, &c->w->parser, stash_pending(c) ? NULL : data, len);
+            tw_request_t *r = request_begin_bad(c, stash_pending(c) ? NULL : data, len);
             if (r) {
                 c->req = r;
                 tw_request_fail(r, 431);
             } else {
                 tw_stream_close(c->stream);
             }
-            tw_http_conn_leave(c);
+            tw_h1_leave(c);
         }
         /* EOF and errors: the stream closes and conn_on_close follows. */
         return len;
@@ -1109,7 +751,7 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
     }
     size_t used;
     tw_conn_work_t *w = c->w;
-    tw_http_conn_enter(c);
+    tw_h1_enter(c);
     if (stash_pending(c)) {
         /* Older bytes wait in the stash (a head split across it and the
          * socket): keep the order by appending. */
@@ -1134,7 +776,7 @@ static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t 
             used = len;
         }
     }
-    tw_http_conn_leave(c); /* re-arms the read if the state wants more */
+    tw_h1_leave(c); /* re-arms the read if the state wants more */
     return used;
 }
 
@@ -1194,6 +836,36 @@ static bool conn_keep_fields(tw_http_conn_t *c)
     return true;
 }
 
+/* What the wire needs of the request that begins: from the parsed head
+ * (good), or nothing to rely on (a refused head). */
+static void request_begin(tw_http_conn_t *c, bool good)
+{
+    tw_conn_work_t *w = c->w;
+    const tw_http_parser_t *p = &w->parser;
+    w->version = good ? p->version : 11;
+    w->client_keep_alive = good && p->keep_alive;
+    w->client_close = good && !p->keep_alive;
+    w->expect_continue = good && p->expect_continue;
+    w->body_kind = good ? p->body_kind : TW_BODY_NONE;
+    w->content_length = good && p->body_kind == TW_BODY_LENGTH ? p->content_length : 0;
+    w->framing = (tw_h1_framing_t){0};
+    w->head_sent = w->keep_alive = w->continue_sent = false;
+    w->body_state = TW_H1_BODY_UNREAD;
+    w->body_paused = w->body_discard = false;
+    w->paused_ms = 0;
+}
+
+/* A bare request for a head that was refused (its error page and LOG). */
+static tw_request_t *request_begin_bad(tw_http_conn_t *c, const char *data, size_t len)
+{
+    tw_conn_work_t *w = c->w;
+    request_begin(c, false);
+    if (!w->pool && !(w->pool = tw_pool_new(c->srv->pool_size)))
+        return NULL;
+    return tw_request_create_bad(c->srv, w->pool, &c->transport, &w->parser, data, len,
+                                 w->head_is_head);
+}
+
 static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
 {
     tw_http_server_t *srv = c->srv;
@@ -1211,7 +883,7 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
         const tw_span_t m = w->parser.method;
         w->head_is_head = m.len == 4 && memcmp(p + m.off, "HEAD", 4) == 0;
         w->head_blank = m.len == 0 && only_empty_lines(p, avail);
-        conn_timer_update(c);
+        tw_h1_timer_update(c);
         return;
     }
     srv->counters.requests++;
@@ -1219,26 +891,28 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
     if (rc == TW_PARSE_ERROR) {
         /* Nothing after a malformed head can be trusted: drop it all. */
         c->must_close = true;
-        tw_request_t *r = tw_request_create_bad(c, &w->parser, p, avail);
+        tw_request_t *r = request_begin_bad(c, p, avail);
         w->in_used = w->in_len;
         if (!r) {
             tw_stream_close(c->stream);
             return;
         }
         if (tw_log_enabled(TW_LOG_INFO))
-            tw_log_info("bad request from %s: %s", tw_http_conn_peer_text(c),
+            tw_log_info("bad request from %s: %s", tw_h1_peer_text(c),
                         w->parser.error ? w->parser.error : "malformed");
         c->req = r;
         tw_request_fail(r, w->parser.status ? w->parser.status : 400);
         return;
     }
     int status = 0;
-    tw_request_t *r = tw_request_create(c, &w->parser, p, &status);
+    request_begin(c, true);
+    tw_request_t *r =
+        tw_request_create(srv, w->pool, &c->transport, &w->parser, p, &status);
     w->in_used += w->parser.head_len;
     if (!r) {
         c->must_close = true;
         if (status)
-            r = tw_request_create_bad(c, &w->parser, p, w->parser.head_len);
+            r = request_begin_bad(c, p, w->parser.head_len);
         if (!r) {
             tw_stream_close(c->stream);
             return;
@@ -1252,89 +926,6 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
 }
 
 /* Pieces of a chunked body decoded ahead of delivery (see below). */
-#define LOOKAHEAD_PIECES 32
-
-typedef struct {
-    const char *ptr;
-    size_t len;
-    size_t end;                 /* input bytes used once this piece is out */
-    tw_chunked_decoder_t after; /* the decoder state at that point */
-} piece_t;
-
-/* Feeds body bytes to the request. Chunked bodies are decoded ahead over
- * everything available before any piece is delivered, so a framing error
- * or the body limit found in this batch is answered 400/413 before the
- * handler has seen (and perhaps started streaming a response to) the
- * bytes before it. A handler that pauses on a piece gets the decoder
- * rewound to just after that piece; the rest is offered again later. */
-static size_t conn_feed_body(tw_http_conn_t *c, tw_request_t *r, const char *p, size_t avail)
-{
-    tw_conn_work_t *w = c->w;
-    w->last_read = conn_now(c);
-    if (r->body_kind == TW_BODY_LENGTH) {
-        size_t n = avail < r->rb_remaining ? avail : (size_t)r->rb_remaining;
-        r->rb_remaining -= n;
-        bool more = n == 0 || tw_request_body_piece(r, p, n);
-        if (more && r->rb_remaining == 0) {
-            /* A response written from the end callback must see only what
-             * follows the body as pipelined input (the drain decides on it). */
-            w->in_feeding = n;
-            tw_request_body_end(r);
-            w->in_feeding = 0;
-        }
-        return n;
-    }
-    size_t used = 0;
-    piece_t pieces[LOOKAHEAD_PIECES];
-    for (;;) {
-        size_t n = 0;
-        uint64_t total = 0;
-        tw_chunk_result_t res = TW_CHUNK_AGAIN;
-        while (used < avail && n < LOOKAHEAD_PIECES) {
-            size_t consumed = 0, off = 0, olen = 0;
-            res = tw_chunked_decode(&r->decoder, p + used, avail - used, &consumed, &off, &olen);
-            const char *piece = p + used + off;
-            used += consumed;
-            if (res != TW_CHUNK_DATA)
-                break;
-            pieces[n++] = (piece_t){piece, olen, used, r->decoder};
-            total += olen;
-            res = TW_CHUNK_AGAIN;
-        }
-        if (res == TW_CHUNK_ERROR) {
-            if (tw_log_enabled(TW_LOG_INFO))
-                tw_log_info("bad chunked body from %s: %s", tw_http_conn_peer_text(c),
-                            r->decoder.error ? r->decoder.error : "malformed");
-            c->must_close = true;
-            c->state = TW_CONN_REQUEST;
-            tw_request_body_fail(r, 400);
-            return avail;
-        }
-        if (r->rb_received + total > r->body_limit) {
-            c->state = TW_CONN_REQUEST;
-            tw_request_body_fail(r, 413);
-            return avail;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (!tw_request_body_piece(r, pieces[i].ptr, pieces[i].len)) {
-                if (r->rb_paused && !r->rb_failed && !r->aborted) {
-                    r->decoder = pieces[i].after;
-                    return pieces[i].end;
-                }
-                return avail;
-            }
-        }
-        if (res == TW_CHUNK_DONE) {
-            w->in_feeding = used;
-            tw_request_body_end(r);
-            w->in_feeding = 0;
-            return used;
-        }
-        if (used >= avail || n < LOOKAHEAD_PIECES)
-            return used; /* everything was consumed; the rest comes later */
-    }
-}
-
 /* Consumes what the state machine can from w->in. Handlers that answer at
  * once let it run through a whole batch of pipelined requests. */
 static void conn_process(tw_http_conn_t *c)
@@ -1351,7 +942,7 @@ static void conn_process(tw_http_conn_t *c)
                 w->in_used = w->in_len;
                 return;
             }
-            if (tw_http_conn_write_high(c)) {
+            if (tw_h1_write_high(&c->transport)) {
                 /* The client does not read our answers: stop parsing its
                  * requests until it does. */
                 c->output_blocked = true;
@@ -1371,10 +962,10 @@ static void conn_process(tw_http_conn_t *c)
             continue;
         case TW_CONN_BODY: {
             tw_request_t *r = c->req;
-            if (avail == 0 || !r || r->rb_paused)
+            if (avail == 0 || !r || w->body_paused)
                 return;
             tw_request_hold(r);
-            size_t used = conn_feed_body(c, r, p, avail);
+            size_t used = tw_h1_feed_body(c, p, avail);
             w->in_used += used;
             tw_request_release(r); /* may end r */
             if (used == 0 && c->state == TW_CONN_BODY)
@@ -1390,67 +981,22 @@ static void conn_process(tw_http_conn_t *c)
     }
 }
 
-/* ---- request bodies ------------------------------------------------------------ */
-
-void tw_http_conn_body_start(tw_request_t *r)
-{
-    tw_http_conn_t *c = r->conn;
-    if (!request_has_body(r)) {
-        r->rb_done = true;
-        tw_request_body_end(r);
-        return;
-    }
-    if (!conn_open(c)) {
-        tw_request_body_fail(r, TW_ERROR);
-        return;
-    }
-    r->rb_remaining = r->body_kind == TW_BODY_LENGTH ? r->content_length : 0;
-    tw_chunked_init(&r->decoder);
-    if (r->expect_continue && r->version >= 11 && !r->head_sent && !r->continue_sent) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        r->continue_sent = true;
-        tw_http_conn_write(c, cont, sizeof cont - 1);
-    }
-    c->state = TW_CONN_BODY;
-    c->w->body_start = c->w->last_read = conn_now(c);
-    conn_timer_update(c);
-    /* Inside conn_on_data the processing loop feeds the body next; from
-     * anywhere else tw_http_conn_leave arms a read, which offers what is
-     * buffered. */
-}
-
-void tw_http_conn_body_resume(tw_request_t *r)
-{
-    tw_http_conn_t *c = r->conn;
-    r->rb_paused = false;
-    if (c->state != TW_CONN_BODY)
-        return;
-    c->w->last_read = conn_now(c);
-    conn_timer_update(c);
-    if (r->body_kind == TW_BODY_LENGTH && r->rb_remaining == 0 && !r->rb_done && !r->rb_failed) {
-        /* It paused on the last piece: the end is all that is left. */
-        tw_request_hold(r);
-        tw_request_body_end(r);
-        tw_request_release(r);
-    }
-}
-
 /* ---- misc --------------------------------------------------------------------- */
 
 /* Formats c's peer address into buf (64 bytes). */
-static const char *conn_peer_format(const tw_http_conn_t *c, char *buf, size_t size)
+const char *tw_h1_peer_format(const tw_http_conn_t *c, char *buf, size_t size)
 {
     const struct sockaddr *sa = &c->peer.sa;
     const char *out = NULL;
-    if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
+    if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
         out = inet_ntop(AF_INET, &c->peer.in4.sin_addr, buf, (socklen_t)size);
-    } else if (c->peer_len >= (socklen_t)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
+    } else if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &c->peer.in6.sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a))
             out = inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
         else
             out = inet_ntop(AF_INET6, a, buf, (socklen_t)size);
-    } else if (c->peer_len > 0 && sa->sa_family == AF_UNIX) {
+    } else if (c->transport.peer_len > 0 && sa->sa_family == AF_UNIX) {
         snprintf(buf, size, "unix:");
         out = buf;
     }
@@ -1459,12 +1005,59 @@ static const char *conn_peer_format(const tw_http_conn_t *c, char *buf, size_t s
     return buf;
 }
 
-const char *tw_http_conn_peer_text(tw_http_conn_t *c)
+const char *tw_h1_peer_text(tw_http_conn_t *c)
 {
     static __thread char scratch[64];
     if (!c->w)
-        return conn_peer_format(c, scratch, sizeof scratch);
+        return tw_h1_peer_format(c, scratch, sizeof scratch);
     if (!c->w->peer_text[0])
-        conn_peer_format(c, c->w->peer_text, sizeof c->w->peer_text);
+        tw_h1_peer_format(c, c->w->peer_text, sizeof c->w->peer_text);
     return c->w->peer_text;
 }
+
+/* ---- the transport the request engine drives ---------------------------------- */
+
+static void h1_begin(tw_transport_t *t)
+{
+    tw_h1_enter(tw_h1_conn_of(t));
+}
+
+static void h1_end(tw_transport_t *t)
+{
+    tw_h1_leave(tw_h1_conn_of(t));
+}
+
+static bool h1_is_open(const tw_transport_t *t)
+{
+    return tw_h1_open(tw_h1_conn_of(t));
+}
+
+static void h1_drop(tw_transport_t *t)
+{
+    tw_http_conn_t *c = tw_h1_conn_of(t);
+    c->must_close = true;
+    if (c->stream)
+        tw_stream_close(c->stream);
+}
+
+static const char *h1_peer_text(tw_transport_t *t)
+{
+    return tw_h1_peer_text(tw_h1_conn_of(t));
+}
+
+static const tw_transport_ops_t h1_ops = {
+    .begin = h1_begin,
+    .end = h1_end,
+    .is_open = h1_is_open,
+    .write_head = tw_h1_write_head,
+    .write_body = tw_h1_write_body,
+    .sendfile = tw_h1_sendfile,
+    .write_low = tw_h1_write_low,
+    .write_high = tw_h1_write_high,
+    .notify_flushed = tw_h1_notify_flushed,
+    .read_body = tw_h1_read_body,
+    .want_body = tw_h1_want_body,
+    .drop = h1_drop,
+    .peer_text = h1_peer_text,
+    .done = h1_done,
+};
