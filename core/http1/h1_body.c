@@ -60,19 +60,22 @@ tw_h1_body_result_t tw_h1_body_feed(tw_h1_body_decoder_t *d, const char *in, siz
     tw_chunk_result_t rc = tw_chunked_decode(&d->chunked, in, len, consumed, &off, &olen);
     switch (rc) {
     case TW_CHUNK_DATA:
-        if (over_limit(d, olen))
+        /* The rest of this chunk counts now: its size line announced it. */
+        if (over_limit(d, olen + d->chunked.remaining))
             return TW_H1_BODY_TOO_LARGE;
         d->received += olen;
         *piece = in + off;
         *piece_len = olen;
         return TW_H1_BODY_DATA;
     case TW_CHUNK_AGAIN:
-        return TW_H1_BODY_AGAIN;
+        /* A size line read (or partly read: the size only grows) whose
+         * chunk would pass the limit is refused before its data arrives. */
+        return over_limit(d, d->chunked.remaining) ? TW_H1_BODY_TOO_LARGE : TW_H1_BODY_AGAIN;
     case TW_CHUNK_DONE:
         d->done = true;
         return TW_H1_BODY_DONE;
     default:
-        return TW_H1_BODY_ERROR;
+        return d->chunked.size_overflow ? TW_H1_BODY_TOO_LARGE : TW_H1_BODY_ERROR;
     }
 }
 

@@ -1155,6 +1155,39 @@ START_TEST(test_body_limit_413)
 }
 END_TEST
 
+/* A chunk whose size line alone passes the route's limit is answered 413
+ * at once: the server does not wait for (and read) the data it announces.
+ * The same for a size no 63-bit length can hold, and for a size line the
+ * limit is passed by before the line even ends. */
+START_TEST(test_chunk_size_over_limit)
+{
+    static const char *const sizes[] = {
+        "40000000\r\n",            /* 1 GiB, no data sent */
+        "3e8\r\n",                 /* 1000 bytes: exactly the limit, then more */
+        "ffffffffffffffffffff\r\n", /* beyond 63 bits */
+        "4000000",                  /* the limit is passed before the CRLF */
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        reset_client_state();
+        connect_client();
+        SEND("POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        if (i == 1) {
+            char chunk[1000];
+            memset(chunk, 'x', sizeof chunk);
+            SEND("3e8\r\n");
+            send_str(chunk, sizeof chunk);
+            SEND("\r\n1\r\n"); /* one byte more: refused before it arrives */
+        } else {
+            send_str(sizes[i], strlen(sizes[i]));
+        }
+        expect_responses(1);
+        ck_assert_int_eq(resps[0].status, 413);
+        ck_assert_str_eq(hdr(&resps[0], "Connection"), "close");
+        expect_eof();
+    }
+}
+END_TEST
+
 START_TEST(test_head)
 {
     reset_client_state();
@@ -2157,6 +2190,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_expect_continue_rejected);
     tcase_add_test(tc, test_unread_body_closes);
     tcase_add_test(tc, test_body_limit_413);
+    tcase_add_test(tc, test_chunk_size_over_limit);
     tcase_add_test(tc, test_head);
     tcase_add_test(tc, test_keepalive_versions);
     tcase_add_test(tc, test_chunked_response);
