@@ -157,10 +157,15 @@ static int filter_from(tw_request_t *r, size_t idx, const char *data, size_t len
     r->in_body_filter--;
     r->body_filter_index = prev_index;
     if (rc != TW_NEXT) {
-        tw_log_error("body filter of module %s failed (%d); closing the connection",
-                     tw_req_module_name(e->module), rc);
-        r->close = true;
-        r->filter_failed = true;
+        if (!r->filter_failed) {
+            tw_log_error("body filter of module %s failed (%d); closing the connection",
+                         tw_req_module_name(e->module), rc);
+            r->filter_failed = true;
+            /* The head is out: the response ends here, the connection
+             * closes after what was queued, and the request goes on to LOG
+             * once its holders return (whatever the handler does next). */
+            tw_req_error(r, 500);
+        }
         errno = EIO;
         return -1;
     }

@@ -131,6 +131,8 @@ static int f_body(tw_request_t *r, const char *data, size_t len, bool last)
 {
     if (!tw_request_ctx(r, &mod_f))
         return tw_body_filter_next(r, data, len, last);
+    if (tw_request_ctx(r, &mod_f) == (void *)3)
+        return TW_ERROR; /* a filter that fails on the first piece */
     char buf[256];
     while (len) {
         size_t n = len < sizeof buf ? len : sizeof buf;
@@ -347,6 +349,18 @@ static int h_upper(tw_request_t *r)
 {
     tw_request_set_ctx(r, &mod_f, (void *)1);
     return tw_response_send(r, 200, "text/plain", "hello world\n", 12) ? TW_ERROR : TW_DONE;
+}
+
+static int ffail_write_errno;
+
+/* The body filter fails on the first write: the handler gives up. */
+static int h_filter_fails(tw_request_t *r)
+{
+    tw_request_set_ctx(r, &mod_f, (void *)3);
+    errno = 0;
+    if (tw_response_write(r, "abc", 3) < 0)
+        ffail_write_errno = errno;
+    return TW_DONE;
 }
 
 static int h_upper_file(tw_request_t *r)
@@ -573,6 +587,7 @@ static tw_http_route_t routes[] = {
      .allow = "POST"},
     {.name = "/small", .handler = &mod_app, .content = h_echo, .body_limit = 1000},
     ROUTE("/echo", h_echo),
+    ROUTE("/ffail", h_filter_fails),
     ROUTE("/reject", h_reject),
     ROUTE("/unauth", h_unauth),
     ROUTE("/suspend", h_suspend),
@@ -1185,6 +1200,31 @@ START_TEST(test_chunk_size_over_limit)
         ck_assert_str_eq(hdr(&resps[0], "Connection"), "close");
         expect_eof();
     }
+}
+END_TEST
+
+static bool no_connections(void)
+{
+    return tw_http_server_connections(&srv) == 0;
+}
+
+/* A body filter that fails ends the response: the connection closes after
+ * what was sent, and the request reaches LOG (it used to wait forever, with
+ * no timer armed). */
+START_TEST(test_body_filter_failure_ends_request)
+{
+    srv.phases = tw_phases_table(phases_filtered);
+    ffail_write_errno = 0;
+    reset_client_state();
+    connect_client();
+    SEND("GET /ffail HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_eof();
+    ck_assert_int_eq(ffail_write_errno, EIO);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(last_log_status, 200); /* the head was out */
+    close(client); /* ends the lingering close */
+    client = -1;
+    ck_assert(spin_until(no_connections));
 }
 END_TEST
 
@@ -2191,6 +2231,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_unread_body_closes);
     tcase_add_test(tc, test_body_limit_413);
     tcase_add_test(tc, test_chunk_size_over_limit);
+    tcase_add_test(tc, test_body_filter_failure_ends_request);
     tcase_add_test(tc, test_head);
     tcase_add_test(tc, test_keepalive_versions);
     tcase_add_test(tc, test_chunked_response);
