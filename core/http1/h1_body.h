@@ -42,13 +42,10 @@ tw_h1_body_result_t tw_h1_body_feed(tw_h1_body_decoder_t *d, const char *in, siz
 /* Why the last feed failed (ERROR), for a log line. */
 const char *tw_h1_body_error(const tw_h1_body_decoder_t *d);
 
-/* When a body arriving at min_rate bytes/s fails (ms, absolute): start
- * plus the time the server itself held the body back (paused_ms), plus a
- * grace window, plus the time received bytes take at min_rate. Measuring
- * over the whole body with the window on top (as Apache's MinRate extends
- * its timeout per MinRate bytes) means a client at exactly the rate is
- * always grace_ms ahead of its deadline, never cut off at a byte's due
- * time. */
+/* When a body arriving at min_rate bytes/s fails (ms, absolute): it must
+ * average min_rate from start on once grace_ms have passed; the time the
+ * server itself held the body back (paused_ms: a handler that paused the
+ * stream) is not the client's and does not count. */
 uint64_t tw_h1_body_rate_deadline(uint64_t start, uint64_t paused_ms, uint64_t received,
                                   uint64_t min_rate, uint64_t grace_ms);
 

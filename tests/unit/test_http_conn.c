@@ -300,9 +300,13 @@ typedef struct {
     int pieces;
 } sbody_ctx_t;
 
+static unsigned sbody_pause_ms = 10;
+static bool sbody_resumed;
+
 static void sbody_unpause(tw_request_t *r, void *arg)
 {
     (void)arg;
+    sbody_resumed = true;
     tw_request_resume_body(r);
 }
 
@@ -321,7 +325,7 @@ static int sbody_chunk(tw_request_t *r, int status, const char *data, size_t len
         return 0;
     }
     if (ctx->pieces++ == 0) {
-        tw_request_set_timer(r, 10, sbody_unpause, NULL);
+        tw_request_set_timer(r, sbody_pause_ms, sbody_unpause, NULL);
         return 1; /* pause once */
     }
     return 0;
@@ -1090,6 +1094,33 @@ START_TEST(test_stream_body_pause)
     expect_responses(2);
     ck_assert(body_is(&resps[0], "0123456789"));
     ck_assert(body_is(&resps[1], "hello\n"));
+}
+END_TEST
+
+static bool sbody_was_resumed(void)
+{
+    return sbody_resumed;
+}
+
+/* The time a handler keeps the body paused is the server's, not the
+ * client's: it does not count against min_body_rate (the client used to
+ * get a 408 as soon as the handler resumed reading). */
+START_TEST(test_body_rate_ignores_server_pause)
+{
+    srv.min_body_rate = 1000; /* 1 byte/ms */
+    srv.body_rate_grace_ms = 500;
+    sbody_pause_ms = 600; /* longer than the grace */
+    sbody_resumed = false;
+    reset_client_state();
+    connect_client();
+    SEND("POST /sbody HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
+    ck_assert(spin_until(sbody_was_resumed));
+    spin_for(50); /* the client is a little slow after the resume */
+    SEND("56789");
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert(body_is(&resps[0], "0123456789"));
+    sbody_pause_ms = 10;
 }
 END_TEST
 
@@ -2232,6 +2263,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_body_limit_413);
     tcase_add_test(tc, test_chunk_size_over_limit);
     tcase_add_test(tc, test_body_filter_failure_ends_request);
+    tcase_add_test(tc, test_body_rate_ignores_server_pause);
     tcase_add_test(tc, test_head);
     tcase_add_test(tc, test_keepalive_versions);
     tcase_add_test(tc, test_chunked_response);
