@@ -64,9 +64,12 @@ typedef struct tw_http_server {
     uint64_t body_timeout_ms;      /* between two reads of a body [30 s]: 408 */
     uint64_t send_timeout_ms;      /* a response making no progress [30 s]: close */
     uint64_t keepalive_timeout_ms; /* idle between requests [75 s]; 0: no keep-alive */
-    uint64_t min_body_rate;        /* bytes/s a body must average after the grace
-                                      [1 KiB]; 0: off */
-    uint64_t body_rate_grace_ms;   /* when the body rate starts to count [10 s] */
+    uint64_t min_body_rate;        /* bytes/s a body must average, measured from
+                                      its start with the grace on top [1 KiB];
+                                      0: off */
+    uint64_t body_rate_grace_ms;   /* how far behind min_body_rate a body may fall
+                                      [10 s] (time a handler paused it is not
+                                      counted) */
     uint64_t drain_grace_ms;       /* idle time before closing while draining [1 s] */
     uint64_t linger_ms;            /* reading and dropping unread input after a final
                                       response, so the client sees it instead of a

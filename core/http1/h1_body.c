@@ -88,7 +88,7 @@ uint64_t tw_h1_body_rate_deadline(uint64_t start, uint64_t paused_ms, uint64_t r
                                   uint64_t min_rate, uint64_t grace_ms)
 {
     uint64_t need = min_rate ? received * 1000 / min_rate : 0;
-    return start + paused_ms + (need > grace_ms ? need : grace_ms);
+    return start + paused_ms + grace_ms + need;
 }
 
 /* ---- reading a request body for the engine ------------------------------------ */

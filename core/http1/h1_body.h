@@ -42,10 +42,15 @@ tw_h1_body_result_t tw_h1_body_feed(tw_h1_body_decoder_t *d, const char *in, siz
 /* Why the last feed failed (ERROR), for a log line. */
 const char *tw_h1_body_error(const tw_h1_body_decoder_t *d);
 
-/* When a body arriving at min_rate bytes/s fails (ms, absolute): it must
- * average min_rate from start on once grace_ms have passed; the time the
- * server itself held the body back (paused_ms: a handler that paused the
- * stream) is not the client's and does not count. */
+/* When a body arriving at min_rate bytes/s fails (ms, absolute): start,
+ * plus the time the server itself held the body back (paused_ms: a
+ * handler that paused the stream), plus a grace window, plus the time the
+ * bytes received so far take at min_rate. The rate is measured over the
+ * whole body with the window on top (Apache's MinRate extends its timeout
+ * the same way, per MinRate bytes): a client at exactly the rate stays
+ * grace_ms ahead of its deadline instead of meeting it whenever a byte is
+ * due, and a slower one is still cut off once its deficit passes the
+ * window. */
 uint64_t tw_h1_body_rate_deadline(uint64_t start, uint64_t paused_ms, uint64_t received,
                                   uint64_t min_rate, uint64_t grace_ms);
 

@@ -1124,6 +1124,34 @@ START_TEST(test_body_rate_ignores_server_pause)
 }
 END_TEST
 
+/* A client that sends at exactly min_body_rate is served: the deadline is
+ * measured over the body with a grace window on top, so it never falls on
+ * the moment the next byte is due (it used to, and the client got 408). */
+START_TEST(test_body_rate_boundary)
+{
+    srv.min_body_rate = 1000; /* 1 byte/ms */
+    srv.body_rate_grace_ms = 100;
+    srv.body_timeout_ms = 5000;
+    reset_client_state();
+    connect_client();
+    SEND("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n");
+    char piece[25];
+    memset(piece, 'r', sizeof piece);
+    uint64_t start = now_ms();
+    /* 25 bytes every 25 ms: the rate exactly, each piece on its due time. */
+    for (int i = 0; i < 20 && !client_eof; i++) {
+        while (now_ms() < start + (uint64_t)i * 25) {
+            tw_loop_run_once(loop, 1);
+            read_client();
+        }
+        send_str(piece, sizeof piece);
+    }
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert_uint_eq(resps[0].body_len, 500);
+}
+END_TEST
+
 static bool have_continue(void)
 {
     return rlen >= 25 && memcmp(rbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0;
@@ -2264,6 +2292,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_chunk_size_over_limit);
     tcase_add_test(tc, test_body_filter_failure_ends_request);
     tcase_add_test(tc, test_body_rate_ignores_server_pause);
+    tcase_add_test(tc, test_body_rate_boundary);
     tcase_add_test(tc, test_head);
     tcase_add_test(tc, test_keepalive_versions);
     tcase_add_test(tc, test_chunked_response);
