@@ -95,11 +95,12 @@ typedef struct tw_http_server {
 
     /* ---- private to core/http1/ and core/request/ ---- */
     tw_loop_t *loop; /* the one loop every connection of srv runs on */
-    /* Open connections, on three doubly linked lists: [0] active ones,
+    /* Open connections, on four doubly linked lists: [0] active ones,
      * [1] resting ones that have served nothing yet, [2] resting ones that
-     * have (the two use different timeouts); a resting list is ordered by
-     * idle_since, and tails[] is where insertion starts looking. */
-    tw_http_conn_t *lists[3], *tails[3];
+     * have (the two use different timeouts), [3] ones a hard stop closed
+     * whose request waits for its suspended handler; a resting list is
+     * ordered by idle_since, and tails[] is where insertion starts looking. */
+    tw_http_conn_t *lists[4], *tails[4];
     size_t conn_count;
     tw_timer_t rest_timer;          /* closes resting connections whose time is up */
     uint64_t rest_deadline;         /* what rest_timer is armed for */
@@ -125,8 +126,11 @@ typedef struct tw_http_server {
 /* Fills srv with the defaults above (zeroing everything else); loop is the
  * worker's loop. */
 void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop);
-/* Hard-closes every connection (tw_http_server_close_all) and releases what
- * srv holds; srv itself is the caller's. */
+/* Hard-closes every connection (tw_http_server_close_all), ends the
+ * requests still suspended without their handlers (their pool cleanups
+ * run; resuming one afterwards is a use after free, so call this only once
+ * the modules' exit_worker hooks stopped their work), and releases what srv
+ * holds; srv itself is the caller's. */
 void tw_http_server_cleanup(tw_http_server_t *srv);
 /* Starts serving an accepted socket (takes ownership of fd, also on error),
  * already non-blocking (accept4 with SOCK_NONBLOCK; debug builds check).
@@ -146,9 +150,12 @@ size_t tw_http_server_resting(const tw_http_server_t *srv);
  * buffers), work records and request pools' first blocks (for stats and
  * tests). */
 size_t tw_http_server_memory(const tw_http_server_t *srv);
-/* Hard stop: aborts every request (abort callbacks, LOG), closes every
- * socket and frees every connection now. Run the loop once more (or free
- * it) afterwards so that the streams release their buffers. */
+/* Hard stop: closes every socket and aborts every request (abort
+ * callbacks, then LOG) now, freeing its connection — except a request whose
+ * handler is suspended: as when its client leaves, it ends when the
+ * handler resumes it (its connection, without a socket, is counted until
+ * then); tw_http_server_cleanup ends whatever is left. Run the loop once
+ * more (or free it) afterwards so that the streams release their buffers. */
 void tw_http_server_close_all(tw_http_server_t *srv);
 
 #endif

@@ -131,7 +131,8 @@ struct tw_conn_work {
 enum {
     TW_CONN_ACTIVE = 0,
     TW_CONN_REST_NEW = 1,
-    TW_CONN_REST_KEPT = 2
+    TW_CONN_REST_KEPT = 2,
+    TW_CONN_STOPPED = 3 /* hard-stopped, its request suspended */
 };
 
 /* The peer address, as much of it as an IP address needs. */
@@ -198,8 +199,12 @@ void tw_h1_leave(tw_http_conn_t *c);
 void tw_h1_detach_stream(tw_http_conn_t *c);
 /* Unlinks c at once; the memory goes when nothing on the stack uses it. */
 void tw_h1_conn_free(tw_http_conn_t *c);
-/* Hard close: the request (if any) is aborted now. */
+/* Hard close: the request (if any) is aborted now (a suspended one then
+ * waits for its handler on the TW_CONN_STOPPED list). */
 void tw_h1_hard_close(tw_http_conn_t *c);
+/* Ends the suspended request of a hard-stopped connection without its
+ * handler (the final teardown). */
+void tw_h1_end_stopped(tw_http_conn_t *c);
 /* Re-arms the read-side timer for the current state. */
 void tw_h1_timer_update(tw_http_conn_t *c);
 /* Idle connection timers and lists after a drain began. */

@@ -170,13 +170,26 @@ void tw_h1_detach_stream(tw_http_conn_t *c)
 void tw_h1_hard_close(tw_http_conn_t *c)
 {
     tw_h1_detach_stream(c);
-    if (c->req) {
-        tw_h1_enter(c);
-        tw_request_abort(c->req, true);
-        tw_h1_leave(c);
-    } else {
+    if (!c->req) {
         tw_h1_conn_free(c);
+        return;
     }
+    tw_h1_enter(c);
+    tw_request_abort(c->req, false);
+    if (c->req && !c->freeing) {
+        /* Suspended: it ends when its handler resumes. Off the active list,
+         * so a hard stop visits every connection once. */
+        tw_h1_list_unlink(c->srv, c);
+        tw_h1_list_link_after(c->srv, c, TW_CONN_STOPPED, NULL);
+    }
+    tw_h1_leave(c);
+}
+
+void tw_h1_end_stopped(tw_http_conn_t *c)
+{
+    tw_h1_enter(c);
+    tw_request_abort(c->req, true);
+    tw_h1_leave(c);
 }
 
 void tw_h1_conn_drain_began(tw_http_conn_t *c)

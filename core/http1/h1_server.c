@@ -120,6 +120,8 @@ void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop)
 void tw_http_server_cleanup(tw_http_server_t *srv)
 {
     tw_http_server_close_all(srv);
+    while (srv->lists[TW_CONN_STOPPED])
+        tw_h1_end_stopped(srv->lists[TW_CONN_STOPPED]);
     free(srv->scratch_fields);
     srv->scratch_fields = NULL;
     srv->scratch_cap = 0;
@@ -153,7 +155,7 @@ size_t tw_http_server_resting(const tw_http_server_t *srv)
 size_t tw_http_server_memory(const tw_http_server_t *srv)
 {
     size_t n = 0;
-    for (unsigned l = 0; l < 3; l++) {
+    for (unsigned l = 0; l < 4; l++) {
         for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next) {
             n += sizeof *c;
             if (c->stream)
@@ -204,7 +206,7 @@ void tw_http_server_close_all(tw_http_server_t *srv)
 {
     /* conn_free unlinks at once, so this terminates even when the memory
      * of a connection has to wait for the stack to unwind. */
-    for (unsigned l = 0; l < 3; l++)
+    for (unsigned l = TW_CONN_ACTIVE; l <= TW_CONN_REST_KEPT; l++)
         while (srv->lists[l])
             tw_h1_hard_close(srv->lists[l]);
 }

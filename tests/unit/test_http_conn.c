@@ -288,6 +288,12 @@ static void hang_abort(tw_request_t *r, void *arg)
     tw_request_set_timer(r, 20, hang_resume, NULL);
 }
 
+static int never_resumed(tw_request_t *r)
+{
+    tw_request_on_abort(r, upload_abort, NULL);
+    return TW_SUSPENDED;
+}
+
 static int h_hang(tw_request_t *r)
 {
     tw_request_on_abort(r, hang_abort, NULL);
@@ -592,6 +598,7 @@ static tw_http_route_t routes[] = {
     {.name = "/small", .handler = &mod_app, .content = h_echo, .body_limit = 1000},
     ROUTE("/echo", h_echo),
     ROUTE("/ffail", h_filter_fails),
+    ROUTE("/forever", never_resumed),
     ROUTE("/reject", h_reject),
     ROUTE("/unauth", h_unauth),
     ROUTE("/suspend", h_suspend),
@@ -1619,6 +1626,10 @@ START_TEST(test_abort_suspended)
 }
 END_TEST
 
+/* A hard stop is the client going away for every request at once: the
+ * sockets close and abort callbacks run, but a suspended request still
+ * ends only when its handler resumes it (tw_request_on_abort's contract:
+ * the handler may touch the request until then). */
 START_TEST(test_close_all_suspended)
 {
     reset_client_state();
@@ -1626,10 +1637,37 @@ START_TEST(test_close_all_suspended)
     SEND("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
     spin_for(5);
     tw_http_server_close_all(&srv);
-    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
     ck_assert_int_eq(abort_count, 1);
-    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(log_count, 0);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 1); /* no socket: waits for the handler */
     expect_eof();
+    /* The abort callback armed a timer that resumes the request. */
+    uint64_t end = now_ms() + 5000;
+    while (log_count == 0 && now_ms() < end)
+        tw_loop_run_once(loop, 5);
+    ck_assert(hang_resumed_after_abort);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
+}
+END_TEST
+
+/* What is still suspended when the server is torn down (the worker exits,
+ * after the modules' exit_worker) ends then, without its handler. */
+START_TEST(test_cleanup_ends_suspended)
+{
+    reset_client_state();
+    connect_client();
+    SEND("GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin_for(5);
+    tw_http_server_close_all(&srv);
+    ck_assert_int_eq(abort_count, 1);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 1);
+    spin_for(30);
+    ck_assert_int_eq(log_count, 0);
+    tw_http_server_cleanup(&srv);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(last_log_status, 499);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
 }
 END_TEST
 
@@ -2307,6 +2345,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_abort_mid_body);
     tcase_add_test(tc, test_abort_suspended);
     tcase_add_test(tc, test_close_all_suspended);
+    tcase_add_test(tc, test_cleanup_ends_suspended);
     tcase_add_test(tc, test_suspend_resume_timer);
     tcase_add_test(tc, test_backpressure_stream);
     tcase_add_test(tc, test_drain_in_flight);

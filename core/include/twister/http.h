@@ -190,7 +190,12 @@ int tw_request_set_uri(tw_request_t *r, const char *uri, size_t len);
 void tw_request_resume(tw_request_t *r, int rc);
 /* Runs fn(r, arg) if the client goes away before the request ends. The
  * request then ends when the suspended handler resumes or right away if it
- * is not suspended. Errors: ENOMEM. */
+ * is not suspended. A hard stop of the worker (its drain timed out, or
+ * SIGTERM) counts as every client going away, with the same guarantee: a
+ * suspended request stays valid until its handler resumes it — except
+ * that when the worker exits, after the modules' exit_worker hooks,
+ * whatever is still suspended is ended without its handler (its pool
+ * cleanups run). Errors: ENOMEM. */
 int tw_request_on_abort(tw_request_t *r, tw_request_cb fn, void *arg);
 /* Runs fn(r, arg) after ms milliseconds unless the request ends first (then
  * the timer is cancelled, never fired). Errors: ENOMEM. */
