@@ -220,13 +220,23 @@ static int output_begin(tw_request_t *r, const char *fn)
     return 0;
 }
 
-static tw_out_op_t *out_push(tw_request_t *r, int kind)
+static void out_fd_cleanup(void *arg);
+
+/* Queues an output op. A file op owns fd from here on: its cleanup is
+ * registered before the op is queued, so on ENOMEM nothing is queued (and
+ * the caller closes fd) and a queued op always has its file. */
+static tw_out_op_t *out_push(tw_request_t *r, int kind, int fd)
 {
     tw_out_op_t *op = tw_pool_calloc(r->pool, sizeof *op);
     if (!op)
         return NULL;
     op->kind = kind;
     op->fd = -1;
+    if (kind == TW_OUT_FILE) {
+        if (tw_pool_add_cleanup(r->pool, out_fd_cleanup, op) != 0)
+            return NULL;
+        op->fd = fd;
+    }
     if (r->out_tail)
         r->out_tail->next = op;
     else
@@ -301,7 +311,7 @@ int tw_response_write(tw_request_t *r, const void *data, size_t len)
         if (r->header_only) {
             rc = 0;
         } else if (r->out_head) {
-            tw_out_op_t *op = out_push(r, TW_OUT_DATA);
+            tw_out_op_t *op = out_push(r, TW_OUT_DATA, -1);
             char *copy = len ? tw_pool_alloc(r->pool, len) : NULL;
             if (!op || (len && !copy)) {
                 errno = ENOMEM;
@@ -341,13 +351,12 @@ int tw_response_sendfile(tw_request_t *r, int fd, off_t offset, size_t len)
     } else if (have_body_filters(r) || r->out_head) {
         /* Filters must see the bytes: read the file in pieces, as fast as
          * the client takes them. */
-        tw_out_op_t *op = out_push(r, TW_OUT_FILE);
-        if (!op || tw_pool_add_cleanup(r->pool, out_fd_cleanup, op) != 0) {
+        tw_out_op_t *op = out_push(r, TW_OUT_FILE, fd);
+        if (!op) {
             close(fd);
             errno = ENOMEM;
             rc = -1;
         } else {
-            op->fd = fd;
             op->off = offset;
             op->len = len;
             pump(r);
@@ -400,7 +409,7 @@ int tw_response_finish(tw_request_t *r)
         rc = output_begin(r, "tw_response_finish");
         if (rc == 0) {
             if (r->out_head) {
-                if (!out_push(r, TW_OUT_FINISH)) {
+                if (!out_push(r, TW_OUT_FINISH, -1)) {
                     errno = ENOMEM;
                     rc = -1;
                 }
@@ -433,7 +442,10 @@ static void pump(tw_request_t *r)
                 }
             }
             size_t want = op->len < PUMP_CHUNK ? op->len : PUMP_CHUNK;
-            ssize_t n = pread(op->fd, r->pump_buf, want, op->off);
+            ssize_t n;
+            do
+                n = pread(op->fd, r->pump_buf, want, op->off);
+            while (n < 0 && errno == EINTR);
             if (n <= 0) {
                 tw_log_error("reading a file for module %s: %s", tw_req_module_name(r->module),
                              n < 0 ? strerror(errno) : "unexpected end of file");

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,20 @@
 #include "phases.h"
 #include "route.h"
 #include "twister/twister.h"
+
+/* pread as the server's output pump sees it: the first pread_eintr calls
+ * are interrupted by a signal (EINTR), as on a slow file system. */
+static int pread_eintr;
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    if (pread_eintr > 0) {
+        pread_eintr--;
+        errno = EINTR;
+        return -1;
+    }
+    return syscall(SYS_pread64, fd, buf, n, off);
+}
 
 /* ---- the test modules ------------------------------------------------------------ */
 
@@ -1914,6 +1929,22 @@ START_TEST(test_filters)
 }
 END_TEST
 
+/* A pread the output pump makes for a filtered file is retried on EINTR
+ * (it used to fail the response). */
+START_TEST(test_filtered_file_pread_eintr)
+{
+    srv.phases = tw_phases_table(phases_filtered);
+    pread_eintr = 2;
+    reset_client_state();
+    connect_client();
+    SEND("GET /upperfile HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert(body_is(&resps[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
+    ck_assert_int_eq(pread_eintr, 0);
+}
+END_TEST
+
 START_TEST(test_request_api)
 {
     reset_client_state();
@@ -2346,6 +2377,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_abort_suspended);
     tcase_add_test(tc, test_close_all_suspended);
     tcase_add_test(tc, test_cleanup_ends_suspended);
+    tcase_add_test(tc, test_filtered_file_pread_eintr);
     tcase_add_test(tc, test_suspend_resume_timer);
     tcase_add_test(tc, test_backpressure_stream);
     tcase_add_test(tc, test_drain_in_flight);
