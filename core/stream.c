@@ -11,6 +11,8 @@
  * callback for it. So a callback never runs inside the call that caused it,
  * and the stream struct is freed only from its own deferred callback, after
  * the close callback, when nothing up the stack can still be using it.
+ * The deferred callback is a node embedded in the stream (internal.h), so
+ * queuing it never allocates: a close always completes.
  *
  * Memory. An idle stream is this struct alone (kept small: 32-bit sizes
  * and offsets). The read buffer holds unread bytes in rbuf[rpos, rend). It
