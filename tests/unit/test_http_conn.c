@@ -1,4 +1,5 @@
-/* test_http_conn.c — HTTPConnection and the phase engine, driven over a
+/* test_http_conn.c — the HTTP/1.1 layer (core/http1/) with the request
+ * engine on top, driven over a
  * socketpair: the server end goes to tw_http_conn_start, the test plays the
  * client on the other end and turns the loop until what it expects arrives
  * (never asserting on elapsed time). */
