@@ -236,6 +236,12 @@ int tw_h1_sendfile(tw_transport_t *t, int fd, off_t off, size_t len);
 bool tw_h1_write_low(const tw_transport_t *t);
 bool tw_h1_write_high(const tw_transport_t *t);
 void tw_h1_notify_flushed(tw_transport_t *t);
+/* notify_flushed, at most one pending at a time (an idle connection waits
+ * for its output to flush before it comes to rest). */
+void tw_h1_notify_flushed_once(tw_http_conn_t *c);
+/* The stream's drain callback and the send timer's. */
+void tw_h1_on_drain(tw_stream_t *s, void *arg);
+void tw_h1_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 /* Queues raw bytes (copied). Returns 0, 1 over the high-water mark, -1. */
 int tw_h1_write(tw_http_conn_t *c, const void *data, size_t len);
 

@@ -77,13 +77,9 @@ static const tw_transport_ops_t h1_ops;
 static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg);
 static void conn_on_close(tw_stream_t *s, void *arg);
 static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
-static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
-static void conn_on_drain(tw_stream_t *s, void *arg);
 static void conn_process(tw_http_conn_t *c);
 static void conn_stash_cb(tw_loop_t *loop, void *arg);
 static inline bool stash_pending(const tw_http_conn_t *c);
-static void conn_on_flushed(tw_stream_t *s, int status, void *arg);
-static void conn_notify_flushed_once(tw_http_conn_t *c);
 static tw_request_t *request_begin_bad(tw_http_conn_t *c, const char *data, size_t len);
 
 static inline bool conn_open(const tw_http_conn_t *c)
@@ -125,7 +121,7 @@ static bool conn_activate(tw_http_conn_t *c)
     w->head_start = w->body_start = w->last_read = w->linger_start = 0;
     w->body_state = TW_H1_BODY_UNREAD;
     w->body_paused = w->body_discard = false;
-    tw_timer_init(&w->send_timer, conn_on_send_timer, c);
+    tw_timer_init(&w->send_timer, tw_h1_on_send_timer, c);
     w->out_total = w->send_mark = 0;
     w->peer_text[0] = '\0';
     c->w = w;
@@ -249,7 +245,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         }
     }
     tw_stream_set_close_cb(c->stream, conn_on_close, c);
-    tw_stream_set_drain_cb(c->stream, conn_on_drain, c);
+    tw_stream_set_drain_cb(c->stream, tw_h1_on_drain, c);
 
     srv->conn_count++;
     srv->counters.accepted++;
@@ -396,7 +392,7 @@ static void conn_idle_settle(tw_http_conn_t *c, size_t queued)
     }
     tw_h1_timer_update(c);
     if (queued > 0 && !c->output_blocked)
-        conn_notify_flushed_once(c); /* conn_on_flushed comes back here to rest */
+        tw_h1_notify_flushed_once(c); /* conn_on_flushed comes back here to rest */
 }
 
 void tw_h1_enter(tw_http_conn_t *c)
@@ -434,80 +430,6 @@ void tw_h1_leave(tw_http_conn_t *c)
     }
     if (c->freeing)
         tw_h1_conn_free(c);
-}
-
-/* ---- output ------------------------------------------------------------------ */
-
-/* Runs once everything queued before it reached the kernel (a zero-length
- * write with a callback completes in order): begins a lingering close, and
- * gives a request waiting for a drain its chance. */
-static void conn_on_flushed(tw_stream_t *s, int status, void *arg)
-{
-    tw_http_conn_t *c = arg;
-    (void)s;
-    if (c->w)
-        c->w->flush_notify = false;
-    if (status != TW_STREAM_OK || !conn_open(c))
-        return;
-    tw_h1_enter(c);
-    if (c->req)
-        tw_request_drained(c->req);
-    else if (c->output_blocked && tw_h1_write_low(&c->transport)) {
-        c->output_blocked = false;
-        tw_h1_timer_update(c);
-    }
-    tw_h1_leave(c); /* starts the linger once nothing is queued */
-}
-
-void tw_h1_notify_flushed(tw_transport_t *t)
-{
-    tw_http_conn_t *c = tw_h1_conn_of(t);
-    if (conn_open(c))
-        tw_stream_write(c->stream, "", 0, conn_on_flushed, c);
-}
-
-/* As above, at most one pending at a time (for the idle settling). */
-static void conn_notify_flushed_once(tw_http_conn_t *c)
-{
-    if (c->w && !c->w->flush_notify && conn_open(c)) {
-        c->w->flush_notify = true;
-        tw_h1_notify_flushed(&c->transport);
-    }
-}
-
-static void conn_on_drain(tw_stream_t *s, void *arg)
-{
-    tw_http_conn_t *c = arg;
-    (void)s;
-    tw_h1_enter(c);
-    if (c->req) {
-        tw_request_drained(c->req);
-    } else if (c->output_blocked) {
-        c->output_blocked = false; /* conn_arm_read picks the next request up */
-        tw_h1_timer_update(c);
-    }
-    tw_h1_leave(c);
-}
-
-static void conn_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
-{
-    tw_http_conn_t *c = arg;
-    (void)t;
-    if (!conn_open(c) || !c->w)
-        return;
-    size_t queued = tw_stream_write_queued(c->stream);
-    if (queued == 0)
-        return;
-    uint64_t written = c->w->out_total - queued;
-    if (written != c->w->send_mark) {
-        c->w->send_mark = written;
-        tw_timer_start(loop, &c->w->send_timer, c->srv->send_timeout_ms);
-        return;
-    }
-    tw_log_info("closing connection from %s: the client read nothing for %llu ms",
-                tw_h1_peer_text(c), (unsigned long long)c->srv->send_timeout_ms);
-    c->srv->counters.timeouts++;
-    tw_stream_close(c->stream);
 }
 
 /* ---- the end of a request ------------------------------------------------------ */

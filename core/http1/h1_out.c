@@ -2,7 +2,8 @@
  * engine's fields, Date, Server, Content-Length or chunked, Connection),
  * body framing, the Date cache, the keep-alive decision, and the output
  * side of the transport (queue marks, flush notifications). The head
- * writer and framing functions at the top need no connection (h1_out.h). */
+ * writer and framing functions at the top need no connection (h1_out.h);
+ * the flush notifications and the send timeout close the file. */
 #include "http1/h1.h"
 
 #include <errno.h>
@@ -332,4 +333,78 @@ bool tw_h1_write_high(const tw_transport_t *t)
 {
     const tw_http_conn_t *c = tw_h1_conn_of(t);
     return tw_h1_open(c) && tw_stream_write_queued(c->stream) > c->srv->stream.write_high_water;
+}
+
+/* ---- flushes, drains and the send timeout -------------------------------------- */
+
+/* Runs once everything queued before it reached the kernel (a zero-length
+ * write with a callback completes in order): begins a lingering close, and
+ * gives a request waiting for a drain its chance. */
+static void conn_on_flushed(tw_stream_t *s, int status, void *arg)
+{
+    tw_http_conn_t *c = arg;
+    (void)s;
+    if (c->w)
+        c->w->flush_notify = false;
+    if (status != TW_STREAM_OK || !tw_h1_open(c))
+        return;
+    tw_h1_enter(c);
+    if (c->req)
+        tw_request_drained(c->req);
+    else if (c->output_blocked && tw_h1_write_low(&c->transport)) {
+        c->output_blocked = false;
+        tw_h1_timer_update(c);
+    }
+    tw_h1_leave(c); /* starts the linger once nothing is queued */
+}
+
+void tw_h1_notify_flushed(tw_transport_t *t)
+{
+    tw_http_conn_t *c = tw_h1_conn_of(t);
+    if (tw_h1_open(c))
+        tw_stream_write(c->stream, "", 0, conn_on_flushed, c);
+}
+
+/* As above, at most one pending at a time (for the idle settling). */
+void tw_h1_notify_flushed_once(tw_http_conn_t *c)
+{
+    if (c->w && !c->w->flush_notify && tw_h1_open(c)) {
+        c->w->flush_notify = true;
+        tw_h1_notify_flushed(&c->transport);
+    }
+}
+
+void tw_h1_on_drain(tw_stream_t *s, void *arg)
+{
+    tw_http_conn_t *c = arg;
+    (void)s;
+    tw_h1_enter(c);
+    if (c->req) {
+        tw_request_drained(c->req);
+    } else if (c->output_blocked) {
+        c->output_blocked = false; /* tw_h1_leave picks the next request up */
+        tw_h1_timer_update(c);
+    }
+    tw_h1_leave(c);
+}
+
+void tw_h1_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    tw_http_conn_t *c = arg;
+    (void)t;
+    if (!tw_h1_open(c) || !c->w)
+        return;
+    size_t queued = tw_stream_write_queued(c->stream);
+    if (queued == 0)
+        return;
+    uint64_t written = c->w->out_total - queued;
+    if (written != c->w->send_mark) {
+        c->w->send_mark = written;
+        tw_timer_start(loop, &c->w->send_timer, c->srv->send_timeout_ms);
+        return;
+    }
+    tw_log_info("closing connection from %s: the client read nothing for %llu ms",
+                tw_h1_peer_text(c), (unsigned long long)c->srv->send_timeout_ms);
+    c->srv->counters.timeouts++;
+    tw_stream_close(c->stream);
 }
