@@ -27,8 +27,8 @@
 #include <time.h>
 
 #include "activity.h"
-#include "internal.h"
 #include "http_parser.h"
+#include "internal.h"
 #include "phases.h"
 #include "route.h"
 #include "twister/http.h"
@@ -111,9 +111,9 @@ typedef struct tw_http_server {
     void (*all_closed)(void *arg);
     void *all_closed_arg;
     tw_loop_deferred_t all_closed_node; /* runs all_closed from the loop */
-    unsigned depth;                  /* plugin calls on the stack (any request) */
-    uint64_t serial;                 /* request numbering */
-    tw_http_field_t *scratch_fields; /* parser storage for heads that arrive whole */
+    unsigned depth;                     /* plugin calls on the stack (any request) */
+    uint64_t serial;                    /* request numbering */
+    tw_http_field_t *scratch_fields;    /* parser storage for heads that arrive whole */
     size_t scratch_cap;
     uint64_t activity_serial;       /* whose request line the activity record holds
                                        (0: unknown) */

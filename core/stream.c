@@ -160,24 +160,24 @@ struct tw_stream {
     uint32_t wq_cap, wq_head, wq_len;
     uint32_t wq_done; /* records at the head fully written, callbacks not yet run */
 
-    uint8_t rkind;          /* rd_kind_t */
-    bool rpartial;          /* BYTES */
-    bool closed;            /* fd closed, teardown queued */
-    bool close_after_write; /* closing once the queue drains */
-    bool eof;               /* read(2) returned 0 */
-    bool rd_failed;         /* read(2) failed (error holds errno) */
-    bool user_paused;       /* tw_stream_pause_reading */
-    bool bp_paused;         /* more than write_high_water queued */
-    bool readable;          /* socket may hold unread bytes */
-    bool want_out;          /* the kernel refused bytes: waiting for EPOLLOUT */
-    bool deferred;          /* stream_on_deferred is queued */
+    uint8_t rkind;                 /* rd_kind_t */
+    bool rpartial;                 /* BYTES */
+    bool closed;                   /* fd closed, teardown queued */
+    bool close_after_write;        /* closing once the queue drains */
+    bool eof;                      /* read(2) returned 0 */
+    bool rd_failed;                /* read(2) failed (error holds errno) */
+    bool user_paused;              /* tw_stream_pause_reading */
+    bool bp_paused;                /* more than write_high_water queued */
+    bool readable;                 /* socket may hold unread bytes */
+    bool want_out;                 /* the kernel refused bytes: waiting for EPOLLOUT */
+    bool deferred;                 /* stream_on_deferred is queued */
     tw_loop_deferred_t defer_node; /* its queue entry: deferring cannot fail */
-    bool drain_wanted;      /* a write returned 1: drain callback owed */
-    bool drain_due;         /* ...and the queue is now under low water */
-    bool delivering;        /* a read callback holds a pointer into rbuf */
-    bool shrink_wanted;     /* tw_stream_shrink called while delivering */
-    bool probing;           /* adopted: the first read comes before any EPOLLIN */
-    bool not_socket;        /* recv(2) said ENOTSOCK: read(2) it is */
+    bool drain_wanted;             /* a write returned 1: drain callback owed */
+    bool drain_due;                /* ...and the queue is now under low water */
+    bool delivering;               /* a read callback holds a pointer into rbuf */
+    bool shrink_wanted;            /* tw_stream_shrink called while delivering */
+    bool probing;                  /* adopted: the first read comes before any EPOLLIN */
+    bool not_socket;               /* recv(2) said ENOTSOCK: read(2) it is */
 };
 
 static const char empty_data[1] = "";

@@ -74,15 +74,15 @@ typedef enum {
 typedef struct tw_conn_work tw_conn_work_t;
 
 struct tw_conn_work {
-    tw_conn_work_t *next_free; /* srv->free_work */
-    tw_pool_t *pool;           /* the request pool, reset between requests */
-    tw_conn_stash_t *stash;    /* NULL when empty */
+    tw_conn_work_t *next_free;     /* srv->free_work */
+    tw_pool_t *pool;               /* the request pool, reset between requests */
+    tw_conn_stash_t *stash;        /* NULL when empty */
     tw_loop_deferred_t stash_node; /* conn_stash_cb, queued without allocating */
-    bool flush_notify;         /* an idle connection waits for its output to flush */
-    bool head_blank;           /* HEAD: nothing but empty lines (CRLF) so far: still
-                                  idle for the timers (RFC 9112 2.2) */
-    bool head_is_head;         /* HEAD: the method read so far is "HEAD" (for an
-                                  error page once the head is no longer at hand) */
+    bool flush_notify;             /* an idle connection waits for its output to flush */
+    bool head_blank;               /* HEAD: nothing but empty lines (CRLF) so far: still
+                                      idle for the timers (RFC 9112 2.2) */
+    bool head_is_head;             /* HEAD: the method read so far is "HEAD" (for an
+                                      error page once the head is no longer at hand) */
 
     /* the bytes being processed: the stream's (inside its read callback)
      * or the stash's */
@@ -107,24 +107,24 @@ struct tw_conn_work {
     char peer_text[64];      /* "" until first asked */
 
     /* ---- the request in flight, as the wire sees it ---- */
-    int version;                /* 10 or 11 */
-    bool client_keep_alive;     /* what version and Connection allow */
-    bool client_close;          /* the head announced its connection's last request */
+    int version;            /* 10 or 11 */
+    bool client_keep_alive; /* what version and Connection allow */
+    bool client_close;      /* the head announced its connection's last request */
     bool expect_continue;
     tw_body_kind_t body_kind;
     uint64_t content_length;
-    tw_h1_framing_t framing;    /* the response's, decided with its head */
+    tw_h1_framing_t framing; /* the response's, decided with its head */
     bool head_sent;
-    bool keep_alive;            /* decided when the head was sent */
+    bool keep_alive; /* decided when the head was sent */
     bool continue_sent;
-    uint8_t body_state;         /* tw_h1_body_state_t */
-    bool body_paused;           /* the engine asked for no more for now */
-    bool body_discard;          /* unread, fully buffered: dropped at the end */
-    tw_h1_body_decoder_t body;  /* READING: the framing decoder */
-    uint64_t body_start;        /* READING: when reading began */
-    uint64_t last_read;         /* READING: the last body byte */
-    uint64_t paused_at;         /* READING, paused: since when */
-    uint64_t paused_ms;         /* READING: time the server held the body back */
+    uint8_t body_state;        /* tw_h1_body_state_t */
+    bool body_paused;          /* the engine asked for no more for now */
+    bool body_discard;         /* unread, fully buffered: dropped at the end */
+    tw_h1_body_decoder_t body; /* READING: the framing decoder */
+    uint64_t body_start;       /* READING: when reading began */
+    uint64_t last_read;        /* READING: the last body byte */
+    uint64_t paused_at;        /* READING, paused: since when */
+    uint64_t paused_ms;        /* READING: time the server held the body back */
 };
 
 /* Which server list a connection is on. */
@@ -143,7 +143,7 @@ typedef union {
 } tw_conn_peer_t;
 
 struct tw_http_conn {
-    tw_transport_t transport;    /* what the request engine holds */
+    tw_transport_t transport; /* what the request engine holds */
     tw_http_server_t *srv;
     tw_stream_t *stream;         /* NULL once closed */
     tw_http_conn_t *prev, *next; /* the server list `list` names */
@@ -151,9 +151,9 @@ struct tw_http_conn {
     tw_request_t *req;           /* the live request, or NULL (opaque here) */
     uint64_t idle_since;         /* IDLE: when the last request ended */
     uint32_t served;             /* requests completed on this connection */
-    uint8_t state;    /* tw_conn_state_t */
-    uint8_t list;     /* TW_CONN_ACTIVE or a resting list */
-    bool reading;     /* a tw_stream_read_some is pending */
+    uint8_t state;               /* tw_conn_state_t */
+    uint8_t list;                /* TW_CONN_ACTIVE or a resting list */
+    bool reading;                /* a tw_stream_read_some is pending */
     bool corked;
     bool must_close;     /* no further request on this connection */
     bool output_blocked; /* the next request waits for the write queue to drain */
@@ -213,8 +213,6 @@ void tw_h1_conn_drain_began(tw_http_conn_t *c);
 size_t tw_h1_buffered_after(const tw_http_conn_t *c);
 /* The peer address as text (cached while active). */
 const char *tw_h1_peer_text(tw_http_conn_t *c);
-/* Formats c's peer address into buf. */
-const char *tw_h1_peer_format(const tw_http_conn_t *c, char *buf, size_t size);
 
 /* ---- h1_body.c ---- */
 

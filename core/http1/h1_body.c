@@ -200,8 +200,7 @@ static void body_refused(tw_http_conn_t *c, int status)
 {
     tw_conn_work_t *w = c->w;
     if (status == 400 && tw_log_enabled(TW_LOG_INFO))
-        tw_log_info("bad chunked body from %s: %s", tw_h1_peer_text(c),
-                    tw_h1_body_error(&w->body));
+        tw_log_info("bad chunked body from %s: %s", tw_h1_peer_text(c), tw_h1_body_error(&w->body));
     body_stop(c, TW_H1_BODY_FAILED);
     tw_request_body_fail(c->req, status);
 }

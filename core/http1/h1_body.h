@@ -15,10 +15,10 @@
 #include "http_parser.h"
 
 typedef struct {
-    tw_body_kind_t kind;   /* TW_BODY_NONE: an empty body */
-    uint64_t remaining;    /* LENGTH: bytes still to come */
-    uint64_t limit;        /* decoded bytes allowed (UINT64_MAX: no limit) */
-    uint64_t received;     /* decoded bytes so far */
+    tw_body_kind_t kind; /* TW_BODY_NONE: an empty body */
+    uint64_t remaining;  /* LENGTH: bytes still to come */
+    uint64_t limit;      /* decoded bytes allowed (UINT64_MAX: no limit) */
+    uint64_t received;   /* decoded bytes so far */
     bool done;
     tw_chunked_decoder_t chunked;
 } tw_h1_body_decoder_t;

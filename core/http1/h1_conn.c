@@ -450,7 +450,6 @@ size_t tw_h1_buffered_after(const tw_http_conn_t *c)
     return n;
 }
 
-
 /* The request ended (the engine's done): decide keep-alive, reset the
  * pool, go on with the next request or close. */
 static void h1_done(tw_transport_t *t, bool close)
@@ -841,8 +840,7 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
     }
     int status = 0;
     request_begin(c, true);
-    tw_request_t *r =
-        tw_request_create(srv, w->pool, &c->transport, &w->parser, p, &status);
+    tw_request_t *r = tw_request_create(srv, w->pool, &c->transport, &w->parser, p, &status);
     w->in_used += w->parser.head_len;
     if (!r) {
         c->must_close = true;
@@ -919,13 +917,15 @@ static void conn_process(tw_http_conn_t *c)
 /* ---- misc --------------------------------------------------------------------- */
 
 /* Formats c's peer address into buf (64 bytes). */
-const char *tw_h1_peer_format(const tw_http_conn_t *c, char *buf, size_t size)
+static const char *peer_format(const tw_http_conn_t *c, char *buf, size_t size)
 {
     const struct sockaddr *sa = &c->peer.sa;
     const char *out = NULL;
-    if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
+    if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in) &&
+        sa->sa_family == AF_INET) {
         out = inet_ntop(AF_INET, &c->peer.in4.sin_addr, buf, (socklen_t)size);
-    } else if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
+    } else if (c->transport.peer_len >= (socklen_t)sizeof(struct sockaddr_in6) &&
+               sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &c->peer.in6.sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a))
             out = inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
@@ -944,9 +944,9 @@ const char *tw_h1_peer_text(tw_http_conn_t *c)
 {
     static __thread char scratch[64];
     if (!c->w)
-        return tw_h1_peer_format(c, scratch, sizeof scratch);
+        return peer_format(c, scratch, sizeof scratch);
     if (!c->w->peer_text[0])
-        tw_h1_peer_format(c, c->w->peer_text, sizeof c->w->peer_text);
+        peer_format(c, c->w->peer_text, sizeof c->w->peer_text);
     return c->w->peer_text;
 }
 

@@ -173,8 +173,7 @@ static bool keep_alive(tw_http_conn_t *c, bool engine_close)
         return false;
     bool body_pending = tw_h1_has_body(w) && w->body_state != TW_H1_BODY_COMPLETE;
     if (body_pending && w->body_state == TW_H1_BODY_UNREAD && w->body_kind == TW_BODY_LENGTH &&
-        w->in && w->in_len - w->in_used >= w->content_length &&
-        w->content_length <= DISCARD_MAX) {
+        w->in && w->in_len - w->in_used >= w->content_length && w->content_length <= DISCARD_MAX) {
         /* The whole unread body is already here: drop it when the request
          * ends (it is still in this pass of the input) and stay open. */
         w->body_discard = true;
@@ -222,8 +221,8 @@ int tw_h1_write_head(tw_transport_t *t, const tw_response_head_t *head)
         else if (n->len == 6 && strncasecmp(n->ptr, "Server", 6) == 0)
             has_server = true;
     }
-    w->framing = tw_h1_response_framing(head->status, head->content_length, head->is_head,
-                                        w->version);
+    w->framing =
+        tw_h1_response_framing(head->status, head->content_length, head->is_head, w->version);
     w->keep_alive = !w->framing.close_delimited && keep_alive(c, head->close);
     w->head_sent = true;
     if (!w->keep_alive)
@@ -248,8 +247,9 @@ int tw_h1_write_head(tw_transport_t *t, const tw_response_head_t *head)
         extra[n++] = (tw_header_t){{"Connection", 10}, {"close", 5}};
     else if (w->version < 11)
         extra[n++] = (tw_header_t){{"Connection", 10}, {"keep-alive", 10}};
-    tw_h1_head_t h = {status_line, tw_h1_status_line(head->status, status_line),
-                      head->headers, head->count, extra, n};
+    tw_h1_head_t h = {status_line,   tw_h1_status_line(head->status, status_line),
+                      head->headers, head->count,
+                      extra,         n};
 
     size_t size = tw_h1_head_size(&h);
     char stack[1024];

@@ -38,7 +38,7 @@ void tw_h1_list_unlink(tw_http_server_t *srv, tw_http_conn_t *c)
 
 /* Links c into list l after `after` (NULL: at the head). */
 void tw_h1_list_link_after(tw_http_server_t *srv, tw_http_conn_t *c, unsigned l,
-                            tw_http_conn_t *after)
+                           tw_http_conn_t *after)
 {
     c->list = (uint8_t)l;
     c->prev = after;
@@ -211,7 +211,6 @@ void tw_http_server_close_all(tw_http_server_t *srv)
             tw_h1_hard_close(srv->lists[l]);
 }
 
-
 /* ---- the rest timer ------------------------------------------------------------ */
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -269,4 +268,3 @@ static void server_on_rest_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
     }
     tw_h1_rest_timer_update(srv);
 }
-

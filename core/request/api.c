@@ -287,4 +287,3 @@ int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *a
         return -1;
     return 0;
 }
-

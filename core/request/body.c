@@ -91,8 +91,8 @@ void tw_request_resume_body(tw_request_t *r)
  * the whole-body callback). */
 static int body_call(tw_request_t *r, int status, const char *data, size_t len, bool last)
 {
-    tw_plugin_call_t call = {.arg = r->body_arg, .status = status, .data = data, .len = len,
-                             .last = last};
+    tw_plugin_call_t call = {
+        .arg = r->body_arg, .status = status, .data = data, .len = len, .last = last};
     if (r->rb_mode == TW_RB_WHOLE) {
         call.kind = TW_CALL_BODY_DONE;
         call.fn.body_done = r->body_done;

@@ -116,8 +116,8 @@ int tw_call_plugin(tw_request_t *r, const tw_module_t *module, const char *where
     return rc;
 }
 
-void tw_req_call_cb(tw_request_t *r, const tw_module_t *module, const char *where,
-                    tw_request_cb fn, void *arg)
+void tw_req_call_cb(tw_request_t *r, const tw_module_t *module, const char *where, tw_request_cb fn,
+                    void *arg)
 {
     tw_request_hold(r);
     tw_plugin_call_t call = {.kind = TW_CALL_CB, .fn.cb = fn, .arg = arg};

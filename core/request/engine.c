@@ -235,9 +235,8 @@ static int find_route(tw_request_t *r)
         return 501;
     }
     const tw_http_route_t *route = NULL;
-    int rc = srv->find_route
-                 ? srv->find_route(srv->find_route_arg, r, r->t->listener_index, &route)
-                 : 404;
+    int rc = srv->find_route ? srv->find_route(srv->find_route_arg, r, r->t->listener_index, &route)
+                             : 404;
     if (rc != 0 || !route)
         return rc >= 400 && rc <= 599 ? rc : 404;
     r->route = route;
@@ -384,8 +383,8 @@ static bool handle_rc(tw_request_t *r, int rc)
         return false;
     default:
         if (rc < 200 || rc > 599) {
-            tw_log_error("module %s returned %d from %s; answering 500", tw_req_module_name(r->module), rc,
-                         tw_phase_name(r->phase));
+            tw_log_error("module %s returned %d from %s; answering 500",
+                         tw_req_module_name(r->module), rc, tw_phase_name(r->phase));
             rc = 500;
         }
         tw_req_error(r, rc);

@@ -98,7 +98,8 @@ bool tw_req_valid_value(const char *value, size_t *len)
     return true;
 }
 
-int tw_req_header_add(tw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
+int tw_req_header_add(tw_request_t *r, const char *name, size_t nlen, const char *value,
+                      size_t vlen)
 {
     if (r->resp_count == r->resp_cap) {
         size_t cap = r->resp_cap ? r->resp_cap * 2 : 8;
@@ -301,4 +302,3 @@ bool tw_response_head_sent(const tw_request_t *r)
 {
     return r->head_sent;
 }
-

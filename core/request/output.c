@@ -151,8 +151,11 @@ static int filter_from(tw_request_t *r, size_t idx, const char *data, size_t len
     size_t prev_index = r->body_filter_index;
     r->body_filter_index = idx;
     r->in_body_filter++;
-    tw_plugin_call_t call = {.kind = TW_CALL_BODY_FILTER, .fn.body_filter = e->fn.body_filter,
-                             .data = data, .len = len, .last = last};
+    tw_plugin_call_t call = {.kind = TW_CALL_BODY_FILTER,
+                             .fn.body_filter = e->fn.body_filter,
+                             .data = data,
+                             .len = len,
+                             .last = last};
     int rc = tw_call_plugin(r, e->module, "body filter", &call, false);
     r->in_body_filter--;
     r->body_filter_index = prev_index;
@@ -539,4 +542,3 @@ int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg)
     }
     return 0;
 }
-

@@ -27,8 +27,8 @@
 #include <stdint.h>
 
 #include "activity.h"
-#include "internal.h"
 #include "http_conn.h"
+#include "internal.h"
 #include "phases.h"
 #include "request/transport.h"
 #include "route.h"
@@ -107,7 +107,7 @@ struct tw_request {
     bool resume_pending; /* resume was called while running */
     int resume_rc;
     bool uri_changed;
-    bool aborted;          /* the client went away */
+    bool aborted; /* the client went away */
     bool in_header_filter;
     unsigned in_body_filter; /* body filter calls on the stack */
     size_t body_filter_index;
@@ -121,8 +121,8 @@ struct tw_request {
     tw_rb_mode_t rb_mode;
     bool rb_done; /* every body byte was delivered */
     bool rb_failed;
-    bool rb_paused;        /* the chunk callback paused the stream */
-    uint64_t rb_received;  /* decoded body bytes so far */
+    bool rb_paused;       /* the chunk callback paused the stream */
+    uint64_t rb_received; /* decoded body bytes so far */
     uint64_t body_limit;
     char *body;
     size_t body_len, body_cap;
@@ -213,8 +213,8 @@ int tw_call_plugin(tw_request_t *r, const tw_module_t *module, const char *where
                    const tw_plugin_call_t *call, bool keep_module);
 /* Runs a request callback (timer, drain, abort) and then releases r,
  * which may end it. */
-void tw_req_call_cb(tw_request_t *r, const tw_module_t *module, const char *where,
-                    tw_request_cb fn, void *arg);
+void tw_req_call_cb(tw_request_t *r, const tw_module_t *module, const char *where, tw_request_cb fn,
+                    void *arg);
 /* "core" for NULL. */
 const char *tw_req_module_name(const tw_module_t *m);
 /* module's index in the server's module list, or SIZE_MAX. */

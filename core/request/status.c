@@ -133,4 +133,3 @@ const char *tw_http_status_text(int status)
         return "Unknown";
     }
 }
-

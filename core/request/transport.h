@@ -117,10 +117,10 @@ void tw_request_drained(tw_request_t *r);
 
 /* What tw_request_body_data asks of the transport. */
 typedef enum {
-    TW_BODY_MORE = 0,   /* go on delivering */
-    TW_BODY_PAUSE = 1,  /* stop until want_body(true) */
-    TW_BODY_STOP = -1,  /* the body failed (the engine answered): read no more */
-    TW_BODY_DROP = -2,  /* the handler gave up: drop the connection */
+    TW_BODY_MORE = 0,  /* go on delivering */
+    TW_BODY_PAUSE = 1, /* stop until want_body(true) */
+    TW_BODY_STOP = -1, /* the body failed (the engine answered): read no more */
+    TW_BODY_DROP = -2, /* the handler gave up: drop the connection */
 } tw_body_verdict_t;
 
 /* A decoded piece of the request body. */

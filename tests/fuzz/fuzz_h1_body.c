@@ -39,8 +39,8 @@ typedef struct {
 } run_t;
 
 /* Feeds the pieces [cuts[i-1], cuts[i]) of data, each in its own buffer. */
-static void run(run_t *r, tw_body_kind_t kind, uint64_t length, uint64_t limit,
-                const uint8_t *data, size_t n, const size_t *cuts, size_t ncuts)
+static void run(run_t *r, tw_body_kind_t kind, uint64_t length, uint64_t limit, const uint8_t *data,
+                size_t n, const size_t *cuts, size_t ncuts)
 {
     tw_h1_body_decoder_t d;
     tw_h1_body_init(&d, kind, length, limit);

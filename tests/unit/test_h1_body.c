@@ -125,7 +125,8 @@ START_TEST(test_rate_deadline_boundary)
     for (uint64_t t = 0; t <= 100000; t += 250) {
         uint64_t received = t * rate / 1000; /* exactly on the rate at time t */
         uint64_t next_due = t + 1;
-        ck_assert_uint_ge(tw_h1_body_rate_deadline(0, 0, received, rate, grace), next_due + grace - 1);
+        ck_assert_uint_ge(tw_h1_body_rate_deadline(0, 0, received, rate, grace),
+                          next_due + grace - 1);
         /* A client at half the rate falls behind by t/2: cut off past 2 x grace. */
         uint64_t slow = received / 2;
         bool cut = tw_h1_body_rate_deadline(0, 0, slow, rate, grace) < t;

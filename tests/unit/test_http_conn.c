@@ -1259,8 +1259,8 @@ END_TEST
 START_TEST(test_chunk_size_over_limit)
 {
     static const char *const sizes[] = {
-        "40000000\r\n",            /* 1 GiB, no data sent */
-        "3e8\r\n",                 /* 1000 bytes: exactly the limit, then more */
+        "40000000\r\n",             /* 1 GiB, no data sent */
+        "3e8\r\n",                  /* 1000 bytes: exactly the limit, then more */
         "ffffffffffffffffffff\r\n", /* beyond 63 bits */
         "4000000",                  /* the limit is passed before the CRLF */
     };
@@ -1304,7 +1304,7 @@ START_TEST(test_body_filter_failure_ends_request)
     ck_assert_int_eq(ffail_write_errno, EIO);
     ck_assert_int_eq(log_count, 1);
     ck_assert_int_eq(last_log_status, 200); /* the head was out */
-    close(client); /* ends the lingering close */
+    close(client);                          /* ends the lingering close */
     client = -1;
     ck_assert(spin_until(no_connections));
 }

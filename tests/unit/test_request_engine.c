@@ -276,7 +276,10 @@ static int h_stream(tw_request_t *r)
     return TW_DONE;
 }
 
-#define ROUTE(p, h) {.name = p, .handler = &mod_app, .content = h}
+#define ROUTE(p, h)                                                                                \
+    {                                                                                              \
+        .name = p, .handler = &mod_app, .content = h                                               \
+    }
 static tw_http_route_t routes[] = {
     ROUTE("/hello", h_hello),
     ROUTE("/suspend", h_suspend),
