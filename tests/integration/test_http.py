@@ -191,6 +191,15 @@ class HttpTest(ServerTestCase):
         self.assertLessEqual(responses(out), 1)
         self.assertFalse(out.endswith(b"0\r\n\r\n"), "a cut body must not look complete")
 
+    def test_chunk_size_line_over_limit_is_413_at_once(self):
+        # A 1 GiB chunk announced on a 64k route: refused from its size line,
+        # without waiting for its data (it used to wait for the body timeout).
+        for size_line in (b"40000000\r\n", b"ffffffffffffffffffff\r\n"):
+            out = self.raw(b"POST /buffered HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                           size_line)
+            self.assertEqual(status_of(out), 413, out[:200])
+            self.assertIn(b"Connection: close", out)
+
     # ---- bodies -----------------------------------------------------------------------------
     def test_chunked_request_echo(self):
         c = Client(self.port)
