@@ -16,20 +16,57 @@ static void copy_field(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
+/* The record is read by the master after the worker died at any
+ * instruction: the module name goes first (cleared) and last (written), so
+ * a crash never shows a module with a stale phase or request. The fences
+ * keep the compiler from reordering the stores (one thread; the reader
+ * only looks once the writer is dead). */
 void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase, const char *request,
                        size_t request_len)
 {
     if (!a)
         return;
-    copy_field(a->module, sizeof a->module, module, module ? strlen(module) : 0);
+    a->module[0] = '\0';
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     copy_field(a->phase, sizeof a->phase, phase, phase ? strlen(phase) : 0);
     copy_field(a->request, sizeof a->request, request, request_len);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    copy_field(a->module, sizeof a->module, module, module ? strlen(module) : 0);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+void tw_activity_set_phase(tw_activity_t *a, const char *module, const char *phase)
+{
+    if (!a)
+        return;
+    a->module[0] = '\0';
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    copy_field(a->phase, sizeof a->phase, phase, phase ? strlen(phase) : 0);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    copy_field(a->module, sizeof a->module, module, module ? strlen(module) : 0);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+void tw_activity_restore(tw_activity_t *a, const tw_activity_t *saved)
+{
+    if (!a)
+        return;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    a->module[0] = '\0';
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    memcpy(a->phase, saved->phase, sizeof a->phase);
+    memcpy(a->request, saved->request, sizeof a->request);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    memcpy(a->module, saved->module, sizeof a->module);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
 
 void tw_activity_leave(tw_activity_t *a)
 {
-    if (a)
-        a->module[0] = '\0';
+    if (!a)
+        return;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    a->module[0] = '\0';
 }
 
 void tw_activity_describe(const tw_activity_t *a, char *buf, size_t len)

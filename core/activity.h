@@ -20,6 +20,11 @@ typedef struct {
 /* Records that module is running phase for request (may be NULL/empty). */
 void tw_activity_enter(tw_activity_t *a, const char *module, const char *phase, const char *request,
                        size_t request_len);
+/* The same request goes on in another module or phase: only those two
+ * fields change (the request line stays). */
+void tw_activity_set_phase(tw_activity_t *a, const char *module, const char *phase);
+/* Puts back a record saved by the caller (the end of a nested call). */
+void tw_activity_restore(tw_activity_t *a, const tw_activity_t *saved);
 /* Clears the record: no plugin code is running. */
 void tw_activity_leave(tw_activity_t *a);
 /* Formats the record as "in module X, phase Y, request 'Z'" into buf (empty

@@ -4,9 +4,10 @@
  * defaults) with the generation's limits, timeouts, modules, compiled phase
  * table and route lookup, then hands it every accepted socket with
  * tw_http_conn_start. Each connection reads requests with the incremental
- * parser, runs them through the phases (request.c) and writes the
- * responses, strictly in order, keeping the connection alive when HTTP
- * allows it.
+ * parser, runs them through the phases (the request engine, core/request/)
+ * and writes the responses, strictly in order, keeping the connection alive
+ * when HTTP allows it. The implementation is the HTTP/1.1 layer in
+ * core/http1/ (h1.h describes its files).
  *
  * Draining (zero-loss reload): after tw_http_server_drain, requests in
  * flight finish and their responses carry "Connection: close" (unless the
@@ -27,6 +28,7 @@
 
 #include "activity.h"
 #include "http_parser.h"
+#include "internal.h"
 #include "phases.h"
 #include "route.h"
 #include "twister/http.h"
@@ -62,9 +64,12 @@ typedef struct tw_http_server {
     uint64_t body_timeout_ms;      /* between two reads of a body [30 s]: 408 */
     uint64_t send_timeout_ms;      /* a response making no progress [30 s]: close */
     uint64_t keepalive_timeout_ms; /* idle between requests [75 s]; 0: no keep-alive */
-    uint64_t min_body_rate;        /* bytes/s a body must average after the grace
-                                      [1 KiB]; 0: off */
-    uint64_t body_rate_grace_ms;   /* when the body rate starts to count [10 s] */
+    uint64_t min_body_rate;        /* bytes/s a body must average, measured from
+                                      its start with the grace on top [1 KiB];
+                                      0: off */
+    uint64_t body_rate_grace_ms;   /* how far behind min_body_rate a body may fall
+                                      [10 s] (time a handler paused it is not
+                                      counted) */
     uint64_t drain_grace_ms;       /* idle time before closing while draining [1 s] */
     uint64_t linger_ms;            /* reading and dropping unread input after a final
                                       response, so the client sees it instead of a
@@ -88,13 +93,14 @@ typedef struct tw_http_server {
 
     tw_http_counters_t counters; /* maintained by the engine */
 
-    /* ---- private to http_conn.c / request.c ---- */
+    /* ---- private to core/http1/ and core/request/ ---- */
     tw_loop_t *loop; /* the one loop every connection of srv runs on */
-    /* Open connections, on three doubly linked lists: [0] active ones,
+    /* Open connections, on four doubly linked lists: [0] active ones,
      * [1] resting ones that have served nothing yet, [2] resting ones that
-     * have (the two use different timeouts); a resting list is ordered by
-     * idle_since, and tails[] is where insertion starts looking. */
-    tw_http_conn_t *lists[3], *tails[3];
+     * have (the two use different timeouts), [3] ones a hard stop closed
+     * whose request waits for its suspended handler; a resting list is
+     * ordered by idle_since, and tails[] is where insertion starts looking. */
+    tw_http_conn_t *lists[4], *tails[4];
     size_t conn_count;
     tw_timer_t rest_timer;          /* closes resting connections whose time is up */
     uint64_t rest_deadline;         /* what rest_timer is armed for */
@@ -104,9 +110,10 @@ typedef struct tw_http_server {
     uint64_t drain_start;
     void (*all_closed)(void *arg);
     void *all_closed_arg;
-    unsigned depth;                  /* engine entries on the stack (any connection) */
-    uint64_t serial;                 /* request numbering */
-    tw_http_field_t *scratch_fields; /* parser storage for heads that arrive whole */
+    tw_loop_deferred_t all_closed_node; /* runs all_closed from the loop */
+    unsigned depth;                     /* plugin calls on the stack (any request) */
+    uint64_t serial;                    /* request numbering */
+    tw_http_field_t *scratch_fields;    /* parser storage for heads that arrive whole */
     size_t scratch_cap;
     uint64_t activity_serial;       /* whose request line the activity record holds
                                        (0: unknown) */
@@ -119,8 +126,11 @@ typedef struct tw_http_server {
 /* Fills srv with the defaults above (zeroing everything else); loop is the
  * worker's loop. */
 void tw_http_server_init(tw_http_server_t *srv, tw_loop_t *loop);
-/* Hard-closes every connection (tw_http_server_close_all) and releases what
- * srv holds; srv itself is the caller's. */
+/* Hard-closes every connection (tw_http_server_close_all), ends the
+ * requests still suspended without their handlers (their pool cleanups
+ * run; resuming one afterwards is a use after free, so call this only once
+ * the modules' exit_worker hooks stopped their work), and releases what srv
+ * holds; srv itself is the caller's. */
 void tw_http_server_cleanup(tw_http_server_t *srv);
 /* Starts serving an accepted socket (takes ownership of fd, also on error),
  * already non-blocking (accept4 with SOCK_NONBLOCK; debug builds check).
@@ -140,9 +150,12 @@ size_t tw_http_server_resting(const tw_http_server_t *srv);
  * buffers), work records and request pools' first blocks (for stats and
  * tests). */
 size_t tw_http_server_memory(const tw_http_server_t *srv);
-/* Hard stop: aborts every request (abort callbacks, LOG), closes every
- * socket and frees every connection now. Run the loop once more (or free
- * it) afterwards so that the streams release their buffers. */
+/* Hard stop: closes every socket and aborts every request (abort
+ * callbacks, then LOG) now, freeing its connection — except a request whose
+ * handler is suspended: as when its client leaves, it ends when the
+ * handler resumes it (its connection, without a socket, is counted until
+ * then); tw_http_server_cleanup ends whatever is left. Run the loop once
+ * more (or free it) afterwards so that the streams release their buffers. */
 void tw_http_server_close_all(tw_http_server_t *srv);
 
 #endif

@@ -1002,8 +1002,10 @@ tw_chunk_result_t tw_chunked_decode(tw_chunked_decoder_t *d, const char *data, s
             break;
         case K_SIZE:
             if (IS(c, C_HEX)) {
-                if (d->remaining >> 59)
+                if (d->remaining >> 59) {
+                    d->size_overflow = true;
                     return chunk_fail(d, "chunk size too large", i, consumed);
+                }
                 d->remaining = d->remaining << 4 | (uint64_t)hex_value(c);
             } else if (c == ';') {
                 d->state = K_EXT_NAME_BWS;

@@ -157,12 +157,14 @@ int tw_http_normalize_path(const char *path, size_t len, char *out, size_t *out_
 
 typedef struct {
     unsigned state;
-    uint64_t remaining;   /* bytes left in the current chunk */
+    uint64_t remaining;   /* bytes left in the current chunk (while its size line is
+                             read: the size so far, which only grows) */
     size_t line_bytes;    /* bytes in the current size/extension/trailer line */
     size_t trailer_bytes; /* bytes of all trailer lines */
     size_t max_line;      /* a longer chunk-size line or trailer: error [4 KiB] */
     size_t max_trailers;  /* [32 KiB] */
     const char *error;    /* on TW_CHUNK_ERROR */
+    bool size_overflow;   /* on TW_CHUNK_ERROR: a chunk size beyond 63 bits */
 } tw_chunked_decoder_t;
 
 typedef enum {

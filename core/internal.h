@@ -23,6 +23,7 @@
 #ifndef TWISTER_INTERNAL_H
 #define TWISTER_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "twister/loop.h"
@@ -45,6 +46,27 @@ size_t tw_block_cached(void);
 uint64_t tw_loop_now_us(const tw_loop_t *loop);
 /* CLOCK_MONOTONIC now, in microseconds. */
 uint64_t tw_clock_us(void);
+
+/* A deferred callback embedded in the record that needs it (libuv-style):
+ * queuing it never allocates, so the core's close and end paths cannot
+ * fail. The fields are the loop's. */
+typedef struct tw_loop_deferred {
+    struct tw_loop_deferred *prev, *next;
+    tw_callback_fn fn;
+    void *arg;
+    unsigned char queue; /* idle, pending or running (loop.c) */
+    bool pooled;         /* one of tw_loop_add_callback's own nodes */
+} tw_loop_deferred_t;
+
+/* Prepares d to run fn(loop, arg); d must not be queued. */
+void tw_loop_deferred_init(tw_loop_deferred_t *d, tw_callback_fn fn, void *arg);
+/* Queues d for the next iteration (as tw_loop_add_callback); a no-op if
+ * it is already queued. Cannot fail. */
+void tw_loop_defer(tw_loop_t *loop, tw_loop_deferred_t *d);
+/* Unqueues d if it is queued (then it does not run). */
+void tw_loop_defer_cancel(tw_loop_t *loop, tw_loop_deferred_t *d);
+/* True while d waits to run. */
+bool tw_loop_deferred_queued(const tw_loop_deferred_t *d);
 
 /* ---- stream.c ---- */
 

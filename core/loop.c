@@ -58,17 +58,22 @@ typedef struct {
 
 /* ---- deferred callbacks ------------------------------------------------------ */
 
-typedef struct {
-    tw_callback_fn fn; /* NULL once cancelled */
-    void *arg;
-} cb_entry_t;
+/* Deferred callbacks are nodes on intrusive FIFO lists (libuv's rule): the
+ * core embeds a node in the record that needs it (a closing stream, a
+ * request about to end), so deferring never allocates and cannot fail.
+ * tw_loop_add_callback takes a node from the loop's own free list (or the
+ * heap when it is empty), so plugins keep a fn/arg API. An iteration moves
+ * `pending` to `running` and runs that, so callbacks added meanwhile wait
+ * for the next iteration. */
+enum {
+    NODE_IDLE = 0,
+    NODE_PENDING = 1,
+    NODE_RUNNING = 2
+};
 
-/* Callbacks queue into `pending`; an iteration swaps it with `running` and
- * runs that, so callbacks added meanwhile wait for the next iteration. Both
- * arrays keep their capacity: no malloc per callback in steady state. */
 typedef struct {
-    cb_entry_t *v;
-    size_t len, cap;
+    tw_loop_deferred_t *head, *tail;
+    size_t len;
 } cb_queue_t;
 
 /* ---- the loop ---------------------------------------------------------------- */
@@ -89,7 +94,7 @@ struct tw_loop {
     uint64_t now_us; /* the same reading, in microseconds */
 
     cb_queue_t pending, running;
-    size_t run_pos; /* index in running of the callback being run */
+    tw_loop_deferred_t *free_nodes; /* tw_loop_add_callback's, for reuse */
 
     int sigfd; /* -1 when no signal is handled */
     uint64_t sigfd_gen;
@@ -142,8 +147,24 @@ void tw_loop_free(tw_loop_t *loop)
     close(loop->epfd);
     free(loop->fds);
     free(loop->heap);
-    free(loop->pending.v);
-    free(loop->running.v);
+    /* Queued nodes are their owners' (or, for tw_loop_add_callback's, the
+     * loop's: freed with the free list). */
+    for (unsigned q = 0; q < 2; q++) {
+        cb_queue_t *list = q ? &loop->running : &loop->pending;
+        while (list->head) {
+            tw_loop_deferred_t *d = list->head;
+            list->head = d->next;
+            d->queue = NODE_IDLE;
+            d->prev = d->next = NULL;
+            if (d->pooled)
+                free(d);
+        }
+    }
+    while (loop->free_nodes) {
+        tw_loop_deferred_t *d = loop->free_nodes;
+        loop->free_nodes = d->next;
+        free(d);
+    }
     free(loop);
 }
 
@@ -457,38 +478,93 @@ static int run_timers(tw_loop_t *loop)
 
 /* ---- deferred callbacks ----------------------------------------------------------- */
 
+static void queue_push(cb_queue_t *q, tw_loop_deferred_t *d)
+{
+    d->next = NULL;
+    d->prev = q->tail;
+    if (q->tail)
+        q->tail->next = d;
+    else
+        q->head = d;
+    q->tail = d;
+    q->len++;
+}
+
+static void queue_unlink(cb_queue_t *q, tw_loop_deferred_t *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        q->head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        q->tail = d->prev;
+    d->prev = d->next = NULL;
+    q->len--;
+}
+
+void tw_loop_deferred_init(tw_loop_deferred_t *d, tw_callback_fn fn, void *arg)
+{
+    *d = (tw_loop_deferred_t){.fn = fn, .arg = arg};
+}
+
+void tw_loop_defer(tw_loop_t *loop, tw_loop_deferred_t *d)
+{
+    if (d->queue != NODE_IDLE)
+        return;
+    d->queue = NODE_PENDING;
+    queue_push(&loop->pending, d);
+}
+
+static void node_release(tw_loop_t *loop, tw_loop_deferred_t *d)
+{
+    if (d->pooled) {
+        d->next = loop->free_nodes;
+        loop->free_nodes = d;
+    }
+}
+
+void tw_loop_defer_cancel(tw_loop_t *loop, tw_loop_deferred_t *d)
+{
+    if (d->queue == NODE_IDLE)
+        return;
+    queue_unlink(d->queue == NODE_PENDING ? &loop->pending : &loop->running, d);
+    d->queue = NODE_IDLE;
+    node_release(loop, d);
+}
+
+bool tw_loop_deferred_queued(const tw_loop_deferred_t *d)
+{
+    return d->queue != NODE_IDLE;
+}
+
 int tw_loop_add_callback(tw_loop_t *loop, tw_callback_fn fn, void *arg)
 {
-    cb_queue_t *q = &loop->pending;
-    if (q->len == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 64;
-        cb_entry_t *v = realloc(q->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        q->v = v;
-        q->cap = cap;
-    }
-    q->v[q->len++] = (cb_entry_t){fn, arg};
+    tw_loop_deferred_t *d = loop->free_nodes;
+    if (d)
+        loop->free_nodes = d->next;
+    else if (!(d = malloc(sizeof *d)))
+        return -1;
+    tw_loop_deferred_init(d, fn, arg);
+    d->pooled = true;
+    tw_loop_defer(loop, d);
     return 0;
 }
 
 size_t tw_loop_cancel_callbacks(tw_loop_t *loop, tw_callback_fn fn, void *arg)
 {
     size_t n = 0;
-    /* Not yet run in the current batch (run_pos is the one running)... */
-    for (size_t i = loop->run_pos + 1; i < loop->running.len; i++) {
-        cb_entry_t *e = &loop->running.v[i];
-        if (e->fn == fn && e->arg == arg) {
-            e->fn = NULL;
-            n++;
-        }
-    }
-    /* ...and queued for the next one. */
-    for (size_t i = 0; i < loop->pending.len; i++) {
-        cb_entry_t *e = &loop->pending.v[i];
-        if (e->fn == fn && e->arg == arg) {
-            e->fn = NULL;
-            n++;
+    /* Not yet run in the current batch, and queued for the next one. */
+    for (unsigned q = 0; q < 2; q++) {
+        tw_loop_deferred_t *d = (q ? &loop->pending : &loop->running)->head;
+        while (d) {
+            tw_loop_deferred_t *next = d->next;
+            if (d->pooled && d->fn == fn && d->arg == arg) {
+                tw_loop_defer_cancel(loop, d);
+                n++;
+            }
+            d = next;
         }
     }
     return n;
@@ -496,22 +572,24 @@ size_t tw_loop_cancel_callbacks(tw_loop_t *loop, tw_callback_fn fn, void *arg)
 
 static int run_callbacks(tw_loop_t *loop)
 {
-    if (loop->pending.len == 0)
+    if (!loop->pending.head)
         return 0;
-    cb_queue_t q = loop->running; /* empty, keeps its capacity */
     loop->running = loop->pending;
-    loop->pending = q;
-    loop->pending.len = 0;
+    loop->pending = (cb_queue_t){0};
+    for (tw_loop_deferred_t *d = loop->running.head; d; d = d->next)
+        d->queue = NODE_RUNNING;
     int ran = 0;
-    for (loop->run_pos = 0; loop->run_pos < loop->running.len; loop->run_pos++) {
-        cb_entry_t e = loop->running.v[loop->run_pos];
-        if (e.fn) {
-            e.fn(loop, e.arg);
-            ran++;
-        }
+    tw_loop_deferred_t *d;
+    while ((d = loop->running.head)) {
+        queue_unlink(&loop->running, d);
+        d->queue = NODE_IDLE;
+        tw_callback_fn fn = d->fn;
+        void *arg = d->arg;
+        /* Back on the free list first: the callback may queue another. */
+        node_release(loop, d);
+        fn(loop, arg);
+        ran++;
     }
-    loop->running.len = 0;
-    loop->run_pos = 0;
     return ran;
 }
 
@@ -605,7 +683,7 @@ int tw_loop_remove_signal(tw_loop_t *loop, int signo)
 
 static int poll_timeout(const tw_loop_t *loop, int requested)
 {
-    if (loop->pending.len > 0 || loop->stop)
+    if (loop->pending.head || loop->stop)
         return 0;
     if (loop->heap_len == 0)
         return requested;

@@ -11,6 +11,8 @@
  * callback for it. So a callback never runs inside the call that caused it,
  * and the stream struct is freed only from its own deferred callback, after
  * the close callback, when nothing up the stack can still be using it.
+ * The deferred callback is a node embedded in the stream (internal.h), so
+ * queuing it never allocates: a close always completes.
  *
  * Memory. An idle stream is this struct alone (kept small: 32-bit sizes
  * and offsets). The read buffer holds unread bytes in rbuf[rpos, rend). It
@@ -158,23 +160,24 @@ struct tw_stream {
     uint32_t wq_cap, wq_head, wq_len;
     uint32_t wq_done; /* records at the head fully written, callbacks not yet run */
 
-    uint8_t rkind;          /* rd_kind_t */
-    bool rpartial;          /* BYTES */
-    bool closed;            /* fd closed, teardown queued */
-    bool close_after_write; /* closing once the queue drains */
-    bool eof;               /* read(2) returned 0 */
-    bool rd_failed;         /* read(2) failed (error holds errno) */
-    bool user_paused;       /* tw_stream_pause_reading */
-    bool bp_paused;         /* more than write_high_water queued */
-    bool readable;          /* socket may hold unread bytes */
-    bool want_out;          /* the kernel refused bytes: waiting for EPOLLOUT */
-    bool deferred;          /* stream_on_deferred is queued */
-    bool drain_wanted;      /* a write returned 1: drain callback owed */
-    bool drain_due;         /* ...and the queue is now under low water */
-    bool delivering;        /* a read callback holds a pointer into rbuf */
-    bool shrink_wanted;     /* tw_stream_shrink called while delivering */
-    bool probing;           /* adopted: the first read comes before any EPOLLIN */
-    bool not_socket;        /* recv(2) said ENOTSOCK: read(2) it is */
+    uint8_t rkind;                 /* rd_kind_t */
+    bool rpartial;                 /* BYTES */
+    bool closed;                   /* fd closed, teardown queued */
+    bool close_after_write;        /* closing once the queue drains */
+    bool eof;                      /* read(2) returned 0 */
+    bool rd_failed;                /* read(2) failed (error holds errno) */
+    bool user_paused;              /* tw_stream_pause_reading */
+    bool bp_paused;                /* more than write_high_water queued */
+    bool readable;                 /* socket may hold unread bytes */
+    bool want_out;                 /* the kernel refused bytes: waiting for EPOLLOUT */
+    bool deferred;                 /* stream_on_deferred is queued */
+    tw_loop_deferred_t defer_node; /* its queue entry: deferring cannot fail */
+    bool drain_wanted;             /* a write returned 1: drain callback owed */
+    bool drain_due;                /* ...and the queue is now under low water */
+    bool delivering;               /* a read callback holds a pointer into rbuf */
+    bool shrink_wanted;            /* tw_stream_shrink called while delivering */
+    bool probing;                  /* adopted: the first read comes before any EPOLLIN */
+    bool not_socket;               /* recv(2) said ENOTSOCK: read(2) it is */
 };
 
 static const char empty_data[1] = "";
@@ -258,10 +261,7 @@ static void stream_defer(tw_stream_t *s)
 {
     if (s->deferred)
         return;
-    if (tw_loop_add_callback(s->loop, stream_on_deferred, s) < 0) {
-        tw_log_error("stream: cannot queue a loop callback: out of memory");
-        return;
-    }
+    tw_loop_defer(s->loop, &s->defer_node);
     s->deferred = true;
 }
 
@@ -337,6 +337,7 @@ static tw_stream_t *stream_create(tw_loop_t *loop, int fd, const tw_stream_optio
         return NULL;
     }
     memset(s, 0, sizeof *s);
+    tw_loop_deferred_init(&s->defer_node, stream_on_deferred, s);
     tw_stream_options_t o;
     tw_stream_options_default(&o);
     if (opts) {

@@ -125,12 +125,14 @@ class HttpTest(ServerTestCase):
                               b"\r\n\r\nabcd", 400, cl)
 
     def test_bad_chunk_sizes(self):
-        for body in (b"-1\r\nx\r\n0\r\n\r\n", b"0x1\r\nx\r\n0\r\n\r\n",
-                     b"fffffffffffffffffff\r\nx\r\n0\r\n\r\n", b"1\nx\r\n0\r\n\r\n",
-                     b"1\r\nxy\r\n0\r\n\r\n", b"g\r\nx\r\n0\r\n\r\n"):
+        for body, status in ((b"-1\r\nx\r\n0\r\n\r\n", 400), (b"0x1\r\nx\r\n0\r\n\r\n", 400),
+                             # beyond 63 bits: larger than any body limit
+                             (b"fffffffffffffffffff\r\nx\r\n0\r\n\r\n", 413),
+                             (b"1\nx\r\n0\r\n\r\n", 400), (b"1\r\nxy\r\n0\r\n\r\n", 400),
+                             (b"g\r\nx\r\n0\r\n\r\n", 400)):
             out = self.raw(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                            + body)
-            self.assertEqual(status_of(out), 400, (body, out[:200]))
+            self.assertEqual(status_of(out), status, (body, out[:200]))
             self.assertEqual(responses(out), 1, out)
 
     def test_no_smuggled_request_after_rejected_message(self):
@@ -188,6 +190,15 @@ class HttpTest(ServerTestCase):
                        chunk * 3 + b"0\r\n\r\n")
         self.assertLessEqual(responses(out), 1)
         self.assertFalse(out.endswith(b"0\r\n\r\n"), "a cut body must not look complete")
+
+    def test_chunk_size_line_over_limit_is_413_at_once(self):
+        # A 1 GiB chunk announced on a 64k route: refused from its size line,
+        # without waiting for its data (it used to wait for the body timeout).
+        for size_line in (b"40000000\r\n", b"ffffffffffffffffffff\r\n"):
+            out = self.raw(b"POST /buffered HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                           size_line)
+            self.assertEqual(status_of(out), 413, out[:200])
+            self.assertIn(b"Connection: close", out)
 
     # ---- bodies -----------------------------------------------------------------------------
     def test_chunked_request_echo(self):

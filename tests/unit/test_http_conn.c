@@ -1,4 +1,5 @@
-/* test_http_conn.c — HTTPConnection and the phase engine, driven over a
+/* test_http_conn.c — the HTTP/1.1 layer (core/http1/) with the request
+ * engine on top, driven over a
  * socketpair: the server end goes to tw_http_conn_start, the test plays the
  * client on the other end and turns the loop until what it expects arrives
  * (never asserting on elapsed time). */
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +20,20 @@
 #include "phases.h"
 #include "route.h"
 #include "twister/twister.h"
+
+/* pread as the server's output pump sees it: the first pread_eintr calls
+ * are interrupted by a signal (EINTR), as on a slow file system. */
+static int pread_eintr;
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    if (pread_eintr > 0) {
+        pread_eintr--;
+        errno = EINTR;
+        return -1;
+    }
+    return syscall(SYS_pread64, fd, buf, n, off);
+}
 
 /* ---- the test modules ------------------------------------------------------------ */
 
@@ -131,6 +147,8 @@ static int f_body(tw_request_t *r, const char *data, size_t len, bool last)
 {
     if (!tw_request_ctx(r, &mod_f))
         return tw_body_filter_next(r, data, len, last);
+    if (tw_request_ctx(r, &mod_f) == (void *)3)
+        return TW_ERROR; /* a filter that fails on the first piece */
     char buf[256];
     while (len) {
         size_t n = len < sizeof buf ? len : sizeof buf;
@@ -286,6 +304,12 @@ static void hang_abort(tw_request_t *r, void *arg)
     tw_request_set_timer(r, 20, hang_resume, NULL);
 }
 
+static int never_resumed(tw_request_t *r)
+{
+    tw_request_on_abort(r, upload_abort, NULL);
+    return TW_SUSPENDED;
+}
+
 static int h_hang(tw_request_t *r)
 {
     tw_request_on_abort(r, hang_abort, NULL);
@@ -298,9 +322,13 @@ typedef struct {
     int pieces;
 } sbody_ctx_t;
 
+static unsigned sbody_pause_ms = 10;
+static bool sbody_resumed;
+
 static void sbody_unpause(tw_request_t *r, void *arg)
 {
     (void)arg;
+    sbody_resumed = true;
     tw_request_resume_body(r);
 }
 
@@ -319,7 +347,7 @@ static int sbody_chunk(tw_request_t *r, int status, const char *data, size_t len
         return 0;
     }
     if (ctx->pieces++ == 0) {
-        tw_request_set_timer(r, 10, sbody_unpause, NULL);
+        tw_request_set_timer(r, sbody_pause_ms, sbody_unpause, NULL);
         return 1; /* pause once */
     }
     return 0;
@@ -347,6 +375,18 @@ static int h_upper(tw_request_t *r)
 {
     tw_request_set_ctx(r, &mod_f, (void *)1);
     return tw_response_send(r, 200, "text/plain", "hello world\n", 12) ? TW_ERROR : TW_DONE;
+}
+
+static int ffail_write_errno;
+
+/* The body filter fails on the first write: the handler gives up. */
+static int h_filter_fails(tw_request_t *r)
+{
+    tw_request_set_ctx(r, &mod_f, (void *)3);
+    errno = 0;
+    if (tw_response_write(r, "abc", 3) < 0)
+        ffail_write_errno = errno;
+    return TW_DONE;
 }
 
 static int h_upper_file(tw_request_t *r)
@@ -573,6 +613,8 @@ static tw_http_route_t routes[] = {
      .allow = "POST"},
     {.name = "/small", .handler = &mod_app, .content = h_echo, .body_limit = 1000},
     ROUTE("/echo", h_echo),
+    ROUTE("/ffail", h_filter_fails),
+    ROUTE("/forever", never_resumed),
     ROUTE("/reject", h_reject),
     ROUTE("/unauth", h_unauth),
     ROUTE("/suspend", h_suspend),
@@ -1078,6 +1120,61 @@ START_TEST(test_stream_body_pause)
 }
 END_TEST
 
+static bool sbody_was_resumed(void)
+{
+    return sbody_resumed;
+}
+
+/* The time a handler keeps the body paused is the server's, not the
+ * client's: it does not count against min_body_rate (the client used to
+ * get a 408 as soon as the handler resumed reading). */
+START_TEST(test_body_rate_ignores_server_pause)
+{
+    srv.min_body_rate = 1000; /* 1 byte/ms */
+    srv.body_rate_grace_ms = 500;
+    sbody_pause_ms = 600; /* longer than the grace */
+    sbody_resumed = false;
+    reset_client_state();
+    connect_client();
+    SEND("POST /sbody HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
+    ck_assert(spin_until(sbody_was_resumed));
+    spin_for(50); /* the client is a little slow after the resume */
+    SEND("56789");
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert(body_is(&resps[0], "0123456789"));
+    sbody_pause_ms = 10;
+}
+END_TEST
+
+/* A client that sends at exactly min_body_rate is served: the deadline is
+ * measured over the body with a grace window on top, so it never falls on
+ * the moment the next byte is due (it used to, and the client got 408). */
+START_TEST(test_body_rate_boundary)
+{
+    srv.min_body_rate = 1000; /* 1 byte/ms */
+    srv.body_rate_grace_ms = 100;
+    srv.body_timeout_ms = 5000;
+    reset_client_state();
+    connect_client();
+    SEND("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n");
+    char piece[25];
+    memset(piece, 'r', sizeof piece);
+    uint64_t start = now_ms();
+    /* 25 bytes every 25 ms: the rate exactly, each piece on its due time. */
+    for (int i = 0; i < 20 && !client_eof; i++) {
+        while (now_ms() < start + (uint64_t)i * 25) {
+            tw_loop_run_once(loop, 1);
+            read_client();
+        }
+        send_str(piece, sizeof piece);
+    }
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert_uint_eq(resps[0].body_len, 500);
+}
+END_TEST
+
 static bool have_continue(void)
 {
     return rlen >= 25 && memcmp(rbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0;
@@ -1152,6 +1249,64 @@ START_TEST(test_body_limit_413)
     expect_responses(1);
     ck_assert_int_eq(resps[0].status, 413);
     expect_eof();
+}
+END_TEST
+
+/* A chunk whose size line alone passes the route's limit is answered 413
+ * at once: the server does not wait for (and read) the data it announces.
+ * The same for a size no 63-bit length can hold, and for a size line the
+ * limit is passed by before the line even ends. */
+START_TEST(test_chunk_size_over_limit)
+{
+    static const char *const sizes[] = {
+        "40000000\r\n",             /* 1 GiB, no data sent */
+        "3e8\r\n",                  /* 1000 bytes: exactly the limit, then more */
+        "ffffffffffffffffffff\r\n", /* beyond 63 bits */
+        "4000000",                  /* the limit is passed before the CRLF */
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        reset_client_state();
+        connect_client();
+        SEND("POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        if (i == 1) {
+            char chunk[1000];
+            memset(chunk, 'x', sizeof chunk);
+            SEND("3e8\r\n");
+            send_str(chunk, sizeof chunk);
+            SEND("\r\n1\r\n"); /* one byte more: refused before it arrives */
+        } else {
+            send_str(sizes[i], strlen(sizes[i]));
+        }
+        expect_responses(1);
+        ck_assert_int_eq(resps[0].status, 413);
+        ck_assert_str_eq(hdr(&resps[0], "Connection"), "close");
+        expect_eof();
+    }
+}
+END_TEST
+
+static bool no_connections(void)
+{
+    return tw_http_server_connections(&srv) == 0;
+}
+
+/* A body filter that fails ends the response: the connection closes after
+ * what was sent, and the request reaches LOG (it used to wait forever, with
+ * no timer armed). */
+START_TEST(test_body_filter_failure_ends_request)
+{
+    srv.phases = tw_phases_table(phases_filtered);
+    ffail_write_errno = 0;
+    reset_client_state();
+    connect_client();
+    SEND("GET /ffail HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_eof();
+    ck_assert_int_eq(ffail_write_errno, EIO);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(last_log_status, 200); /* the head was out */
+    close(client);                          /* ends the lingering close */
+    client = -1;
+    ck_assert(spin_until(no_connections));
 }
 END_TEST
 
@@ -1487,6 +1642,10 @@ START_TEST(test_abort_suspended)
 }
 END_TEST
 
+/* A hard stop is the client going away for every request at once: the
+ * sockets close and abort callbacks run, but a suspended request still
+ * ends only when its handler resumes it (tw_request_on_abort's contract:
+ * the handler may touch the request until then). */
 START_TEST(test_close_all_suspended)
 {
     reset_client_state();
@@ -1494,10 +1653,37 @@ START_TEST(test_close_all_suspended)
     SEND("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
     spin_for(5);
     tw_http_server_close_all(&srv);
-    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
     ck_assert_int_eq(abort_count, 1);
-    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(log_count, 0);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 1); /* no socket: waits for the handler */
     expect_eof();
+    /* The abort callback armed a timer that resumes the request. */
+    uint64_t end = now_ms() + 5000;
+    while (log_count == 0 && now_ms() < end)
+        tw_loop_run_once(loop, 5);
+    ck_assert(hang_resumed_after_abort);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
+}
+END_TEST
+
+/* What is still suspended when the server is torn down (the worker exits,
+ * after the modules' exit_worker) ends then, without its handler. */
+START_TEST(test_cleanup_ends_suspended)
+{
+    reset_client_state();
+    connect_client();
+    SEND("GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin_for(5);
+    tw_http_server_close_all(&srv);
+    ck_assert_int_eq(abort_count, 1);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 1);
+    spin_for(30);
+    ck_assert_int_eq(log_count, 0);
+    tw_http_server_cleanup(&srv);
+    ck_assert_int_eq(log_count, 1);
+    ck_assert_int_eq(last_log_status, 499);
+    ck_assert_uint_eq(tw_http_server_connections(&srv), 0);
 }
 END_TEST
 
@@ -1741,6 +1927,22 @@ START_TEST(test_filters)
     ck_assert(body_is(&resps[1], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
     ck_assert(body_is(&resps[2], "hello\n"));
     ck_assert_ptr_null(hdr(&resps[2], "X-Filtered"));
+}
+END_TEST
+
+/* A pread the output pump makes for a filtered file is retried on EINTR
+ * (it used to fail the response). */
+START_TEST(test_filtered_file_pread_eintr)
+{
+    srv.phases = tw_phases_table(phases_filtered);
+    pread_eintr = 2;
+    reset_client_state();
+    connect_client();
+    SEND("GET /upperfile HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    ck_assert_int_eq(resps[0].status, 200);
+    ck_assert(body_is(&resps[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
+    ck_assert_int_eq(pread_eintr, 0);
 }
 END_TEST
 
@@ -2157,6 +2359,10 @@ static Suite *suite(void)
     tcase_add_test(tc, test_expect_continue_rejected);
     tcase_add_test(tc, test_unread_body_closes);
     tcase_add_test(tc, test_body_limit_413);
+    tcase_add_test(tc, test_chunk_size_over_limit);
+    tcase_add_test(tc, test_body_filter_failure_ends_request);
+    tcase_add_test(tc, test_body_rate_ignores_server_pause);
+    tcase_add_test(tc, test_body_rate_boundary);
     tcase_add_test(tc, test_head);
     tcase_add_test(tc, test_keepalive_versions);
     tcase_add_test(tc, test_chunked_response);
@@ -2171,6 +2377,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_abort_mid_body);
     tcase_add_test(tc, test_abort_suspended);
     tcase_add_test(tc, test_close_all_suspended);
+    tcase_add_test(tc, test_cleanup_ends_suspended);
+    tcase_add_test(tc, test_filtered_file_pread_eintr);
     tcase_add_test(tc, test_suspend_resume_timer);
     tcase_add_test(tc, test_backpressure_stream);
     tcase_add_test(tc, test_drain_in_flight);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "twister/loop.h"
 
 static tw_loop_t *loop;
@@ -306,6 +307,49 @@ START_TEST(test_cancel_callbacks)
     ck_assert_int_eq(cb_runs, 2);
     ck_assert_int_eq(cb_order[1], (int)(intptr_t)&b);
     ck_assert_uint_eq(tw_loop_cancel_callbacks(loop, count_cb, &a), 0);
+}
+END_TEST
+
+/* Intrusive deferral (internal.h): the node is the caller's, so queuing
+ * it cannot fail; it shares one FIFO with tw_loop_add_callback, queues at
+ * most once, waits for the next iteration when queued from a callback, and
+ * can be unqueued from anywhere, including a callback of the same batch. */
+static tw_loop_deferred_t nodes[3];
+
+static void node_cb(tw_loop_t *l, void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    cb_order[cb_runs++] = me;
+    if (me == 10) {
+        tw_loop_defer_cancel(l, &nodes[1]); /* later in this batch: dropped */
+        tw_loop_defer(l, &nodes[0]);        /* itself again: next iteration */
+    }
+}
+
+START_TEST(test_deferred_nodes)
+{
+    cb_runs = 0;
+    tw_loop_deferred_init(&nodes[0], node_cb, (void *)(intptr_t)10);
+    tw_loop_deferred_init(&nodes[1], node_cb, (void *)(intptr_t)11);
+    tw_loop_deferred_init(&nodes[2], node_cb, (void *)(intptr_t)12);
+    tw_loop_defer(loop, &nodes[0]);
+    ck_assert_int_eq(tw_loop_add_callback(loop, node_cb, (void *)(intptr_t)20), 0);
+    tw_loop_defer(loop, &nodes[1]);
+    tw_loop_defer(loop, &nodes[1]); /* already queued: once */
+    tw_loop_defer(loop, &nodes[2]);
+    ck_assert(tw_loop_deferred_queued(&nodes[2]));
+    tw_loop_defer_cancel(loop, &nodes[2]);
+    ck_assert(!tw_loop_deferred_queued(&nodes[2]));
+    tw_loop_run_once(loop, 0);
+    ck_assert_int_eq(cb_runs, 2); /* 10, then 20; 11 was dropped by 10, 12 cancelled */
+    ck_assert_int_eq(cb_order[0], 10);
+    ck_assert_int_eq(cb_order[1], 20);
+    ck_assert(tw_loop_deferred_queued(&nodes[0]));
+    tw_loop_defer_cancel(loop, &nodes[0]);
+    tw_loop_run_once(loop, 0);
+    ck_assert_int_eq(cb_runs, 2);
+    /* A node queued when the loop is freed is simply forgotten. */
+    tw_loop_defer(loop, &nodes[1]);
 }
 END_TEST
 
@@ -652,6 +696,7 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, test_callback_added_runs_next_iteration);
     tcase_add_test(tc, test_requeueing_callback_does_not_starve);
     tcase_add_test(tc, test_cancel_callbacks);
+    tcase_add_test(tc, test_deferred_nodes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fds");

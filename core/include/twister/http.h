@@ -16,8 +16,10 @@
  * below; any of them may produce the response (then it returns TW_DONE).
  * Header filters may change the status and headers only; body filters only
  * pass data on with tw_body_filter_next. LOG handlers only read: response
- * and body calls, tw_request_set_uri and timers fail there with EPERM, and
- * the error log names the module. Such misuse never crashes the server.
+ * and body calls, tw_request_set_uri and timers fail there. A call made
+ * where it is not allowed fails with EPERM and the error log names the
+ * module (the Errors lists below leave that case out); such misuse never
+ * crashes the server.
  *
  * The core owns the framing: Content-Length (set it with
  * tw_response_set_content_length or the header of that name), chunked
@@ -175,7 +177,9 @@ void *tw_request_global_conf(const tw_request_t *r, const tw_module_t *module);
  * FIND_ROUTE; called in ACCESS or CONTENT it is an internal redirect: once
  * the handler returns TW_NEXT the request goes through REWRITE and
  * FIND_ROUTE again, keeping module contexts. Errors: EINVAL for a path the
- * parser would refuse, EPERM from another phase or after 10 redirects
+ * parser would refuse (or one not starting with '/', or with a control
+ * character, space or '#'), ENOMEM, EPERM from another phase, once a
+ * response was started, or after 10 redirects
  * (the error log names the module). */
 int tw_request_set_uri(tw_request_t *r, const char *uri, size_t len);
 
@@ -190,10 +194,15 @@ int tw_request_set_uri(tw_request_t *r, const char *uri, size_t len);
 void tw_request_resume(tw_request_t *r, int rc);
 /* Runs fn(r, arg) if the client goes away before the request ends. The
  * request then ends when the suspended handler resumes or right away if it
- * is not suspended. Errors: ENOMEM. */
+ * is not suspended. A hard stop of the worker (its drain timed out, or
+ * SIGTERM) counts as every client going away, with the same guarantee: a
+ * suspended request stays valid until its handler resumes it — except
+ * that when the worker exits, after the modules' exit_worker hooks,
+ * whatever is still suspended is ended without its handler (its pool
+ * cleanups run). Errors: EINVAL (fn NULL), ENOMEM. */
 int tw_request_on_abort(tw_request_t *r, tw_request_cb fn, void *arg);
 /* Runs fn(r, arg) after ms milliseconds unless the request ends first (then
- * the timer is cancelled, never fired). Errors: ENOMEM. */
+ * the timer is cancelled, never fired). Errors: EINVAL (fn NULL), ENOMEM. */
 int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *arg);
 
 /* Reads the whole body (up to the route's body limit) into the pool, then
@@ -201,12 +210,13 @@ int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *a
  * "100 Continue" first if the client expects it; a handler that answers
  * without reading the body never causes a 100, and the connection closes
  * after its response (unless the whole body had already arrived). Errors:
- * EALREADY if the body is being or was read, EPERM from LOG. */
+ * EINVAL (cb NULL), EALREADY if the body is being or was read, EPIPE if
+ * the client is gone. */
 int tw_request_read_body(tw_request_t *r, tw_body_done_cb cb, void *arg);
 /* The body read by tw_request_read_body; *len receives its size. */
 const char *tw_request_body(const tw_request_t *r, size_t *len);
 /* Streams the body through cb as it arrives, with back-pressure (see
- * tw_body_chunk_cb). Errors: EALREADY. */
+ * tw_body_chunk_cb). Errors as tw_request_read_body. */
 int tw_request_stream_body(tw_request_t *r, tw_body_chunk_cb cb, void *arg);
 /* Resumes a body stream that cb paused. */
 void tw_request_resume_body(tw_request_t *r);
@@ -225,7 +235,7 @@ int tw_response_status(const tw_request_t *r);
  * connection after this response, Transfer-Encoding is refused (EINVAL).
  * Errors: EINVAL for a name that is not a token or a value with a control
  * character (CR, LF, NUL, ...; HTAB is fine); EALREADY once the head was
- * sent. */
+ * sent; ENOMEM. */
 int tw_response_set_header(tw_request_t *r, const char *name, const char *value);
 /* Adds one more header name: value (for repeatable fields). Errors as
  * tw_response_set_header. */
@@ -236,34 +246,46 @@ int tw_response_remove_header(tw_request_t *r, const char *name);
 /* The first response header named name, NUL-terminated, or NULL. */
 const char *tw_response_header(const tw_request_t *r, const char *name);
 /* Declares the body length (otherwise streamed bodies go chunked to 1.1
- * clients and close-delimited to 1.0 clients). Errors: EALREADY. */
+ * clients and close-delimited to 1.0 clients). Errors: EINVAL over
+ * INT64_MAX, EALREADY once the head was sent. */
 int tw_response_set_content_length(tw_request_t *r, uint64_t len);
 
 /* Sends a whole response in one call: status, Content-Type (may be NULL),
  * the body (copied; len may be 0) with Content-Length, and finishes. For a
  * 304 the body is ignored and only a length declared earlier is sent.
- * Errors: EALREADY if a response was started, ENOMEM, EPIPE if the client
- * is gone, EIO if a header filter refused the response (its error page was
- * sent instead). */
+ * Errors: EINVAL for a status outside 200..599 or a Content-Type with a
+ * control character, EALREADY once the head was sent or the response
+ * finished, ENOMEM, EPIPE if the client is gone, EIO if a header filter
+ * refused the response (its error page was sent instead). */
 int tw_response_send(tw_request_t *r, int status, const char *content_type, const void *body,
                      size_t len);
 /* Streams a piece of body (copied), sending the head first if needed.
  * Returns 0, or 1 when the client is not keeping up: stop writing until
- * the drain callback runs. -1 with EPIPE once the client is gone. */
+ * the drain callback runs. -1 with errno: EPIPE once the client is gone
+ * (or after a body filter failed), EIO if a header filter refused the
+ * response (its error page was sent instead) or a body filter failed now
+ * (the response ends there and the connection closes after it), EALREADY
+ * once the response is finished, ENOMEM. */
 int tw_response_write(tw_request_t *r, const void *data, size_t len);
 /* Streams len bytes of fd from offset with sendfile(2) (body filters that
- * must see the bytes get them read from the file). Takes ownership of fd.
- * Returns as tw_response_write. */
+ * must see the bytes get them read from the file). Takes ownership of fd
+ * (closed on every error too). Returns as tw_response_write; EBADF for a
+ * negative fd. */
 int tw_response_sendfile(tw_request_t *r, int fd, off_t offset, size_t len);
 /* Runs fn(r, arg) once the queued response bytes drop under the low-water
  * mark (once per call; from the loop if they already are). Not run if the
- * client goes away (abort callbacks are). Errors: ENOMEM. */
+ * client goes away (abort callbacks are). Errors: EINVAL (fn NULL),
+ * ENOMEM. */
 int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg);
 /* Ends the response body (the last chunk for chunked responses). The
  * request then goes on to LOG once its bytes are queued, never before the
  * current callback returns (so the caller may still use r and its pool).
  * A body shorter than the declared Content-Length closes the connection
- * after it. Errors: EALREADY. */
+ * after it. Finishing after the client left, or after a header filter
+ * replaced the response with its error page, succeeds (there is nothing
+ * to send). Errors: EALREADY once finished (a failed body filter also
+ * finishes the response), EIO if a body filter fails on the end, EPIPE if
+ * the client went away meanwhile, ENOMEM. */
 int tw_response_finish(tw_request_t *r);
 /* True once the status line and headers were handed to the connection. */
 bool tw_response_head_sent(const tw_request_t *r);

@@ -112,7 +112,9 @@ size_t tw_loop_timer_count(const tw_loop_t *loop);
 
 /* Queues fn(loop, arg) to run on the next iteration (never the current
  * one, so a callback that re-queues itself cannot starve the loop).
- * Errors: ENOMEM. */
+ * Errors: ENOMEM (only when the loop has no free queue entry left and the
+ * heap has none either; entries are reused, so a steady state allocates
+ * nothing). */
 int tw_loop_add_callback(tw_loop_t *loop, tw_callback_fn fn, void *arg);
 /* Drops every queued callback whose fn and arg both match (for owners that
  * are about to be freed). Returns how many were dropped. */
