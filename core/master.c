@@ -48,6 +48,7 @@
 
 #include "activity.h"
 #include "config.h"
+#include "crash_report.h"
 #include "generation.h"
 #include "listener.h"
 #include "log_setup.h"
@@ -103,6 +104,7 @@ struct gen {
     unsigned ready;
     unsigned alive;
     tw_activity_t *slots;   /* one per worker index, MAP_SHARED */
+    tw_crash_report_t *reports; /* one per worker index, MAP_SHARED */
     unsigned *quick_deaths; /* per worker index, for back-off */
     respawn_t *respawns;    /* per worker index */
     tw_timer_t timer;       /* start-up timeout, then drain backstop */
@@ -223,6 +225,8 @@ static void free_gen(gen_t *ge)
         tw_timer_stop(m->loop, &ge->respawns[i].timer);
     if (ge->slots)
         munmap(ge->slots, sizeof(tw_activity_t) * ge->g->workers);
+    if (ge->reports)
+        munmap(ge->reports, sizeof(tw_crash_report_t) * ge->g->workers);
     free(ge->quick_deaths);
     free(ge->respawns);
     tw_generation_free(ge->g);
@@ -337,6 +341,9 @@ static void child_drop_generation(gen_t *other)
     if (other->slots)
         munmap(other->slots, sizeof(tw_activity_t) * g->workers);
     other->slots = NULL;
+    if (other->reports)
+        munmap(other->reports, sizeof(tw_crash_report_t) * g->workers);
+    other->reports = NULL;
 }
 
 /* In the child right after fork: drop everything that belongs to the master
@@ -425,6 +432,7 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
         return -1;
     }
     memset(&ge->slots[index], 0, sizeof ge->slots[index]);
+    ge->reports[index].text[0] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
         tw_log_error("fork: %s", strerror(errno));
@@ -439,6 +447,7 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
             .index = index,
             .control_fd = sv[1],
             .activity = &ge->slots[index],
+            .crash_report = &ge->reports[index],
             .connection_cap = connection_cap(m, ge->g),
         };
         child_close_master_state(m, ge, &params.handover_signals);
@@ -530,6 +539,32 @@ static void describe_status(int status, char *buf, size_t len)
 
 static void maybe_finish_stop(master_t *m);
 
+/* Logs the backtrace a crashed worker left in its report slot, one log
+ * line per frame, right after the line that says what it was doing. */
+static void log_crash_report(gen_t *ge, unsigned index, pid_t pid)
+{
+    tw_crash_report_t *r = &ge->reports[index];
+    /* The dead worker wrote the slot; it cannot change any more, but it
+     * may have been cut short: never read past the end. */
+    r->text[sizeof r->text - 1] = '\0';
+    if (!r->text[0])
+        return;
+    char *line = r->text;
+    bool first = true;
+    while (*line) {
+        size_t len = strcspn(line, "\n");
+        if (first)
+            tw_log_error("worker %u (pid %d) %.*s", index, (int)pid, (int)len, line);
+        else
+            tw_log_error("%.*s", (int)len, line);
+        first = false;
+        line += len;
+        if (*line == '\n')
+            line++;
+    }
+    r->text[0] = '\0';
+}
+
 static void worker_exited(master_t *m, worker_t *w, int status)
 {
     gen_t *ge = w->gen;
@@ -549,6 +584,8 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         tw_activity_describe(&ge->slots[index], activity, sizeof activity);
         snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
                  activity[0] ? " " : "", activity);
+        if (WIFSIGNALED(status))
+            log_crash_report(ge, index, pid);
         gen_failed(ge, why);
     } else if (ge->state == GEN_SERVING && !m->stopping) {
         char activity[1024];
@@ -556,6 +593,8 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         if (abnormal || state != W_DRAINING)
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
+        if (WIFSIGNALED(status))
+            log_crash_report(ge, index, pid);
         /* Back off when a worker keeps dying right after it starts. */
         unsigned delay = 0;
         if (lived < QUICK_DEATH_MS) {
@@ -755,13 +794,18 @@ static void start_generation(master_t *m)
     if (ge) {
         ge->slots = mmap(NULL, sizeof(tw_activity_t) * n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ge->reports = mmap(NULL, sizeof(tw_crash_report_t) * n, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
         ge->respawns = calloc(n, sizeof *ge->respawns);
     }
-    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns) {
+    if (!ge || ge->slots == MAP_FAILED || ge->reports == MAP_FAILED || !ge->quick_deaths ||
+        !ge->respawns) {
         tw_log_error("reload failed: out of memory");
         if (ge && ge->slots != MAP_FAILED && ge->slots)
             munmap(ge->slots, sizeof(tw_activity_t) * n);
+        if (ge && ge->reports != MAP_FAILED && ge->reports)
+            munmap(ge->reports, sizeof(tw_crash_report_t) * n);
         if (ge) {
             free(ge->quick_deaths);
             free(ge->respawns);

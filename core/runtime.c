@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
@@ -184,6 +185,22 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
     return 0;
 }
 
+/* A module is mapped from its memfd snapshot, "/proc/self/fd/N" to the
+ * loader: a backtrace should name the file an author can give addr2line. */
+static void name_modules_for_backtraces(tw_runtime_t *rt)
+{
+    size_t n = rt->module_count;
+    const void **anchors = tw_pool_alloc(rt->pool, (n ? n : 1) * sizeof *anchors);
+    const char **names = tw_pool_alloc(rt->pool, (n ? n : 1) * sizeof *names);
+    if (!anchors || !names)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        anchors[i] = rt->modules[i];
+        names[i] = rt->registry.items[i].path;
+    }
+    tw_crash_report_scan(anchors, names, n);
+}
+
 /* Loads every snapshot into the registry, which refuses a module name that
  * is already taken. */
 static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
@@ -205,6 +222,8 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
         rt->modules[i] = rt->registry.items[i].module;
         rt->module_count = i + 1;
     }
+    if (rt->has_worker)
+        name_modules_for_backtraces(rt);
     return 0;
 }
 

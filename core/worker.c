@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "crash_report.h"
 #include "http_conn.h"
 #include "log_setup.h"
 #include "runtime.h"
@@ -210,6 +211,11 @@ int tw_worker_main(const tw_worker_params_t *params)
     snprintf(title, sizeof title, "twister w%u/%u", params->index, g->number);
     prctl(PR_SET_NAME, title);
     tw_log_set_role("worker", g->number, (int)params->index);
+    /* Before any plugin code runs: a crash in configure or init_worker
+     * deserves a backtrace as much as one while serving. */
+    if (params->crash_report && tw_crash_report_install(params->crash_report) != 0)
+        tw_log_warn("cannot install the crash reporter: %s; crashes will have no backtrace",
+                    strerror(errno));
 
     ws.loop = tw_loop_new();
     if (!ws.loop) {

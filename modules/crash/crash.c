@@ -15,7 +15,6 @@
  * mode segv/abort/exit kills the worker inside the content handler (the
  * master must respawn it); delay answers only after that long, through a
  * timer (requests in flight across a reload or a drain). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,17 +62,22 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
     return tw_conf_error(err, node, "unknown %s '%s'", key, s);
 }
 
-/* Really crash, the way a buggy plugin does: killed by SIGSEGV. The
- * default action is restored first, so that a sanitizer's handler (which
- * would turn the signal into exit status 1) does not change what the
- * master sees. */
+/* Really crash, the way a buggy plugin does: a store through a null
+ * pointer, so that the worker's crash reporter sees a real fault here (the
+ * tests resolve its backtrace to the line below). The pointer comes out of
+ * an empty asm so that the compiler can neither prove it null (and replace
+ * the store with a trap) nor drop the store. */
+__attribute__((noinline)) static void write_through_null(void)
+{
+    int *p = NULL;
+    __asm__ volatile("" : "+r"(p));
+    *p = 1; /* crash: segv here */
+}
+
 static void crash_now(action_t act)
 {
-    if (act == ACT_SEGV) {
-        signal(SIGSEGV, SIG_DFL);
-        raise(SIGSEGV);
-        *(volatile int *)0 = 1; /* not reached */
-    }
+    if (act == ACT_SEGV)
+        write_through_null();
     if (act == ACT_ABORT)
         abort();
     if (act == ACT_EXIT)
