@@ -96,6 +96,14 @@ typedef struct respawn {
     unsigned index;
 } respawn_t;
 
+/* What a worker leaves behind for the master when it dies: what it was
+ * doing (activity.h) and its stack (crash_report.h). One shared mapping
+ * per generation holds every worker's. */
+typedef struct {
+    tw_activity_t activity;
+    tw_crash_report_t report;
+} crash_slot_t;
+
 struct gen {
     gen_t *next;
     master_t *master;
@@ -103,8 +111,7 @@ struct gen {
     int state;
     unsigned ready;
     unsigned alive;
-    tw_activity_t *slots;   /* one per worker index, MAP_SHARED */
-    tw_crash_report_t *reports; /* one per worker index, MAP_SHARED */
+    crash_slot_t *slots;    /* one per worker index, MAP_SHARED */
     unsigned *quick_deaths; /* per worker index, for back-off */
     respawn_t *respawns;    /* per worker index */
     tw_timer_t timer;       /* start-up timeout, then drain backstop */
@@ -224,9 +231,7 @@ static void free_gen(gen_t *ge)
     for (unsigned i = 0; i < ge->g->workers; i++)
         tw_timer_stop(m->loop, &ge->respawns[i].timer);
     if (ge->slots)
-        munmap(ge->slots, sizeof(tw_activity_t) * ge->g->workers);
-    if (ge->reports)
-        munmap(ge->reports, sizeof(tw_crash_report_t) * ge->g->workers);
+        munmap(ge->slots, sizeof(crash_slot_t) * ge->g->workers);
     free(ge->quick_deaths);
     free(ge->respawns);
     tw_generation_free(ge->g);
@@ -339,11 +344,8 @@ static void child_drop_generation(gen_t *other)
         g->snapshots[i].memfd = -1;
     }
     if (other->slots)
-        munmap(other->slots, sizeof(tw_activity_t) * g->workers);
+        munmap(other->slots, sizeof(crash_slot_t) * g->workers);
     other->slots = NULL;
-    if (other->reports)
-        munmap(other->reports, sizeof(tw_crash_report_t) * g->workers);
-    other->reports = NULL;
 }
 
 /* In the child right after fork: drop everything that belongs to the master
@@ -431,8 +433,8 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
         tw_log_error("socketpair: %s", strerror(errno));
         return -1;
     }
-    memset(&ge->slots[index], 0, sizeof ge->slots[index]);
-    ge->reports[index].text[0] = '\0';
+    memset(&ge->slots[index].activity, 0, sizeof ge->slots[index].activity);
+    ge->slots[index].report.text[0] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
         tw_log_error("fork: %s", strerror(errno));
@@ -446,8 +448,8 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
             .gen = ge->g,
             .index = index,
             .control_fd = sv[1],
-            .activity = &ge->slots[index],
-            .crash_report = &ge->reports[index],
+            .activity = &ge->slots[index].activity,
+            .crash_report = &ge->slots[index].report,
             .connection_cap = connection_cap(m, ge->g),
         };
         child_close_master_state(m, ge, &params.handover_signals);
@@ -543,7 +545,7 @@ static void maybe_finish_stop(master_t *m);
  * line per frame, right after the line that says what it was doing. */
 static void log_crash_report(gen_t *ge, unsigned index, pid_t pid)
 {
-    tw_crash_report_t *r = &ge->reports[index];
+    tw_crash_report_t *r = &ge->slots[index].report;
     /* The dead worker wrote the slot; it cannot change any more, but it
      * may have been cut short: never read past the end. */
     r->text[sizeof r->text - 1] = '\0';
@@ -581,7 +583,7 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     if (ge->state == GEN_STARTING) {
         char why[2048];
         char activity[1024];
-        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
         snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
                  activity[0] ? " " : "", activity);
         if (WIFSIGNALED(status))
@@ -589,7 +591,7 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         gen_failed(ge, why);
     } else if (ge->state == GEN_SERVING && !m->stopping) {
         char activity[1024];
-        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
         if (abnormal || state != W_DRAINING)
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
@@ -792,20 +794,15 @@ static void start_generation(master_t *m)
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;
     if (ge) {
-        ge->slots = mmap(NULL, sizeof(tw_activity_t) * n, PROT_READ | PROT_WRITE,
+        ge->slots = mmap(NULL, sizeof(crash_slot_t) * n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        ge->reports = mmap(NULL, sizeof(tw_crash_report_t) * n, PROT_READ | PROT_WRITE,
-                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
         ge->respawns = calloc(n, sizeof *ge->respawns);
     }
-    if (!ge || ge->slots == MAP_FAILED || ge->reports == MAP_FAILED || !ge->quick_deaths ||
-        !ge->respawns) {
+    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns) {
         tw_log_error("reload failed: out of memory");
         if (ge && ge->slots != MAP_FAILED && ge->slots)
-            munmap(ge->slots, sizeof(tw_activity_t) * n);
-        if (ge && ge->reports != MAP_FAILED && ge->reports)
-            munmap(ge->reports, sizeof(tw_crash_report_t) * n);
+            munmap(ge->slots, sizeof(crash_slot_t) * n);
         if (ge) {
             free(ge->quick_deaths);
             free(ge->respawns);
