@@ -66,8 +66,9 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
  * pointer, so that the worker's crash reporter sees a real fault here (the
  * tests resolve its backtrace to the line below). The pointer comes out of
  * an empty asm so that the compiler can neither prove it null (and replace
- * the store with a trap) nor drop the store. */
-__attribute__((noinline)) static void write_through_null(void)
+ * the store with a trap) nor drop the store, and UBSan must not stop the
+ * process before the fault does. */
+__attribute__((noinline, no_sanitize("undefined"))) static void write_through_null(void)
 {
     int *p = NULL;
     __asm__ volatile("" : "+r"(p));
