@@ -53,6 +53,7 @@
 #include "listener.h"
 #include "log_setup.h"
 #include "os.h"
+#include "settings.h" /* tw_crash_action_t only: settings are read through generation.h */
 #include "twister/log.h"
 #include "twister/loop.h"
 #include "worker.h"
@@ -104,6 +105,35 @@ typedef struct {
     tw_crash_report_t report;
 } crash_slot_t;
 
+/* How many of a module's crashes the master keeps to show (the log and
+ * `-s status`); the budget itself counts them all. */
+#define CRASH_RECORDS_KEPT 8
+
+/* One crash the master attributed to a module, from the crash slot. */
+typedef struct {
+    time_t when;
+    pid_t pid;
+    unsigned generation;
+    unsigned worker;
+    int signo;
+    char phase[24];
+    char request[256];
+} crash_record_t;
+
+/* The crashes attributed to one module in one generation, and whether the
+ * module is quarantined there. */
+typedef struct {
+    char module[64];
+    unsigned total;       /* crashes attributed to it */
+    uint64_t *recent;     /* loop times of the last crash_policy.max crashes, a ring */
+    unsigned recent_len;  /* entries in use */
+    unsigned recent_next; /* where the next one goes (the oldest once full) */
+    crash_record_t records[CRASH_RECORDS_KEPT]; /* the latest, a ring by total */
+    bool quarantined;       /* disabled in this generation */
+    unsigned quarantined_by; /* the generation that started without it */
+    time_t quarantined_at;
+} module_crashes_t;
+
 struct gen {
     gen_t *next;
     master_t *master;
@@ -115,6 +145,9 @@ struct gen {
     unsigned *quick_deaths; /* per worker index, for back-off */
     respawn_t *respawns;    /* per worker index */
     tw_timer_t timer;       /* start-up timeout, then drain backstop */
+    bool quarantine;        /* started by the master to quarantine a module, not a reload */
+    module_crashes_t *crashes; /* per module that crashed or is quarantined here */
+    size_t crash_count;
     char error[2048];
 };
 
@@ -160,8 +193,15 @@ struct master {
     listener_t *listeners;
     size_t listener_count;
     bool reload_again;
+    /* A module's budget ran out while a reload was starting: quarantine
+     * it once the reload is over, unless the reload replaced its
+     * generation. */
+    gen_t *quarantine_from;
+    char quarantine_module[64];
     waiter_t *waiters_now;  /* answered by the reload in progress */
     waiter_t *waiters_next; /* arrived during it: answered by the next */
+    char last_reload[2300]; /* "OK generation 3" / "ERROR ...", for -s status */
+    time_t last_reload_at;
     int control_fd;
     char control_path[PATH_MAX];
     control_client_t *control_clients; /* list */
@@ -174,6 +214,7 @@ struct master {
 
 static void start_generation(master_t *m);
 static void gen_failed(gen_t *ge, const char *why);
+static void begin_stop(master_t *m, int sig);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -234,6 +275,11 @@ static void free_gen(gen_t *ge)
         munmap(ge->slots, sizeof(crash_slot_t) * ge->g->workers);
     free(ge->quick_deaths);
     free(ge->respawns);
+    for (size_t i = 0; i < ge->crash_count; i++)
+        free(ge->crashes[i].recent);
+    free(ge->crashes);
+    if (m->quarantine_from == ge)
+        m->quarantine_from = NULL;
     tw_generation_free(ge->g);
     free(ge);
 }
@@ -567,6 +613,143 @@ static void log_crash_report(gen_t *ge, unsigned index, pid_t pid)
     r->text[0] = '\0';
 }
 
+/* ---- crash budgets and quarantine -------------------------------------------- */
+
+static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quarantine_of,
+                              const char *module);
+
+static module_crashes_t *module_crashes(gen_t *ge, const char *module)
+{
+    for (size_t i = 0; i < ge->crash_count; i++)
+        if (strcmp(ge->crashes[i].module, module) == 0)
+            return &ge->crashes[i];
+    module_crashes_t *grown = realloc(ge->crashes, (ge->crash_count + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    ge->crashes = grown;
+    module_crashes_t *mc = &ge->crashes[ge->crash_count++];
+    memset(mc, 0, sizeof *mc);
+    snprintf(mc->module, sizeof mc->module, "%s", module);
+    return mc;
+}
+
+static void format_time(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "worker 0 (pid 4242) of generation 1, SIGSEGV, phase CONTENT, request
+ * 'GET /crash HTTP/1.1', at 2026-12-02T07:10:00Z" */
+static void describe_record(const crash_record_t *r, char *buf, size_t len)
+{
+    char when[32];
+    format_time(r->when, when, sizeof when);
+    const char *sig = sigabbrev_np(r->signo);
+    snprintf(buf, len, "worker %u (pid %d) of generation %u, SIG%s, phase %s%s%s%s, at %s",
+             r->worker, (int)r->pid, r->generation, sig ? sig : "?", r->phase,
+             r->request[0] ? ", request '" : "", r->request, r->request[0] ? "'" : "", when);
+}
+
+static void log_records(const module_crashes_t *mc)
+{
+    unsigned kept = mc->total < CRASH_RECORDS_KEPT ? mc->total : CRASH_RECORDS_KEPT;
+    for (unsigned k = mc->total - kept; k < mc->total; k++) {
+        char text[512];
+        describe_record(&mc->records[k % CRASH_RECORDS_KEPT], text, sizeof text);
+        tw_log_error("  crash %u of module %s: %s", k + 1, mc->module, text);
+    }
+}
+
+/* Starts a generation from ge's config read in which module is disabled
+ * too. ge keeps serving until it is READY. */
+static void start_quarantine(master_t *m, gen_t *ge, const char *module)
+{
+    if (m->starting && m->starting->quarantine && tw_generation_disabled(m->starting->g, module))
+        return; /* on its way already */
+    if (m->starting) {
+        tw_log_error("a reload is starting: quarantining module %s waits for its outcome", module);
+        m->quarantine_from = ge;
+        snprintf(m->quarantine_module, sizeof m->quarantine_module, "%s", module);
+        return;
+    }
+    const char *names[ge->g->disabled_count + 1];
+    for (size_t i = 0; i < ge->g->disabled_count; i++)
+        names[i] = ge->g->disabled[i];
+    names[ge->g->disabled_count] = module;
+    tw_generation_t *g = tw_generation_quarantine(ge->g, m->generation_counter + 1, names,
+                                                  ge->g->disabled_count + 1);
+    if (!g) {
+        tw_log_error("cannot quarantine module %s: %s; generation %u keeps serving", module,
+                     strerror(errno), ge->g->number);
+        return;
+    }
+    launch_generation(m, g, ge, module);
+}
+
+/* Counts a crash that the slot attributes to a module against the
+ * module's budget and applies crash_policy when the budget is spent.
+ * Returns true if the server is stopping because of it. */
+static bool count_crash(master_t *m, gen_t *ge, unsigned index, pid_t pid, int signo)
+{
+    tw_activity_t a;
+    memcpy(&a, &ge->slots[index].activity, sizeof a);
+    a.module[sizeof a.module - 1] = a.phase[sizeof a.phase - 1] = '\0';
+    a.request[sizeof a.request - 1] = '\0';
+    if (!a.module[0])
+        return false; /* not in plugin code: nobody's budget */
+    module_crashes_t *mc = module_crashes(ge, a.module);
+    unsigned max = tw_generation_crash_max(ge->g);
+    if (!mc || (!mc->recent && !(mc->recent = calloc(max, sizeof *mc->recent))))
+        return false;
+    crash_record_t *r = &mc->records[mc->total++ % CRASH_RECORDS_KEPT];
+    *r = (crash_record_t){.when = time(NULL),
+                          .pid = pid,
+                          .generation = ge->g->number,
+                          .worker = index,
+                          .signo = signo};
+    memcpy(r->phase, a.phase, sizeof r->phase);
+    memcpy(r->request, a.request, sizeof r->request);
+
+    uint64_t now = tw_loop_now(m->loop), within = tw_generation_crash_within_ms(ge->g);
+    mc->recent[mc->recent_next] = now;
+    mc->recent_next = (mc->recent_next + 1) % max;
+    if (mc->recent_len < max)
+        mc->recent_len++;
+    if (mc->recent_len < max || now - mc->recent[mc->recent_next % max] > within)
+        return false;
+    /* Spent: the next budget starts empty. */
+    mc->recent_len = 0;
+    mc->recent_next = 0;
+    static const char *const actions[] = {"quarantine", "restart", "stop"};
+    int action = tw_generation_crash_action(ge->g);
+    tw_log_error("module %s crashed workers %u times within %llu s (crash_policy: max %u, "
+                 "within %llu s, action %s)",
+                 mc->module, max, (unsigned long long)(within / 1000), max,
+                 (unsigned long long)(within / 1000), actions[action]);
+    log_records(mc);
+    switch (action) {
+    case TW_CRASH_RESTART:
+        tw_log_error("module %s: respawning its workers as for any crash (crash_policy action "
+                     "restart)",
+                     mc->module);
+        return false;
+    case TW_CRASH_STOP:
+        tw_log_error("module %s: stopping the server (crash_policy action stop)", mc->module);
+        begin_stop(m, SIGQUIT);
+        m->exit_status = 1;
+        return true;
+    default:
+        tw_log_error("QUARANTINE of module %s: starting a generation without it; its routes "
+                     "will answer 503 and its phase handlers and filters are skipped until the "
+                     "next successful reload",
+                     mc->module);
+        start_quarantine(m, ge, mc->module);
+        return false;
+    }
+}
+
 static void worker_exited(master_t *m, worker_t *w, int status)
 {
     gen_t *ge = w->gen;
@@ -595,8 +778,13 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         if (abnormal || state != W_DRAINING)
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
-        if (WIFSIGNALED(status))
+        if (WIFSIGNALED(status)) {
             log_crash_report(ge, index, pid);
+            if (count_crash(m, ge, index, pid, WTERMSIG(status))) {
+                maybe_finish_stop(m);
+                return;
+            }
+        }
         /* Back off when a worker keeps dying right after it starts. */
         unsigned delay = 0;
         if (lived < QUICK_DEATH_MS) {
@@ -685,17 +873,46 @@ static void start_draining(master_t *m, gen_t *ge)
     }
 }
 
-static void finish_reload(master_t *m, bool ok, const char *text)
+/* The end of a generation's start, READY or not: answers the `-s reload`
+ * clients waiting for it, remembers a reload's outcome for `-s status`,
+ * and starts what waited for it. quarantine: the generation was the
+ * master's own, to quarantine a module, not a reload. */
+static void finish_reload(master_t *m, bool quarantine, const char *text)
 {
     answer_waiters(&m->waiters_now, text);
     m->waiters_now = m->waiters_next;
     m->waiters_next = NULL;
     tw_os_sd_notify("READY=1");
-    (void)ok;
-    if (m->reload_again && !m->stopping) {
+    if (!quarantine) {
+        snprintf(m->last_reload, sizeof m->last_reload, "%.*s", (int)strcspn(text, "\n"), text);
+        m->last_reload_at = time(NULL);
+    }
+    if (m->stopping)
+        return;
+    gen_t *from = m->quarantine_from;
+    m->quarantine_from = NULL;
+    if (from && from == m->serving) {
+        /* The reload failed: the budget that ran out meanwhile still counts. */
+        start_quarantine(m, from, m->quarantine_module);
+    } else if (from) {
+        tw_log_info("module %s is not quarantined: the reload replaced generation %u",
+                    m->quarantine_module, from->g->number);
+    }
+    if (m->reload_again && !m->starting) {
         m->reload_again = false;
         start_generation(m);
     }
+}
+
+/* Appends ", module X" for each quarantined module of ge to out. */
+static size_t list_quarantined(const gen_t *ge, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < ge->crash_count && n < len; i++)
+        if (ge->crashes[i].quarantined)
+            n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", ge->crashes[i].module);
+    return n;
 }
 
 static void generation_ready(gen_t *ge)
@@ -706,16 +923,30 @@ static void generation_ready(gen_t *ge)
     ge->state = GEN_SERVING;
     m->serving = ge;
     m->starting = NULL;
+    char quarantined[512];
     tw_log_info("generation %u is serving with %u worker%s", ge->g->number, ge->g->workers,
                 ge->g->workers == 1 ? "" : "s");
+    if (list_quarantined(ge, quarantined, sizeof quarantined))
+        tw_log_error("generation %u is serving with module%s %s QUARANTINED: %s routes answer "
+                     "503, %s phase handlers and filters are skipped; a reload lifts it",
+                     ge->g->number, strchr(quarantined, ',') ? "s" : "", quarantined,
+                     strchr(quarantined, ',') ? "their" : "its",
+                     strchr(quarantined, ',') ? "their" : "its");
+    char text[700];
+    int n = snprintf(text, sizeof text, "OK generation %u", ge->g->number);
+    if (old && !ge->quarantine && list_quarantined(old, quarantined, sizeof quarantined)) {
+        tw_log_info("generation %u lifts the quarantine of module%s %s",
+                    ge->g->number, strchr(quarantined, ',') ? "s" : "", quarantined);
+        snprintf(text + n, sizeof text - (size_t)n, " (lifted the quarantine of module%s %s)",
+                 strchr(quarantined, ',') ? "s" : "", quarantined);
+    }
     if (old) {
         tw_log_info("generation %u is draining", old->g->number);
         start_draining(m, old);
     }
     close_unused_listeners(m);
-    char text[128];
-    snprintf(text, sizeof text, "OK generation %u\n", ge->g->number);
-    finish_reload(m, true, text);
+    strcat(text, "\n");
+    finish_reload(m, ge->quarantine, text);
 }
 
 static void gen_failed(gen_t *ge, const char *why)
@@ -723,6 +954,7 @@ static void gen_failed(gen_t *ge, const char *why)
     master_t *m = ge->master;
     if (ge->state != GEN_STARTING)
         return;
+    bool quarantine = ge->quarantine;
     snprintf(ge->error, sizeof ge->error, "%s", why);
     tw_log_error("generation %u failed to start: %s", ge->g->number, why);
     tw_timer_stop(m->loop, &ge->timer);
@@ -742,7 +974,7 @@ static void gen_failed(gen_t *ge, const char *why)
         tw_log_error("keeping generation %u", m->serving->g->number);
     char text[2200];
     snprintf(text, sizeof text, "ERROR %s\n", why);
-    finish_reload(m, false, text);
+    finish_reload(m, quarantine, text);
     if (!m->serving && !m->stopping) {
         m->exit_status = 1;
         m->stopping = true;
@@ -762,8 +994,7 @@ static void startup_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
 }
 
 /* Reads the config into a new generation and forks its workers. Errors
- * before the fork (config, snapshots, listeners) leave everything as it
- * was. */
+ * before the fork (config, snapshots) leave everything as it was. */
 static void start_generation(master_t *m)
 {
     tw_conf_error_t err = {{0}};
@@ -773,8 +1004,8 @@ static void start_generation(master_t *m)
     }
     tw_generation_t *g =
         tw_generation_prepare(m->config_path, m->module_dir, m->generation_counter + 1, &err);
-    char text[2200];
     if (!g) {
+        char text[2200];
         tw_log_error("reload failed: %s", err.message);
         if (m->serving)
             tw_log_error("keeping generation %u", m->serving->g->number);
@@ -782,15 +1013,28 @@ static void start_generation(master_t *m)
         finish_reload(m, false, text);
         return;
     }
-    if (open_listeners(m, g, err.message, sizeof err.message) != 0) {
-        tw_log_error("reload failed: %s", err.message);
-        snprintf(text, sizeof text, "ERROR %s\n", err.message);
+    launch_generation(m, g, NULL, NULL);
+}
+
+/* Opens g's listeners and forks its workers. For a quarantine
+ * (quarantine_of set), g is quarantine_of's config with module disabled
+ * as well, and the crash records of the quarantined modules go with it.
+ * Errors before the fork (listeners, memory) leave everything as it was. */
+static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quarantine_of,
+                              const char *module)
+{
+    bool quarantine = quarantine_of != NULL;
+    char text[2200];
+    char why[1024];
+    if (open_listeners(m, g, why, sizeof why) != 0) {
+        tw_log_error("%s failed: %s", quarantine ? "quarantine" : "reload", why);
+        snprintf(text, sizeof text, "ERROR %s\n", why);
         tw_generation_free(g);
         close_unused_listeners(m);
-        finish_reload(m, false, text);
+        if (!quarantine)
+            finish_reload(m, false, text);
         return;
     }
-    m->generation_counter++;
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;
     if (ge) {
@@ -798,23 +1042,49 @@ static void start_generation(master_t *m)
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
         ge->respawns = calloc(n, sizeof *ge->respawns);
+        if (quarantine)
+            ge->crashes = calloc(quarantine_of->crash_count + 1, sizeof *ge->crashes);
     }
-    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns) {
-        tw_log_error("reload failed: out of memory");
+    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns ||
+        (quarantine && !ge->crashes)) {
+        tw_log_error("%s failed: out of memory", quarantine ? "quarantine" : "reload");
         if (ge && ge->slots != MAP_FAILED && ge->slots)
             munmap(ge->slots, sizeof(crash_slot_t) * n);
         if (ge) {
             free(ge->quick_deaths);
             free(ge->respawns);
+            free(ge->crashes);
         }
         free(ge);
         tw_generation_free(g);
-        finish_reload(m, false, "ERROR out of memory\n");
+        close_unused_listeners(m);
+        if (!quarantine)
+            finish_reload(m, false, "ERROR out of memory\n");
         return;
     }
+    m->generation_counter = g->number;
     ge->master = m;
     ge->g = g;
     ge->state = GEN_STARTING;
+    ge->quarantine = quarantine;
+    if (quarantine) {
+        /* What was quarantined stays so, with its records, and module
+         * joins it: the records are what an operator needs to see. */
+        for (size_t i = 0; i < quarantine_of->crash_count; i++) {
+            const module_crashes_t *from = &quarantine_of->crashes[i];
+            if (!from->quarantined && strcmp(from->module, module) != 0)
+                continue;
+            module_crashes_t *mc = &ge->crashes[ge->crash_count++];
+            *mc = *from;
+            mc->recent = NULL;
+            mc->recent_len = mc->recent_next = 0;
+            if (!from->quarantined) {
+                mc->quarantined = true;
+                mc->quarantined_by = g->number;
+                mc->quarantined_at = time(NULL);
+            }
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         ge->respawns[i].gen = ge;
         ge->respawns[i].index = i;
@@ -823,7 +1093,11 @@ static void start_generation(master_t *m)
     m->starting = ge;
     tw_timer_init(&ge->timer, startup_timeout, ge);
     tw_timer_start(m->loop, &ge->timer, STARTUP_TIMEOUT_MS);
-    tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
+    if (quarantine)
+        tw_log_info("starting generation %u with %u worker%s and module %s quarantined",
+                    g->number, n, n == 1 ? "" : "s", module);
+    else
+        tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
     for (unsigned i = 0; i < n; i++) {
         if (spawn_worker(m, ge, i) != 0) {
             gen_failed(ge, "could not fork a worker");

@@ -10,6 +10,7 @@ import subprocess
 import unittest
 
 from harness import Client, Server, request, wait_for
+from test_reload import Load
 
 ADDR2LINE = shutil.which("addr2line")
 
@@ -80,6 +81,102 @@ class BacktraceTest(unittest.TestCase):
             # The worker was respawned and the server serves.
             wait_for(lambda: len(s.worker_pids()) == 1, what="respawn")
             self.assertEqual(request(s.port, path="/hello").status, 200)
+
+
+def policy(text, mode="segv"):
+    return "crash_policy: %s\n" % text + CRASHY.replace("mode: segv", "mode: " + mode)
+
+
+def crash_lines(log):
+    return re.findall(r"worker \d+ \(pid \d+\) of generation (\d+) crashed with signal 11", log)
+
+
+class CrashPolicyTest(unittest.TestCase):
+    def test_quarantine_after_the_budget_and_a_reload_lifts_it(self):
+        with Server(policy("{ max: 3, within: 60s, action: quarantine }"), workers=2,
+                    check_clean=False) as s:
+            with Load(s.port, connections=4) as load:
+                wait_for(lambda: load.ok > 20, what="load to start")
+                answers = []
+                for i in range(10):
+                    if "QUARANTINED" not in s.log():
+                        # Still the generation that runs the module: it crashes.
+                        crash_once(s.port)
+                        wait_for(lambda: len(crash_lines(s.log())) == i + 1,
+                                 what="crash %d in the log" % (i + 1))
+                        if i + 1 == 3:
+                            wait_for(lambda: "QUARANTINED" in s.log(),
+                                     what="the quarantine generation")
+                            try:
+                                wait_for(lambda: "generation 1 has drained" in s.log(),
+                                         timeout=40, what="generation 1 to drain")
+                            except AssertionError:
+                                raise AssertionError("generation 1 did not drain:\n" + s.log())
+                            errors_at_takeover = len(load.errors)
+                            ok_at_takeover = load.ok
+                        continue
+                    r = request(s.port, path="/crash")
+                    answers.append(r)
+                # The crashes stopped at the budget: three, all in generation 1.
+                self.assertEqual(crash_lines(s.log()), ["1", "1", "1"])
+                self.assertEqual(len(answers), 7)
+                for r in answers:
+                    self.assertEqual(r.status, 503)
+                    self.assertEqual(r.header("retry-after"), "60")
+                # The other routes lose nothing once the quarantine generation serves.
+                wait_for(lambda: load.ok > ok_at_takeover + 200, timeout=30,
+                         what="load on the quarantine generation")
+            self.assertEqual(load.errors[errors_at_takeover:], [],
+                             "requests lost after the quarantine took over")
+            log = s.log()
+            self.assertIn("module crash crashed workers 3 times within 60 s "
+                          "(crash_policy: max 3, within 60 s, action quarantine)", log)
+            self.assertEqual(len(re.findall(r"crash \d of module crash: worker \d \(pid \d+\) of "
+                                            r"generation 1, SIGSEGV, phase CONTENT, request "
+                                            r"'GET /crash HTTP/1.1'", log)), 3)
+            self.assertIn("starting generation 2 with 2 workers and module crash quarantined", log)
+            self.assertIn("generation 2 is serving with module crash QUARANTINED", log)
+            # Every crash left its backtrace, its first frame in crash.so.
+            self.assertEqual(log.count("backtrace (SIGSEGV, fault address 0x0)"), 3)
+            firsts = [p for i, p, _ in FRAME.findall(log) if i == "0"]
+            self.assertEqual(len(firsts), 3)
+            self.assertTrue(all(p.endswith("/crash.so") for p in firsts), firsts)
+
+            # The module, fixed (here: its config), comes back with a reload.
+            s.write_config(CRASHY.replace("mode: segv", "mode: ok"))
+            rc, out = s.run("-s", "reload", timeout=60)
+            self.assertEqual(rc, 0, out)
+            self.assertIn("reload OK: generation 3 (lifted the quarantine of module crash)", out)
+            r = request(s.port, path="/crash")
+            self.assertEqual((r.status, r.body), (200, b"crash: still alive\n"))
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+            self.assertIn("generation 3 lifts the quarantine of module crash", s.log())
+
+    def test_restart_keeps_respawning(self):
+        with Server(policy("{ max: 2, within: 60s, action: restart }"), workers=1,
+                    check_clean=False) as s:
+            for i in range(4):
+                crash_once(s.port)
+                wait_for(lambda: len(crash_lines(s.log())) == i + 1, what="crash %d" % (i + 1))
+                wait_for(lambda: len(s.worker_pids()) == 1, what="respawn")
+            log = s.log()
+            self.assertEqual(log.count("within 60 s, action restart)"), 2, log)
+            self.assertIn("module crash: respawning its workers as for any crash", log)
+            self.assertNotIn("QUARANTINE", log)
+            self.assertEqual(crash_lines(log), ["1"] * 4)
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+
+    def test_stop_ends_the_server_with_status_1(self):
+        s = Server(policy("{ max: 2, within: 60s, action: stop }"), workers=1, check_clean=False)
+        with s:
+            crash_once(s.port)
+            wait_for(lambda: len(crash_lines(s.log())) == 1, what="first crash")
+            wait_for(lambda: len(s.worker_pids()) == 1, what="respawn")
+            crash_once(s.port)
+            self.assertEqual(s.proc.wait(timeout=30), 1)
+            log = s.log()
+            self.assertIn("module crash: stopping the server (crash_policy action stop)", log)
+            self.assertNotIn("QUARANTINE", log)
 
 
 if __name__ == "__main__":
