@@ -28,7 +28,8 @@ static void usage(FILE *out)
                  "  -T         check, then print the effective configuration and phase table\n"
                  "  -M         list the configured modules with their version and ABI\n"
                  "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
-                 "             (reload waits and prints whether it worked)\n"
+                 "             (reload waits and prints whether it worked); -s status\n"
+                 "             prints its generations, workers, quarantines, last reload\n"
                  "  -V         print the version\n"
                  "  -h         this help\n");
 }

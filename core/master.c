@@ -88,6 +88,10 @@ typedef struct worker {
     int control_fd;
     int state;
     uint64_t started_ms;
+    /* Its answer to the latest status query (`-s status`). */
+    unsigned long status_serial; /* the query it answered */
+    unsigned long connections;
+    unsigned long long requests;
 } worker_t;
 
 /* A respawn waiting for its back-off delay. */
@@ -146,6 +150,7 @@ struct gen {
     respawn_t *respawns;    /* per worker index */
     tw_timer_t timer;       /* start-up timeout, then drain backstop */
     bool quarantine;        /* started by the master to quarantine a module, not a reload */
+    uint64_t started_ms;
     module_crashes_t *crashes; /* per module that crashed or is quarantined here */
     size_t crash_count;
     char error[2048];
@@ -200,13 +205,25 @@ struct master {
     char quarantine_module[64];
     waiter_t *waiters_now;  /* answered by the reload in progress */
     waiter_t *waiters_next; /* arrived during it: answered by the next */
-    char last_reload[2300]; /* "OK generation 3" / "ERROR ...", for -s status */
+    bool first_generation_done; /* what ends later is a reload */
+    char last_reload[2300];     /* "OK generation 3" / "ERROR ...", for -s status */
     time_t last_reload_at;
     int control_fd;
     char control_path[PATH_MAX];
     control_client_t *control_clients; /* list */
     char pid_path[PATH_MAX];
     bool stopping;
+    uint64_t started_ms;
+    /* The newest generation that failed to start, for `-s status`. */
+    unsigned failed_number;
+    time_t failed_at;
+    char failed_why[1024];
+    /* The status query in flight: its clients, how many workers have yet
+     * to answer, and the bound on waiting for them. */
+    waiter_t *status_clients;
+    unsigned long status_serial;
+    unsigned status_pending;
+    tw_timer_t status_timer;
     int exit_status;
     unsigned long fd_limit; /* RLIMIT_NOFILE in force, for connection caps */
     tw_timer_t stop_timer;
@@ -368,6 +385,7 @@ static void close_unused_listeners(master_t *m)
 /* ---- workers -------------------------------------------------------------- */
 
 static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg);
+static void status_answered(master_t *m);
 
 /* Signals that reach a freshly forked worker while it hands over from the
  * master's signal handling to its own (see child_close_master_state). Only
@@ -407,6 +425,8 @@ static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
     for (waiter_t *w = m->waiters_now; w; w = w->next)
         close(w->fd);
     for (waiter_t *w = m->waiters_next; w; w = w->next)
+        close(w->fd);
+    for (waiter_t *w = m->status_clients; w; w = w->next)
         close(w->fd);
     for (control_client_t *c = m->control_clients; c; c = c->next)
         close(c->fd);
@@ -549,7 +569,16 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
     }
     msg[n] = '\0';
     gen_t *ge = w->gen;
-    if (strcmp(msg, "READY") == 0) {
+    unsigned long connections;
+    unsigned long long requests;
+    if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
+        w->connections = connections;
+        w->requests = requests;
+        if (w->status_serial != w->master->status_serial) {
+            w->status_serial = w->master->status_serial;
+            status_answered(w->master);
+        }
+    } else if (strcmp(msg, "READY") == 0) {
         if (w->state == W_STARTING) {
             w->state = W_READY;
             ge->ready++;
@@ -858,6 +887,7 @@ static void start_draining(master_t *m, gen_t *ge)
     m->draining = ge;
     if (ge->alive == 0) {
         /* Nothing to wait for (all its workers were already gone). */
+        tw_log_info("generation %u has drained", ge->g->number);
         m->draining = ge->next;
         free_gen(ge);
         return;
@@ -883,10 +913,11 @@ static void finish_reload(master_t *m, bool quarantine, const char *text)
     m->waiters_now = m->waiters_next;
     m->waiters_next = NULL;
     tw_os_sd_notify("READY=1");
-    if (!quarantine) {
+    if (!quarantine && m->first_generation_done) {
         snprintf(m->last_reload, sizeof m->last_reload, "%.*s", (int)strcspn(text, "\n"), text);
         m->last_reload_at = time(NULL);
     }
+    m->first_generation_done = true;
     if (m->stopping)
         return;
     gen_t *from = m->quarantine_from;
@@ -957,6 +988,9 @@ static void gen_failed(gen_t *ge, const char *why)
     bool quarantine = ge->quarantine;
     snprintf(ge->error, sizeof ge->error, "%s", why);
     tw_log_error("generation %u failed to start: %s", ge->g->number, why);
+    m->failed_number = ge->g->number;
+    m->failed_at = time(NULL);
+    snprintf(m->failed_why, sizeof m->failed_why, "%s", why);
     tw_timer_stop(m->loop, &ge->timer);
     /* Kill its workers; they are reaped by SIGCHLD and the generation is
      * freed once none is left. */
@@ -1067,6 +1101,7 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
     ge->g = g;
     ge->state = GEN_STARTING;
     ge->quarantine = quarantine;
+    ge->started_ms = tw_loop_now(m->loop);
     if (quarantine) {
         /* What was quarantined stays so, with its records, and module
          * joins it: the records are what an operator needs to see. */
@@ -1108,10 +1143,197 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
 
 /* ---- control socket: `twister -s reload` waits for the outcome here ------ */
 
+/* ---- control socket: `twister -s status` ---------------------------------- */
+
+/* How long a status query waits for the workers' numbers: a worker stuck
+ * in a plugin must not stall the answer. */
+#define STATUS_TIMEOUT_MS 1000
+
+static const char *gen_state_name(const gen_t *ge)
+{
+    switch (ge->state) {
+    case GEN_STARTING:
+        return "starting";
+    case GEN_SERVING:
+        return "serving";
+    default:
+        return "draining";
+    }
+}
+
+static void status_generation(master_t *m, FILE *out, const gen_t *ge)
+{
+    uint64_t now = tw_loop_now(m->loop);
+    char quarantined[512];
+    fprintf(out, "generation %u: %s, %u worker%s, up %llus%s%s\n", ge->g->number,
+            gen_state_name(ge), ge->g->workers, ge->g->workers == 1 ? "" : "s",
+            (unsigned long long)((now - ge->started_ms) / 1000),
+            list_quarantined(ge, quarantined, sizeof quarantined) ? ", quarantined: " : "",
+            quarantined);
+    for (unsigned i = 0; i < ge->g->workers; i++) {
+        const worker_t *found = NULL;
+        for (const worker_t *w = m->workers; w; w = w->next)
+            if (w->gen == ge && w->index == i)
+                found = w;
+        if (!found) {
+            fprintf(out, "  worker %u: not running (respawning)\n", i);
+            continue;
+        }
+        fprintf(out, "  worker %u: pid %d, up %llus, ", i, (int)found->pid,
+                (unsigned long long)((now - found->started_ms) / 1000));
+        if (found->status_serial == m->status_serial)
+            fprintf(out, "connections %lu, requests %llu\n", found->connections,
+                    found->requests);
+        else
+            fprintf(out, "connections ?, requests ? (%s)\n",
+                    found->state == W_STARTING ? "starting" : "did not answer");
+    }
+}
+
+static void status_modules(FILE *out, const gen_t *ge)
+{
+    for (size_t i = 0; i < ge->crash_count; i++) {
+        const module_crashes_t *mc = &ge->crashes[i];
+        if (mc->quarantined) {
+            char since[32];
+            format_time(mc->quarantined_at, since, sizeof since);
+            fprintf(out, "quarantined module %s: since generation %u at %s, %u crash%s\n",
+                    mc->module, mc->quarantined_by, since, mc->total, mc->total == 1 ? "" : "es");
+        } else {
+            fprintf(out, "crashes of module %s in generation %u: %u (budget: %u within %llus)\n",
+                    mc->module, ge->g->number, mc->total, tw_generation_crash_max(ge->g),
+                    (unsigned long long)(tw_generation_crash_within_ms(ge->g) / 1000));
+        }
+        unsigned kept = mc->total < CRASH_RECORDS_KEPT ? mc->total : CRASH_RECORDS_KEPT;
+        for (unsigned k = mc->total - kept; k < mc->total; k++) {
+            char text[512];
+            describe_record(&mc->records[k % CRASH_RECORDS_KEPT], text, sizeof text);
+            fprintf(out, "  crash %u: %s\n", k + 1, text);
+        }
+    }
+}
+
+/* Writes the status report (see README, Operations) to every client of
+ * the query. */
+static void status_reply(master_t *m)
+{
+    tw_timer_stop(m->loop, &m->status_timer);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out) {
+        fprintf(out, "master: pid %d, up %llus, config %s\n", (int)getpid(),
+                (unsigned long long)((tw_loop_now(m->loop) - m->started_ms) / 1000),
+                m->config_realpath);
+        const gen_t *gens[] = {m->starting, m->serving};
+        for (size_t i = 0; i < 2; i++)
+            if (gens[i])
+                status_generation(m, out, gens[i]);
+        for (const gen_t *d = m->draining; d; d = d->next)
+            if (d->state == GEN_DRAINING && d->g->number != m->failed_number)
+                status_generation(m, out, d);
+        if (m->failed_number && (!m->serving || m->failed_number > m->serving->g->number)) {
+            char when[32];
+            format_time(m->failed_at, when, sizeof when);
+            fprintf(out, "generation %u: failed at %s: %s\n", m->failed_number, when,
+                    m->failed_why);
+        }
+        bool any = false;
+        if (m->serving) {
+            for (size_t i = 0; i < m->serving->crash_count; i++)
+                any |= m->serving->crashes[i].quarantined;
+            status_modules(out, m->serving);
+        }
+        if (!any)
+            fprintf(out, "quarantined: none\n");
+        if (m->last_reload[0]) {
+            char when[32];
+            format_time(m->last_reload_at, when, sizeof when);
+            fprintf(out, "last reload: %s at %s\n", m->last_reload, when);
+        } else {
+            fprintf(out, "last reload: none\n");
+        }
+        fclose(out);
+    }
+    for (waiter_t *w = m->status_clients, *next; w; w = next) {
+        next = w->next;
+        /* Blocking for the write: the report is a few kilobytes and the
+         * client reads it at once; a client that does not gets cut off by
+         * the send timeout. */
+        int flags = fcntl(w->fd, F_GETFL);
+        fcntl(w->fd, F_SETFL, flags & ~O_NONBLOCK);
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(w->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        const char *p = text ? text : "ERROR out of memory\n";
+        size_t left = text ? len : strlen(p);
+        while (left > 0) {
+            ssize_t n = send(w->fd, p, left, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            p += n;
+            left -= (size_t)n;
+        }
+        close(w->fd);
+        free(w);
+    }
+    m->status_clients = NULL;
+    free(text);
+}
+
+static void status_answered(master_t *m)
+{
+    if (m->status_clients && m->status_pending > 0 && --m->status_pending == 0)
+        status_reply(m);
+}
+
+static void status_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    (void)loop;
+    (void)t;
+    status_reply(arg);
+}
+
+/* Asks every worker for its numbers; the report goes out when all have
+ * answered or STATUS_TIMEOUT_MS has passed. A client that arrives while
+ * a query is in flight gets its report. */
+static void start_status(master_t *m, int fd)
+{
+    waiter_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    bool in_flight = m->status_clients != NULL;
+    c->next = m->status_clients;
+    m->status_clients = c;
+    if (in_flight)
+        return;
+    m->status_serial++;
+    m->status_pending = 0;
+    for (worker_t *w = m->workers; w; w = w->next) {
+        if (w->control_fd < 0 || w->state == W_STARTING)
+            continue;
+        if (send(w->control_fd, "STATUS", 6, MSG_NOSIGNAL | MSG_DONTWAIT) == 6)
+            m->status_pending++;
+    }
+    if (m->status_pending == 0) {
+        status_reply(m);
+        return;
+    }
+    tw_timer_start(m->loop, &m->status_timer, STATUS_TIMEOUT_MS);
+}
+
 /* Runs one command from the control socket; fd is the client's, which
  * the reload's waiter list takes over or which is closed here. */
 static void run_control_command(master_t *m, int fd, const char *command, size_t len)
 {
+    if (len == strlen("status") && memcmp(command, "status", len) == 0) {
+        start_status(m, fd);
+        return;
+    }
     if (len != strlen("reload") || memcmp(command, "reload", len) != 0) {
         /* Exact commands only: "reloadx" or "reload now" must not reload
          * the server on the strength of their first six bytes. */
@@ -1122,7 +1344,7 @@ static void run_control_command(master_t *m, int fd, const char *command, size_t
         shown[i] = '\0';
         char reply[160];
         int n = snprintf(reply, sizeof reply,
-                         "ERROR unknown command '%s' (the control socket takes: reload)\n", shown);
+                         "ERROR unknown command '%s' (the control socket takes: reload, status)\n", shown);
         ssize_t ignored = send(fd, reply, (size_t)n, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);
@@ -1407,6 +1629,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
 
     write_pid_file(&m, pid_path[0] ? pid_path : NULL);
     open_control_socket(&m);
+    m.started_ms = tw_loop_now(m.loop);
+    tw_timer_init(&m.status_timer, status_timeout, &m);
     tw_log_info("twister master started (pid %d), config %s", (int)getpid(), config_path);
     start_generation(&m);
     if (!m.stopping)
@@ -1427,6 +1651,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
             unlink_worker(&m, w);
         }
     }
+    tw_timer_stop(m.loop, &m.status_timer);
+    answer_waiters(&m.status_clients, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
     while (m.control_clients)
@@ -1484,9 +1710,9 @@ static bool process_running(pid_t pid)
     return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
-/* Reloads through the control socket and prints the outcome; config_path
- * is the file the user named, which the master may not be running. */
-static int reload_via_socket(const char *pid_file, const char *config_path)
+/* Connects to the master's control socket and sends command; returns
+ * the connected fd, or -1. */
+static int control_connect(const char *pid_file, const char *command)
 {
     char path[PATH_MAX];
     control_path_for(pid_file, path, sizeof path);
@@ -1497,14 +1723,52 @@ static int reload_via_socket(const char *pid_file, const char *config_path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    size_t len = strlen(command);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        send(fd, command, len, MSG_NOSIGNAL) != (ssize_t)len) {
         close(fd);
         return -1;
     }
-    if (send(fd, "reload\n", 7, MSG_NOSIGNAL) != 7) {
-        close(fd);
-        return -1;
+    return fd;
+}
+
+/* Prints the master's status report (`-s status`). */
+static int status_via_socket(const char *pid_file)
+{
+    int fd = control_connect(pid_file, "status\n");
+    if (fd < 0) {
+        fprintf(stderr, "twister: the master's control socket is not answering\n");
+        return 1;
     }
+    struct timeval tv = {.tv_sec = STATUS_TIMEOUT_MS / 1000 + 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    bool any = false, error = false;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (!any && n >= 6 && memcmp(buf, "ERROR ", 6) == 0)
+            error = true;
+        any = true;
+        fwrite(buf, 1, (size_t)n, error ? stderr : stdout);
+    }
+    close(fd);
+    fflush(stdout);
+    if (!any)
+        fprintf(stderr, "twister: no status from the master\n");
+    return any && !error ? 0 : 1;
+}
+
+/* Reloads through the control socket and prints the outcome; config_path
+ * is the file the user named, which the master may not be running. */
+static int reload_via_socket(const char *pid_file, const char *config_path)
+{
+    int fd = control_connect(pid_file, "reload\n");
+    if (fd < 0)
+        return -1;
     /* Bounded: a generation gets STARTUP_TIMEOUT_MS to come up, and a reload
      * may wait for one in progress first. */
     struct timeval tv = {.tv_sec = 3 * STARTUP_TIMEOUT_MS / 1000 + 5};
@@ -1598,12 +1862,14 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         const char *name;
         int sig;
     } commands[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+    bool status = strcmp(command, "status") == 0; /* no signal: the control socket only */
     int sig = 0;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(command, commands[i].name) == 0)
             sig = commands[i].sig;
-    if (!sig) {
-        fprintf(stderr, "twister: -s takes reload, stop, quit or reopen, not '%s'\n", command);
+    if (!sig && !status) {
+        fprintf(stderr, "twister: -s takes reload, stop, quit, reopen or status, not '%s'\n",
+                command);
         return 2;
     }
     /* Only the pid file is needed here, so only the YAML is read: a config
@@ -1622,6 +1888,8 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         fprintf(stderr, "twister: no running master (pid file %s)\n", pid_file);
         return 1;
     }
+    if (status)
+        return status_via_socket(pid_file);
     if (sig == SIGHUP) {
         int rc = reload_via_socket(pid_file, config_path);
         if (rc >= 0)

@@ -179,5 +179,86 @@ class CrashPolicyTest(unittest.TestCase):
             self.assertNotIn("QUARANTINE", log)
 
 
+class StatusTest(unittest.TestCase):
+    def status(self, s):
+        rc, out = s.run("-s", "status")
+        self.assertEqual(rc, 0, out)
+        return out.splitlines()
+
+    def test_status_field_by_field(self):
+        config = "crash_policy: { max: 2, within: 60s, action: quarantine }\n" + CRASHY
+        with Server(config, workers=2, check_clean=False) as s:
+            wait_for(lambda: len(s.worker_pids()) == 2, what="two workers")
+            keep = Client(s.port)
+            for _ in range(3):
+                keep.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(keep.read_response().status, 200)
+            lines = self.status(s)
+            self.assertRegex(lines[0], r"^master: pid %d, up \d+s, config %s$" % (
+                s.pid(), re.escape(os.path.realpath(s.config_path))))
+            self.assertRegex(lines[1], r"^generation 1: serving, 2 workers, up \d+s$")
+            workers = [re.match(r"^  worker (\d): pid (\d+), up \d+s, connections (\d+), "
+                                r"requests (\d+)$", l) for l in lines[2:4]]
+            self.assertTrue(all(workers), lines)
+            self.assertEqual([w.group(1) for w in workers], ["0", "1"])
+            self.assertEqual(sorted(int(w.group(2)) for w in workers), s.worker_pids())
+            # The one connection held open, and the three requests it carried.
+            self.assertEqual(sum(int(w.group(3)) for w in workers), 1, lines)
+            self.assertEqual(sum(int(w.group(4)) for w in workers), 3, lines)
+            self.assertEqual(lines[4:], ["quarantined: none", "last reload: none"])
+            keep.close()
+
+            # Two crashes spend the budget: generation 2 quarantines the module.
+            for i in range(2):
+                crash_once(s.port)
+                wait_for(lambda: len(crash_lines(s.log())) == i + 1, what="crash %d" % (i + 1))
+            wait_for(lambda: "generation 1 has drained" in s.log(), timeout=40,
+                     what="the quarantine generation to take over")
+            lines = self.status(s)
+            self.assertRegex(lines[1], r"^generation 2: serving, 2 workers, up \d+s, "
+                                       r"quarantined: crash$")
+            self.assertRegex(lines[2], r"^  worker 0: pid \d+, up \d+s, connections 0, "
+                                       r"requests 0$")
+            self.assertRegex(lines[3], r"^  worker 1: pid \d+, up \d+s, connections 0, "
+                                       r"requests 0$")
+            self.assertRegex(lines[4], r"^quarantined module crash: since generation 2 at "
+                                       r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, 2 crashes$")
+            pids = re.findall(r"worker \d \(pid (\d+)\) of generation 1 crashed", s.log())
+            for k in (1, 2):
+                self.assertRegex(lines[4 + k], r"^  crash %d: worker \d \(pid %s\) of generation 1, "
+                                               r"SIGSEGV, phase CONTENT, request "
+                                               r"'GET /crash HTTP/1\.1', at \d{4}-.*Z$"
+                                               % (k, pids[k - 1]))
+            self.assertEqual(lines[7], "last reload: none")
+            self.assertEqual(len(lines), 8, lines)
+
+            # A reload whose generation fails to start: the quarantine stays.
+            s.write_config(config + "crash: { init: fail }\n")
+            rc, out = s.run("-s", "reload", timeout=60)
+            self.assertEqual(rc, 1, out)
+            lines = self.status(s)
+            self.assertRegex(lines[1], r"^generation 2: serving, .*quarantined: crash$")
+            failed = [l for l in lines if l.startswith("generation 3: ")]
+            self.assertEqual(len(failed), 1, lines)
+            self.assertRegex(failed[0], r"^generation 3: failed at \S+Z: "
+                                        r"crash: init_worker failed as configured")
+            self.assertIn("quarantined module crash: since generation 2", "\n".join(lines))
+            self.assertRegex(lines[-1], r"^last reload: ERROR .*crash: init_worker failed as "
+                                        r"configured.* at \S+Z$")
+
+            # A good reload lifts the quarantine.
+            s.write_config(CRASHY.replace("mode: segv", "mode: ok"))
+            rc, out = s.run("-s", "reload", timeout=60)
+            self.assertEqual(rc, 0, out)
+            wait_for(lambda: "generation 2 has drained" in s.log(), timeout=40,
+                     what="generation 2 to drain")
+            lines = self.status(s)
+            self.assertRegex(lines[1], r"^generation 4: serving, 2 workers, up \d+s$")
+            self.assertEqual(lines[4], "quarantined: none")
+            self.assertRegex(lines[5], r"^last reload: OK generation 4 \(lifted the quarantine "
+                                       r"of module crash\) at \S+Z$")
+            self.assertEqual(len(lines), 6, lines)
+
+
 if __name__ == "__main__":
     unittest.main()
