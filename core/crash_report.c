@@ -267,8 +267,8 @@ int tw_crash_report_install(tw_crash_report_t *slot)
     tw_crash_report_scan(NULL, NULL, 0);
 
     stack_t alt = {.ss_size = ALT_STACK_SIZE};
-    alt.ss_sp = mmap(NULL, ALT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    alt.ss_sp =
+        mmap(NULL, ALT_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (alt.ss_sp == MAP_FAILED)
         return -1;
     if (sigaltstack(&alt, NULL) != 0) {

@@ -36,8 +36,8 @@ typedef struct tw_generation {
     unsigned workers;        /* resolved worker count (auto → CPUs) */
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
-    int *listen_fds;   /* per settings listener, set by the master */
-    char **disabled;   /* names of the modules quarantined in this generation */
+    int *listen_fds; /* per settings listener, set by the master */
+    char **disabled; /* names of the modules quarantined in this generation */
     size_t disabled_count;
 } tw_generation_t;
 

@@ -75,6 +75,11 @@ enum {
  * at start-up; its respawn backs off exponentially. */
 #define QUICK_DEATH_MS 2000
 #define RESPAWN_MAX_DELAY_MS 30000
+/* A respawned worker of the first generation that fails to start this
+ * many times in a row (with the back-off in between, about 3 s in all)
+ * ends the server: there is no older generation to fall back on, and a
+ * master that respawns forever hides the failure from its supervisor. */
+#define FIRST_GENERATION_START_FAILURES_MAX 5
 
 typedef struct master master_t;
 typedef struct gen gen_t;
@@ -133,8 +138,8 @@ typedef struct {
     unsigned recent_len;  /* entries in use */
     unsigned recent_next; /* where the next one goes (the oldest once full) */
     crash_record_t records[CRASH_RECORDS_KEPT]; /* the latest, a ring by total */
-    bool quarantined;       /* disabled in this generation */
-    unsigned quarantined_by; /* the generation that started without it */
+    bool quarantined;                           /* disabled in this generation */
+    unsigned quarantined_by;                    /* the generation that started without it */
     time_t quarantined_at;
 } module_crashes_t;
 
@@ -145,11 +150,12 @@ struct gen {
     int state;
     unsigned ready;
     unsigned alive;
-    crash_slot_t *slots;    /* one per worker index, MAP_SHARED */
-    unsigned *quick_deaths; /* per worker index, for back-off */
-    respawn_t *respawns;    /* per worker index */
-    tw_timer_t timer;       /* start-up timeout, then drain backstop */
-    bool quarantine;        /* started by the master to quarantine a module, not a reload */
+    crash_slot_t *slots;      /* one per worker index, MAP_SHARED */
+    unsigned *quick_deaths;   /* per worker index, for back-off */
+    unsigned *start_failures; /* per worker index: respawns in a row that never got READY */
+    respawn_t *respawns;      /* per worker index */
+    tw_timer_t timer;         /* start-up timeout, then drain backstop */
+    bool quarantine;          /* started by the master to quarantine a module, not a reload */
     uint64_t started_ms;
     module_crashes_t *crashes; /* per module that crashed or is quarantined here */
     size_t crash_count;
@@ -203,8 +209,8 @@ struct master {
      * generation. */
     gen_t *quarantine_from;
     char quarantine_module[64];
-    waiter_t *waiters_now;  /* answered by the reload in progress */
-    waiter_t *waiters_next; /* arrived during it: answered by the next */
+    waiter_t *waiters_now;      /* answered by the reload in progress */
+    waiter_t *waiters_next;     /* arrived during it: answered by the next */
     bool first_generation_done; /* what ends later is a reload */
     char last_reload[2300];     /* "OK generation 3" / "ERROR ...", for -s status */
     time_t last_reload_at;
@@ -291,6 +297,7 @@ static void free_gen(gen_t *ge)
     if (ge->slots)
         munmap(ge->slots, sizeof(crash_slot_t) * ge->g->workers);
     free(ge->quick_deaths);
+    free(ge->start_failures);
     free(ge->respawns);
     for (size_t i = 0; i < ge->crash_count; i++)
         free(ge->crashes[i].recent);
@@ -581,16 +588,20 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
     } else if (strcmp(msg, "READY") == 0) {
         if (w->state == W_STARTING) {
             w->state = W_READY;
+            ge->start_failures[w->index] = 0;
+            ge->error[0] = '\0';
             ge->ready++;
             if (ge->state == GEN_STARTING && ge->ready == ge->g->workers)
                 generation_ready(ge);
         }
     } else if (strncmp(msg, "ERROR ", 6) == 0) {
-        if (ge->state == GEN_STARTING)
+        if (ge->state == GEN_STARTING) {
             gen_failed(ge, msg + 6);
-        else
+        } else {
             tw_log_error("worker %u of generation %u failed to start: %s", w->index, ge->g->number,
                          msg + 6);
+            snprintf(ge->error, sizeof ge->error, "%.2000s", msg + 6);
+        }
     }
 }
 
@@ -814,6 +825,23 @@ static void worker_exited(master_t *m, worker_t *w, int status)
                 return;
             }
         }
+        if (state == W_STARTING &&
+            ++ge->start_failures[index] >= FIRST_GENERATION_START_FAILURES_MAX &&
+            ge->g->number == 1) {
+            /* The reason: what the worker said, or how it died. */
+            char why[2048];
+            if (!WIFSIGNALED(status) && ge->error[0])
+                snprintf(why, sizeof why, "%s", ge->error);
+            else
+                snprintf(why, sizeof why, "%s%s%s", how, activity[0] ? " " : "", activity);
+            tw_log_error("worker %u of generation 1 failed to start %u times in a row (last: "
+                         "%s); giving up: stopping the server",
+                         index, ge->start_failures[index], why);
+            begin_stop(m, SIGTERM);
+            m->exit_status = 1;
+            maybe_finish_stop(m);
+            return;
+        }
         /* Back off when a worker keeps dying right after it starts. */
         unsigned delay = 0;
         if (lived < QUICK_DEATH_MS) {
@@ -966,8 +994,8 @@ static void generation_ready(gen_t *ge)
     char text[700];
     int n = snprintf(text, sizeof text, "OK generation %u", ge->g->number);
     if (old && !ge->quarantine && list_quarantined(old, quarantined, sizeof quarantined)) {
-        tw_log_info("generation %u lifts the quarantine of module%s %s",
-                    ge->g->number, strchr(quarantined, ',') ? "s" : "", quarantined);
+        tw_log_info("generation %u lifts the quarantine of module%s %s", ge->g->number,
+                    strchr(quarantined, ',') ? "s" : "", quarantined);
         snprintf(text + n, sizeof text - (size_t)n, " (lifted the quarantine of module%s %s)",
                  strchr(quarantined, ',') ? "s" : "", quarantined);
     }
@@ -1075,17 +1103,19 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
         ge->slots = mmap(NULL, sizeof(crash_slot_t) * n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
+        ge->start_failures = calloc(n, sizeof *ge->start_failures);
         ge->respawns = calloc(n, sizeof *ge->respawns);
         if (quarantine)
             ge->crashes = calloc(quarantine_of->crash_count + 1, sizeof *ge->crashes);
     }
-    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns ||
-        (quarantine && !ge->crashes)) {
+    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->start_failures ||
+        !ge->respawns || (quarantine && !ge->crashes)) {
         tw_log_error("%s failed: out of memory", quarantine ? "quarantine" : "reload");
         if (ge && ge->slots != MAP_FAILED && ge->slots)
             munmap(ge->slots, sizeof(crash_slot_t) * n);
         if (ge) {
             free(ge->quick_deaths);
+            free(ge->start_failures);
             free(ge->respawns);
             free(ge->crashes);
         }
@@ -1129,8 +1159,8 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
     tw_timer_init(&ge->timer, startup_timeout, ge);
     tw_timer_start(m->loop, &ge->timer, STARTUP_TIMEOUT_MS);
     if (quarantine)
-        tw_log_info("starting generation %u with %u worker%s and module %s quarantined",
-                    g->number, n, n == 1 ? "" : "s", module);
+        tw_log_info("starting generation %u with %u worker%s and module %s quarantined", g->number,
+                    n, n == 1 ? "" : "s", module);
     else
         tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
     for (unsigned i = 0; i < n; i++) {
@@ -1182,8 +1212,7 @@ static void status_generation(master_t *m, FILE *out, const gen_t *ge)
         fprintf(out, "  worker %u: pid %d, up %llus, ", i, (int)found->pid,
                 (unsigned long long)((now - found->started_ms) / 1000));
         if (found->status_serial == m->status_serial)
-            fprintf(out, "connections %lu, requests %llu\n", found->connections,
-                    found->requests);
+            fprintf(out, "connections %lu, requests %llu\n", found->connections, found->requests);
         else
             fprintf(out, "connections ?, requests ? (%s)\n",
                     found->state == W_STARTING ? "starting" : "did not answer");
@@ -1344,7 +1373,8 @@ static void run_control_command(master_t *m, int fd, const char *command, size_t
         shown[i] = '\0';
         char reply[160];
         int n = snprintf(reply, sizeof reply,
-                         "ERROR unknown command '%s' (the control socket takes: reload, status)\n", shown);
+                         "ERROR unknown command '%s' (the control socket takes: reload, status)\n",
+                         shown);
         ssize_t ignored = send(fd, reply, (size_t)n, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);

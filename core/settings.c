@@ -34,6 +34,7 @@ static const char *const root_keys[] = {
     "modules",
     "limits",
     "timeouts",
+    "crash_policy",
     "worker_connections",
     "backlog",
     "max_draining_generations",
@@ -41,7 +42,6 @@ static const char *const root_keys[] = {
     "server_tokens",
     "server_header",
     "servers",
-    "crash_policy",
     NULL,
 };
 static const char *const crash_policy_keys[] = {"max", "within", "action", NULL};
@@ -370,11 +370,11 @@ static int parse_crash_policy(ctx_t *c, const tw_conf_node_t *root)
     if (!n)
         return 0;
     if (tw_conf_type(n) != TW_CONF_MAP)
-        return tw_conf_error(c->err, n, "expected a map: { max: 5, within: 60s, action: "
-                                        "quarantine | restart | stop }");
+        return tw_conf_error(c->err, n,
+                             "expected a map: { max: 5, within: 60s, action: "
+                             "quarantine | restart | stop }");
     long long v;
-    if (tw_conf_check_keys(n, crash_policy_keys, c->err) ||
-        get_int(c, n, "max", 1, 10000, &v) ||
+    if (tw_conf_check_keys(n, crash_policy_keys, c->err) || get_int(c, n, "max", 1, 10000, &v) ||
         get_duration(c, n, "within", false, &p->within_ms))
         return -1;
     if (tw_conf_map_get(n, "max"))

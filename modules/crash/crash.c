@@ -1,7 +1,8 @@
 /* crash — TEST ONLY: a module that misbehaves on request, for the master,
  * worker and reload tests. Never install it (the build does not).
  *
- *   crash: { configure: ok|fail|segv, init: ok|fail|segv|leak }   # global
+ *   crash: { configure: ok|fail|segv, init: ok|fail|segv|leak,     # global
+ *            init_crash_file: PATH }
  *   routes:
  *     - path: /crash
  *       handler: crash
@@ -11,13 +12,16 @@
  * reload must be refused / rolled back). init: fail/segv — init_worker
  * fails or crashes (the new generation never reports READY); init: leak
  * allocates 4242 bytes and loses them (a sanitizer build must report the
- * leak when the worker stops). Per route:
+ * leak when the worker stops). init_crash_file: init_worker crashes while
+ * PATH exists, so that a generation can start fine and its respawned
+ * workers then crash at start-up. Per route:
  * mode segv/abort/exit kills the worker inside the content handler (the
  * master must respawn it); delay answers only after that long, through a
  * timer (requests in flight across a reload or a drain). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <twister/twister.h>
 
@@ -33,9 +37,10 @@ typedef enum {
 } action_t;
 
 typedef struct {
-    action_t configure, init; /* global */
-    action_t mode;            /* route */
-    uint64_t delay_ms;        /* route */
+    action_t configure, init;    /* global */
+    action_t mode;               /* route */
+    uint64_t delay_ms;           /* route */
+    const char *init_crash_file; /* global */
 } crash_conf_t;
 
 static int get_action(const tw_conf_node_t *map, const char *key, const char *const *allowed,
@@ -94,7 +99,7 @@ static void crash_now(action_t act)
 static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                            void **conf, tw_conf_error_t *err)
 {
-    static const char *const global_keys[] = {"configure", "init", NULL};
+    static const char *const global_keys[] = {"configure", "init", "init_crash_file", NULL};
     static const char *const route_keys[] = {"mode", "delay", NULL};
     static const char *const hook_actions[] = {"ok", "fail", "segv", NULL};
     static const char *const init_actions[] = {"ok", "fail", "segv", "leak", NULL};
@@ -111,6 +116,11 @@ static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_c
             get_action(node, "configure", hook_actions, &c->configure, err) != 0 ||
             get_action(node, "init", init_actions, &c->init, err) != 0)
             return -1;
+        const tw_conf_node_t *file = tw_conf_map_get(node, "init_crash_file");
+        if (file && tw_conf_get_string(file, &c->init_crash_file, err) != 0)
+            return -1;
+        if (c->init_crash_file)
+            c->init_crash_file = tw_configure_strdup(cf, c->init_crash_file);
         if (c->configure == ACT_FAIL)
             return tw_conf_error(err, tw_conf_map_get(node, "configure"),
                                  "crash: configure failed as configured");
@@ -137,6 +147,8 @@ static int crash_init_worker(tw_worker_t *worker, tw_conf_error_t *err)
         return -1;
     }
     crash_now(c->init);
+    if (c->init_crash_file && access(c->init_crash_file, F_OK) == 0)
+        crash_now(ACT_SEGV);
     return 0;
 }
 

@@ -179,6 +179,32 @@ class CrashPolicyTest(unittest.TestCase):
             self.assertNotIn("QUARANTINE", log)
 
 
+class StartupLoopTest(unittest.TestCase):
+    def test_first_generation_crash_loop_at_start_up_ends_with_a_clear_exit(self):
+        s = Server("""
+modules: [hello, crash]
+crash: { init_crash_file: "{dir}/poison" }
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+""", workers=1, check_clean=False)
+        with s:
+            self.assertEqual(request(s.port, path="/hello").status, 200)
+            # From now on a worker crashes in init_worker: kill the one that
+            # runs, and every respawn fails to start.
+            open(os.path.join(s.dir, "poison"), "w").close()
+            os.kill(s.worker_pids()[0], 9)
+            self.assertEqual(s.proc.wait(timeout=60), 1)
+            log = s.log()
+            self.assertIn("worker 0 of generation 1 failed to start 5 times in a row (last: "
+                          "signal 11 (SIGSEGV, Segmentation fault) in module crash, phase "
+                          "init_worker); giving up: stopping the server", log)
+            self.assertEqual(log.count("phase init_worker; respawning"), 5, log)
+            self.assertIn("master exiting", log)
+
+
 class StatusTest(unittest.TestCase):
     def status(self, s):
         rc, out = s.run("-s", "status")

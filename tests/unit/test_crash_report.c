@@ -41,8 +41,8 @@ typedef enum {
  * and copies the report into out. */
 static int crash_child(how_t how, const char *exe_name, char *out, size_t len)
 {
-    tw_crash_report_t *slot = mmap(NULL, sizeof *slot, PROT_READ | PROT_WRITE,
-                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    tw_crash_report_t *slot =
+        mmap(NULL, sizeof *slot, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(slot, MAP_FAILED);
     slot->text[0] = '\0';
     pid_t pid = fork();

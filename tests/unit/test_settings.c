@@ -680,14 +680,17 @@ START_TEST(test_crash_policy)
         const char *policy;
         const char *message;
     } bad[] = {
-        {"{ action: quarantin }",
-         "/etc/tw/t.yaml:1:25: crash_policy.action: expected quarantine, restart or stop, got 'quarantin'; did you "
-         "mean 'quarantine'?"},
-        {"{ max: 0 }", "/etc/tw/t.yaml:1:22: crash_policy.max: expected an integer from 1 to 10000"},
-        {"{ within: 0s }", "/etc/tw/t.yaml:1:25: crash_policy.within: expected a duration greater than 0"},
+        {"{ action: quarantin }", "/etc/tw/t.yaml:1:25: crash_policy.action: expected quarantine, "
+                                  "restart or stop, got 'quarantin'; did you "
+                                  "mean 'quarantine'?"},
+        {"{ max: 0 }",
+         "/etc/tw/t.yaml:1:22: crash_policy.max: expected an integer from 1 to 10000"},
+        {"{ within: 0s }",
+         "/etc/tw/t.yaml:1:25: crash_policy.within: expected a duration greater than 0"},
         {"{ limit: 3 }", "/etc/tw/t.yaml:1:17:"},
-        {"restart", "/etc/tw/t.yaml:1:15: crash_policy: expected a map: { max: 5, within: 60s, action: "
-                    "quarantine | restart | stop }"},
+        {"restart",
+         "/etc/tw/t.yaml:1:15: crash_policy: expected a map: { max: 5, within: 60s, action: "
+         "quarantine | restart | stop }"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char yaml[256];
