@@ -83,6 +83,7 @@ static int check_config(const char *config, const char *module_dir, char mode)
         tw_conf_dump(tw_conf_root(g->settings->doc), stdout);
         printf("\n# phase table\n");
         tw_runtime_print_phases(rt, stdout);
+        tw_master_print_quarantine(config, stdout);
     } else if (mode == 'M') {
         tw_runtime_print_modules(rt, stdout);
     } else {

@@ -1886,6 +1886,51 @@ static int find_pid_file(const char *config_path, char *out, size_t len)
     return 0;
 }
 
+void tw_master_print_quarantine(const char *config_path, FILE *out)
+{
+    char pid_file[PATH_MAX] = "";
+    /* -T has checked the config: finding its pid file cannot fail now. */
+    int found = find_pid_file(config_path, pid_file, sizeof pid_file);
+    pid_t pid = found == 0 && pid_file[0] ? read_pid(pid_file) : -1;
+    if (pid <= 0 || !process_running(pid))
+        return;
+    int fd = control_connect(pid_file, "status\n");
+    if (fd < 0)
+        return;
+    struct timeval tv = {.tv_sec = STATUS_TIMEOUT_MS / 1000 + 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char reply[65536];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (got += (size_t)n) == sizeof reply - 1)
+            break;
+    }
+    close(fd);
+    reply[got] = '\0';
+    bool in_quarantine = false;
+    for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *prefix = "quarantined module ";
+        if (strncmp(line, prefix, strlen(prefix)) == 0) {
+            const char *name = line + strlen(prefix);
+            const char *colon = strchr(name, ':');
+            int len = colon ? (int)(colon - name) : (int)strlen(name);
+            fprintf(out,
+                    "\n# the running master (pid %d) has module %.*s QUARANTINED (%s): its "
+                    "routes answer 503 and its phase handlers and filters are skipped until the "
+                    "next successful reload\n",
+                    (int)pid, len, name, colon && colon[1] ? colon + 2 : "");
+            in_quarantine = true;
+        } else if (in_quarantine && strncmp(line, "  crash ", 8) == 0) {
+            fprintf(out, "#%s\n", line);
+        } else {
+            in_quarantine = false;
+        }
+    }
+}
+
 int tw_master_signal(const char *config_path, const char *module_dir, const char *command)
 {
     static const struct {

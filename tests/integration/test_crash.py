@@ -258,6 +258,17 @@ class StatusTest(unittest.TestCase):
             self.assertEqual(lines[7], "last reload: none")
             self.assertEqual(len(lines), 8, lines)
 
+            # -T says so too, after the phase table of the config it checks.
+            rc, out = s.run("-T")
+            self.assertEqual(rc, 0, out)
+            self.assertRegex(out, r"\n# the running master \(pid %d\) has module crash "
+                                  r"QUARANTINED \(since generation 2 at \S+Z, 2 crashes\): its "
+                                  r"routes answer 503 and its phase handlers and filters are "
+                                  r"skipped until the next successful reload\n"
+                                  r"#  crash 1: worker \d \(pid %s\) of generation 1, SIGSEGV, "
+                                  % (s.pid(), pids[0]))
+            self.assertIn("#  crash 2: worker ", out)
+
             # A reload whose generation fails to start: the quarantine stays.
             s.write_config(config + "crash: { init: fail }\n")
             rc, out = s.run("-s", "reload", timeout=60)
@@ -284,6 +295,7 @@ class StatusTest(unittest.TestCase):
             self.assertRegex(lines[5], r"^last reload: OK generation 4 \(lifted the quarantine "
                                        r"of module crash\) at \S+Z$")
             self.assertEqual(len(lines), 6, lines)
+            self.assertNotIn("QUARANTINED", s.run("-T")[1])
 
 
 if __name__ == "__main__":
