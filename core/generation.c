@@ -7,6 +7,8 @@
  * process that will run the plugins. */
 #include "generation.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +28,15 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         return NULL;
     }
     g->number = number;
+    g->settings_refs = malloc(sizeof *g->settings_refs);
+    if (!g->settings_refs) {
+        snprintf(err->message, sizeof err->message, "%s: out of memory", config_path);
+        free(g);
+        return NULL;
+    }
+    *g->settings_refs = 1;
     if (tw_settings_load(config_path, module_dir, &g->settings, err) != 0) {
+        free(g->settings_refs);
         free(g);
         return NULL;
     }
@@ -55,6 +65,53 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
     return g;
 }
 
+/* ---- quarantine (master) ------------------------------------------------- */
+
+tw_generation_t *tw_generation_quarantine(const tw_generation_t *from, unsigned number,
+                                          const char *const *disabled, size_t disabled_count)
+{
+    tw_generation_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->number = number;
+    g->settings = from->settings;
+    g->settings_refs = from->settings_refs;
+    ++*g->settings_refs;
+    g->workers = from->workers;
+    g->snapshots = calloc(from->snapshot_count ? from->snapshot_count : 1, sizeof *g->snapshots);
+    g->disabled = calloc(disabled_count ? disabled_count : 1, sizeof *g->disabled);
+    if (!g->snapshots || !g->disabled)
+        goto fail;
+    for (size_t i = 0; i < from->snapshot_count; i++) {
+        tw_snapshot_t *snap = &g->snapshots[i];
+        snap->node = from->snapshots[i].node;
+        snap->memfd = fcntl(from->snapshots[i].memfd, F_DUPFD_CLOEXEC, 0);
+        snap->path = strdup(from->snapshots[i].path);
+        g->snapshot_count = i + 1;
+        if (snap->memfd < 0 || !snap->path)
+            goto fail;
+    }
+    for (size_t i = 0; i < disabled_count; i++) {
+        if (!(g->disabled[i] = strdup(disabled[i])))
+            goto fail;
+        g->disabled_count = i + 1;
+    }
+    return g;
+fail:;
+    int e = errno;
+    tw_generation_free(g);
+    errno = e;
+    return NULL;
+}
+
+bool tw_generation_disabled(const tw_generation_t *g, const char *name)
+{
+    for (size_t i = 0; i < g->disabled_count; i++)
+        if (strcmp(g->disabled[i], name) == 0)
+            return true;
+    return false;
+}
+
 void tw_generation_free(tw_generation_t *g)
 {
     if (!g)
@@ -66,7 +123,13 @@ void tw_generation_free(tw_generation_t *g)
     }
     free(g->snapshots);
     free(g->listen_fds);
-    tw_settings_free(g->settings);
+    for (size_t i = 0; i < g->disabled_count; i++)
+        free(g->disabled[i]);
+    free(g->disabled);
+    if (g->settings_refs && --*g->settings_refs == 0) {
+        tw_settings_free(g->settings);
+        free(g->settings_refs);
+    }
     free(g);
 }
 
@@ -121,4 +184,19 @@ int tw_generation_backlog(const tw_generation_t *g)
 unsigned tw_generation_worker_connections(const tw_generation_t *g)
 {
     return g->settings->worker_connections;
+}
+
+unsigned tw_generation_crash_max(const tw_generation_t *g)
+{
+    return g->settings->crash_policy.max;
+}
+
+uint64_t tw_generation_crash_within_ms(const tw_generation_t *g)
+{
+    return g->settings->crash_policy.within_ms;
+}
+
+int tw_generation_crash_action(const tw_generation_t *g)
+{
+    return (int)g->settings->crash_policy.action;
 }

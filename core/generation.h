@@ -11,6 +11,7 @@
 #ifndef TWISTER_GENERATION_H
 #define TWISTER_GENERATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -31,10 +32,13 @@ typedef struct {
 typedef struct tw_generation {
     unsigned number; /* 1, 2, ... */
     tw_settings_t *settings;
-    unsigned workers; /* resolved worker count (auto → CPUs) */
+    unsigned *settings_refs; /* generations sharing settings (one config read) */
+    unsigned workers;        /* resolved worker count (auto → CPUs) */
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
     int *listen_fds; /* per settings listener, set by the master */
+    char **disabled; /* names of the modules quarantined in this generation */
+    size_t disabled_count;
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -42,6 +46,15 @@ typedef struct tw_generation {
  * file:line:col message in err. */
 tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
                                        unsigned number, tw_conf_error_t *err);
+/* A new generation numbered number from the same config read as from
+ * (settings shared, snapshots duplicated), with the disabled_count
+ * modules in disabled quarantined: a worker loads them but runs none of
+ * their hooks, and their routes answer 503. The names are copied. Runs no
+ * plugin code. Returns NULL with errno set. */
+tw_generation_t *tw_generation_quarantine(const tw_generation_t *from, unsigned number,
+                                          const char *const *disabled, size_t disabled_count);
+/* True if module name is quarantined in g. */
+bool tw_generation_disabled(const tw_generation_t *g, const char *name);
 /* Closes the snapshots and frees everything (not the listen fds). */
 void tw_generation_free(tw_generation_t *g);
 
@@ -66,5 +79,10 @@ unsigned tw_generation_max_draining(const tw_generation_t *g);
 int tw_generation_backlog(const tw_generation_t *g);
 /* Per-worker connection cap. */
 unsigned tw_generation_worker_connections(const tw_generation_t *g);
+/* crash_policy: crashes of one module that spend its budget, the window
+ * in milliseconds, and the action (a tw_crash_action_t, settings.h). */
+unsigned tw_generation_crash_max(const tw_generation_t *g);
+uint64_t tw_generation_crash_within_ms(const tw_generation_t *g);
+int tw_generation_crash_action(const tw_generation_t *g);
 
 #endif

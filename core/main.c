@@ -28,7 +28,8 @@ static void usage(FILE *out)
                  "  -T         check, then print the effective configuration and phase table\n"
                  "  -M         list the configured modules with their version and ABI\n"
                  "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
-                 "             (reload waits and prints whether it worked)\n"
+                 "             (reload waits and prints whether it worked); -s status\n"
+                 "             prints its generations, workers, quarantines, last reload\n"
                  "  -V         print the version\n"
                  "  -h         this help\n");
 }
@@ -82,6 +83,7 @@ static int check_config(const char *config, const char *module_dir, char mode)
         tw_conf_dump(tw_conf_root(g->settings->doc), stdout);
         printf("\n# phase table\n");
         tw_runtime_print_phases(rt, stdout);
+        tw_master_print_quarantine(config, stdout);
     } else if (mode == 'M') {
         tw_runtime_print_modules(rt, stdout);
     } else {

@@ -48,10 +48,12 @@
 
 #include "activity.h"
 #include "config.h"
+#include "crash_report.h"
 #include "generation.h"
 #include "listener.h"
 #include "log_setup.h"
 #include "os.h"
+#include "settings.h" /* tw_crash_action_t only: settings are read through generation.h */
 #include "twister/log.h"
 #include "twister/loop.h"
 #include "worker.h"
@@ -73,6 +75,11 @@ enum {
  * at start-up; its respawn backs off exponentially. */
 #define QUICK_DEATH_MS 2000
 #define RESPAWN_MAX_DELAY_MS 30000
+/* A respawned worker of the first generation that fails to start this
+ * many times in a row (with the back-off in between, about 3 s in all)
+ * ends the server: there is no older generation to fall back on, and a
+ * master that respawns forever hides the failure from its supervisor. */
+#define FIRST_GENERATION_START_FAILURES_MAX 5
 
 typedef struct master master_t;
 typedef struct gen gen_t;
@@ -86,6 +93,10 @@ typedef struct worker {
     int control_fd;
     int state;
     uint64_t started_ms;
+    /* Its answer to the latest status query (`-s status`). */
+    unsigned long status_serial; /* the query it answered */
+    unsigned long connections;
+    unsigned long long requests;
 } worker_t;
 
 /* A respawn waiting for its back-off delay. */
@@ -95,6 +106,43 @@ typedef struct respawn {
     unsigned index;
 } respawn_t;
 
+/* What a worker leaves behind for the master when it dies: what it was
+ * doing (activity.h) and its stack (crash_report.h). One shared mapping
+ * per generation holds every worker's. */
+typedef struct {
+    tw_activity_t activity;
+    tw_crash_report_t report;
+} crash_slot_t;
+
+/* How many of a module's crashes the master keeps to show (the log and
+ * `-s status`); the budget itself counts them all. */
+#define CRASH_RECORDS_KEPT 8
+
+/* One crash the master attributed to a module, from the crash slot. */
+typedef struct {
+    time_t when;
+    pid_t pid;
+    unsigned generation;
+    unsigned worker;
+    int signo;
+    char phase[24];
+    char request[256];
+} crash_record_t;
+
+/* The crashes attributed to one module in one generation, and whether the
+ * module is quarantined there. */
+typedef struct {
+    char module[64];
+    unsigned total;       /* crashes attributed to it */
+    uint64_t *recent;     /* loop times of the last crash_policy.max crashes, a ring */
+    unsigned recent_len;  /* entries in use */
+    unsigned recent_next; /* where the next one goes (the oldest once full) */
+    crash_record_t records[CRASH_RECORDS_KEPT]; /* the latest, a ring by total */
+    bool quarantined;                           /* disabled in this generation */
+    unsigned quarantined_by;                    /* the generation that started without it */
+    time_t quarantined_at;
+} module_crashes_t;
+
 struct gen {
     gen_t *next;
     master_t *master;
@@ -102,10 +150,15 @@ struct gen {
     int state;
     unsigned ready;
     unsigned alive;
-    tw_activity_t *slots;   /* one per worker index, MAP_SHARED */
-    unsigned *quick_deaths; /* per worker index, for back-off */
-    respawn_t *respawns;    /* per worker index */
-    tw_timer_t timer;       /* start-up timeout, then drain backstop */
+    crash_slot_t *slots;      /* one per worker index, MAP_SHARED */
+    unsigned *quick_deaths;   /* per worker index, for back-off */
+    unsigned *start_failures; /* per worker index: respawns in a row that never got READY */
+    respawn_t *respawns;      /* per worker index */
+    tw_timer_t timer;         /* start-up timeout, then drain backstop */
+    bool quarantine;          /* started by the master to quarantine a module, not a reload */
+    uint64_t started_ms;
+    module_crashes_t *crashes; /* per module that crashed or is quarantined here */
+    size_t crash_count;
     char error[2048];
 };
 
@@ -151,13 +204,32 @@ struct master {
     listener_t *listeners;
     size_t listener_count;
     bool reload_again;
-    waiter_t *waiters_now;  /* answered by the reload in progress */
-    waiter_t *waiters_next; /* arrived during it: answered by the next */
+    /* A module's budget ran out while a reload was starting: quarantine
+     * it once the reload is over, unless the reload replaced its
+     * generation. */
+    gen_t *quarantine_from;
+    char quarantine_module[64];
+    waiter_t *waiters_now;      /* answered by the reload in progress */
+    waiter_t *waiters_next;     /* arrived during it: answered by the next */
+    bool first_generation_done; /* what ends later is a reload */
+    char last_reload[2300];     /* "OK generation 3" / "ERROR ...", for -s status */
+    time_t last_reload_at;
     int control_fd;
     char control_path[PATH_MAX];
     control_client_t *control_clients; /* list */
     char pid_path[PATH_MAX];
     bool stopping;
+    uint64_t started_ms;
+    /* The newest generation that failed to start, for `-s status`. */
+    unsigned failed_number;
+    time_t failed_at;
+    char failed_why[1024];
+    /* The status query in flight: its clients, how many workers have yet
+     * to answer, and the bound on waiting for them. */
+    waiter_t *status_clients;
+    unsigned long status_serial;
+    unsigned status_pending;
+    tw_timer_t status_timer;
     int exit_status;
     unsigned long fd_limit; /* RLIMIT_NOFILE in force, for connection caps */
     tw_timer_t stop_timer;
@@ -165,6 +237,7 @@ struct master {
 
 static void start_generation(master_t *m);
 static void gen_failed(gen_t *ge, const char *why);
+static void begin_stop(master_t *m, int sig);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -222,9 +295,15 @@ static void free_gen(gen_t *ge)
     for (unsigned i = 0; i < ge->g->workers; i++)
         tw_timer_stop(m->loop, &ge->respawns[i].timer);
     if (ge->slots)
-        munmap(ge->slots, sizeof(tw_activity_t) * ge->g->workers);
+        munmap(ge->slots, sizeof(crash_slot_t) * ge->g->workers);
     free(ge->quick_deaths);
+    free(ge->start_failures);
     free(ge->respawns);
+    for (size_t i = 0; i < ge->crash_count; i++)
+        free(ge->crashes[i].recent);
+    free(ge->crashes);
+    if (m->quarantine_from == ge)
+        m->quarantine_from = NULL;
     tw_generation_free(ge->g);
     free(ge);
 }
@@ -313,6 +392,7 @@ static void close_unused_listeners(master_t *m)
 /* ---- workers -------------------------------------------------------------- */
 
 static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg);
+static void status_answered(master_t *m);
 
 /* Signals that reach a freshly forked worker while it hands over from the
  * master's signal handling to its own (see child_close_master_state). Only
@@ -335,7 +415,7 @@ static void child_drop_generation(gen_t *other)
         g->snapshots[i].memfd = -1;
     }
     if (other->slots)
-        munmap(other->slots, sizeof(tw_activity_t) * g->workers);
+        munmap(other->slots, sizeof(crash_slot_t) * g->workers);
     other->slots = NULL;
 }
 
@@ -352,6 +432,8 @@ static void child_close_master_state(master_t *m, gen_t *ge, sigset_t *caught)
     for (waiter_t *w = m->waiters_now; w; w = w->next)
         close(w->fd);
     for (waiter_t *w = m->waiters_next; w; w = w->next)
+        close(w->fd);
+    for (waiter_t *w = m->status_clients; w; w = w->next)
         close(w->fd);
     for (control_client_t *c = m->control_clients; c; c = c->next)
         close(c->fd);
@@ -424,7 +506,8 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
         tw_log_error("socketpair: %s", strerror(errno));
         return -1;
     }
-    memset(&ge->slots[index], 0, sizeof ge->slots[index]);
+    memset(&ge->slots[index].activity, 0, sizeof ge->slots[index].activity);
+    ge->slots[index].report.text[0] = '\0';
     pid_t pid = fork();
     if (pid < 0) {
         tw_log_error("fork: %s", strerror(errno));
@@ -438,7 +521,8 @@ static int spawn_worker(master_t *m, gen_t *ge, unsigned index)
             .gen = ge->g,
             .index = index,
             .control_fd = sv[1],
-            .activity = &ge->slots[index],
+            .activity = &ge->slots[index].activity,
+            .crash_report = &ge->slots[index].report,
             .connection_cap = connection_cap(m, ge->g),
         };
         child_close_master_state(m, ge, &params.handover_signals);
@@ -492,19 +576,32 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
     }
     msg[n] = '\0';
     gen_t *ge = w->gen;
-    if (strcmp(msg, "READY") == 0) {
+    unsigned long connections;
+    unsigned long long requests;
+    if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
+        w->connections = connections;
+        w->requests = requests;
+        if (w->status_serial != w->master->status_serial) {
+            w->status_serial = w->master->status_serial;
+            status_answered(w->master);
+        }
+    } else if (strcmp(msg, "READY") == 0) {
         if (w->state == W_STARTING) {
             w->state = W_READY;
+            ge->start_failures[w->index] = 0;
+            ge->error[0] = '\0';
             ge->ready++;
             if (ge->state == GEN_STARTING && ge->ready == ge->g->workers)
                 generation_ready(ge);
         }
     } else if (strncmp(msg, "ERROR ", 6) == 0) {
-        if (ge->state == GEN_STARTING)
+        if (ge->state == GEN_STARTING) {
             gen_failed(ge, msg + 6);
-        else
+        } else {
             tw_log_error("worker %u of generation %u failed to start: %s", w->index, ge->g->number,
                          msg + 6);
+            snprintf(ge->error, sizeof ge->error, "%.2000s", msg + 6);
+        }
     }
 }
 
@@ -530,6 +627,169 @@ static void describe_status(int status, char *buf, size_t len)
 
 static void maybe_finish_stop(master_t *m);
 
+/* Logs the backtrace a crashed worker left in its report slot, one log
+ * line per frame, right after the line that says what it was doing. */
+static void log_crash_report(gen_t *ge, unsigned index, pid_t pid)
+{
+    tw_crash_report_t *r = &ge->slots[index].report;
+    /* The dead worker wrote the slot; it cannot change any more, but it
+     * may have been cut short: never read past the end. */
+    r->text[sizeof r->text - 1] = '\0';
+    if (!r->text[0])
+        return;
+    char *line = r->text;
+    bool first = true;
+    while (*line) {
+        size_t len = strcspn(line, "\n");
+        if (first)
+            tw_log_error("worker %u (pid %d) %.*s", index, (int)pid, (int)len, line);
+        else
+            tw_log_error("%.*s", (int)len, line);
+        first = false;
+        line += len;
+        if (*line == '\n')
+            line++;
+    }
+    r->text[0] = '\0';
+}
+
+/* ---- crash budgets and quarantine -------------------------------------------- */
+
+static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quarantine_of,
+                              const char *module);
+
+static module_crashes_t *module_crashes(gen_t *ge, const char *module)
+{
+    for (size_t i = 0; i < ge->crash_count; i++)
+        if (strcmp(ge->crashes[i].module, module) == 0)
+            return &ge->crashes[i];
+    module_crashes_t *grown = realloc(ge->crashes, (ge->crash_count + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    ge->crashes = grown;
+    module_crashes_t *mc = &ge->crashes[ge->crash_count++];
+    memset(mc, 0, sizeof *mc);
+    snprintf(mc->module, sizeof mc->module, "%s", module);
+    return mc;
+}
+
+static void format_time(time_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "worker 0 (pid 4242) of generation 1, SIGSEGV, phase CONTENT, request
+ * 'GET /crash HTTP/1.1', at 2026-12-02T07:10:00Z" */
+static void describe_record(const crash_record_t *r, char *buf, size_t len)
+{
+    char when[32];
+    format_time(r->when, when, sizeof when);
+    const char *sig = sigabbrev_np(r->signo);
+    snprintf(buf, len, "worker %u (pid %d) of generation %u, SIG%s, phase %s%s%s%s, at %s",
+             r->worker, (int)r->pid, r->generation, sig ? sig : "?", r->phase,
+             r->request[0] ? ", request '" : "", r->request, r->request[0] ? "'" : "", when);
+}
+
+static void log_records(const module_crashes_t *mc)
+{
+    unsigned kept = mc->total < CRASH_RECORDS_KEPT ? mc->total : CRASH_RECORDS_KEPT;
+    for (unsigned k = mc->total - kept; k < mc->total; k++) {
+        char text[512];
+        describe_record(&mc->records[k % CRASH_RECORDS_KEPT], text, sizeof text);
+        tw_log_error("  crash %u of module %s: %s", k + 1, mc->module, text);
+    }
+}
+
+/* Starts a generation from ge's config read in which module is disabled
+ * too. ge keeps serving until it is READY. */
+static void start_quarantine(master_t *m, gen_t *ge, const char *module)
+{
+    if (m->starting && m->starting->quarantine && tw_generation_disabled(m->starting->g, module))
+        return; /* on its way already */
+    if (m->starting) {
+        tw_log_error("a reload is starting: quarantining module %s waits for its outcome", module);
+        m->quarantine_from = ge;
+        snprintf(m->quarantine_module, sizeof m->quarantine_module, "%s", module);
+        return;
+    }
+    const char *names[ge->g->disabled_count + 1];
+    for (size_t i = 0; i < ge->g->disabled_count; i++)
+        names[i] = ge->g->disabled[i];
+    names[ge->g->disabled_count] = module;
+    tw_generation_t *g = tw_generation_quarantine(ge->g, m->generation_counter + 1, names,
+                                                  ge->g->disabled_count + 1);
+    if (!g) {
+        tw_log_error("cannot quarantine module %s: %s; generation %u keeps serving", module,
+                     strerror(errno), ge->g->number);
+        return;
+    }
+    launch_generation(m, g, ge, module);
+}
+
+/* Counts a crash that the slot attributes to a module against the
+ * module's budget and applies crash_policy when the budget is spent.
+ * Returns true if the server is stopping because of it. */
+static bool count_crash(master_t *m, gen_t *ge, unsigned index, pid_t pid, int signo)
+{
+    tw_activity_t a;
+    memcpy(&a, &ge->slots[index].activity, sizeof a);
+    a.module[sizeof a.module - 1] = a.phase[sizeof a.phase - 1] = '\0';
+    a.request[sizeof a.request - 1] = '\0';
+    if (!a.module[0])
+        return false; /* not in plugin code: nobody's budget */
+    module_crashes_t *mc = module_crashes(ge, a.module);
+    unsigned max = tw_generation_crash_max(ge->g);
+    if (!mc || (!mc->recent && !(mc->recent = calloc(max, sizeof *mc->recent))))
+        return false;
+    crash_record_t *r = &mc->records[mc->total++ % CRASH_RECORDS_KEPT];
+    *r = (crash_record_t){.when = time(NULL),
+                          .pid = pid,
+                          .generation = ge->g->number,
+                          .worker = index,
+                          .signo = signo};
+    memcpy(r->phase, a.phase, sizeof r->phase);
+    memcpy(r->request, a.request, sizeof r->request);
+
+    uint64_t now = tw_loop_now(m->loop), within = tw_generation_crash_within_ms(ge->g);
+    mc->recent[mc->recent_next] = now;
+    mc->recent_next = (mc->recent_next + 1) % max;
+    if (mc->recent_len < max)
+        mc->recent_len++;
+    if (mc->recent_len < max || now - mc->recent[mc->recent_next % max] > within)
+        return false;
+    /* Spent: the next budget starts empty. */
+    mc->recent_len = 0;
+    mc->recent_next = 0;
+    static const char *const actions[] = {"quarantine", "restart", "stop"};
+    int action = tw_generation_crash_action(ge->g);
+    tw_log_error("module %s crashed workers %u times within %llu s (crash_policy: max %u, "
+                 "within %llu s, action %s)",
+                 mc->module, max, (unsigned long long)(within / 1000), max,
+                 (unsigned long long)(within / 1000), actions[action]);
+    log_records(mc);
+    switch (action) {
+    case TW_CRASH_RESTART:
+        tw_log_error("module %s: respawning its workers as for any crash (crash_policy action "
+                     "restart)",
+                     mc->module);
+        return false;
+    case TW_CRASH_STOP:
+        tw_log_error("module %s: stopping the server (crash_policy action stop)", mc->module);
+        begin_stop(m, SIGQUIT);
+        m->exit_status = 1;
+        return true;
+    default:
+        tw_log_error("QUARANTINE of module %s: starting a generation without it; its routes "
+                     "will answer 503 and its phase handlers and filters are skipped until the "
+                     "next successful reload",
+                     mc->module);
+        start_quarantine(m, ge, mc->module);
+        return false;
+    }
+}
+
 static void worker_exited(master_t *m, worker_t *w, int status)
 {
     gen_t *ge = w->gen;
@@ -546,16 +806,42 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     if (ge->state == GEN_STARTING) {
         char why[2048];
         char activity[1024];
-        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
         snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
                  activity[0] ? " " : "", activity);
+        if (WIFSIGNALED(status))
+            log_crash_report(ge, index, pid);
         gen_failed(ge, why);
     } else if (ge->state == GEN_SERVING && !m->stopping) {
         char activity[1024];
-        tw_activity_describe(&ge->slots[index], activity, sizeof activity);
+        tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
         if (abnormal || state != W_DRAINING)
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
+        if (WIFSIGNALED(status)) {
+            log_crash_report(ge, index, pid);
+            if (count_crash(m, ge, index, pid, WTERMSIG(status))) {
+                maybe_finish_stop(m);
+                return;
+            }
+        }
+        if (state == W_STARTING &&
+            ++ge->start_failures[index] >= FIRST_GENERATION_START_FAILURES_MAX &&
+            ge->g->number == 1) {
+            /* The reason: what the worker said, or how it died. */
+            char why[2048];
+            if (!WIFSIGNALED(status) && ge->error[0])
+                snprintf(why, sizeof why, "%s", ge->error);
+            else
+                snprintf(why, sizeof why, "%s%s%s", how, activity[0] ? " " : "", activity);
+            tw_log_error("worker %u of generation 1 failed to start %u times in a row (last: "
+                         "%s); giving up: stopping the server",
+                         index, ge->start_failures[index], why);
+            begin_stop(m, SIGTERM);
+            m->exit_status = 1;
+            maybe_finish_stop(m);
+            return;
+        }
         /* Back off when a worker keeps dying right after it starts. */
         unsigned delay = 0;
         if (lived < QUICK_DEATH_MS) {
@@ -629,6 +915,7 @@ static void start_draining(master_t *m, gen_t *ge)
     m->draining = ge;
     if (ge->alive == 0) {
         /* Nothing to wait for (all its workers were already gone). */
+        tw_log_info("generation %u has drained", ge->g->number);
         m->draining = ge->next;
         free_gen(ge);
         return;
@@ -644,17 +931,47 @@ static void start_draining(master_t *m, gen_t *ge)
     }
 }
 
-static void finish_reload(master_t *m, bool ok, const char *text)
+/* The end of a generation's start, READY or not: answers the `-s reload`
+ * clients waiting for it, remembers a reload's outcome for `-s status`,
+ * and starts what waited for it. quarantine: the generation was the
+ * master's own, to quarantine a module, not a reload. */
+static void finish_reload(master_t *m, bool quarantine, const char *text)
 {
     answer_waiters(&m->waiters_now, text);
     m->waiters_now = m->waiters_next;
     m->waiters_next = NULL;
     tw_os_sd_notify("READY=1");
-    (void)ok;
-    if (m->reload_again && !m->stopping) {
+    if (!quarantine && m->first_generation_done) {
+        snprintf(m->last_reload, sizeof m->last_reload, "%.*s", (int)strcspn(text, "\n"), text);
+        m->last_reload_at = time(NULL);
+    }
+    m->first_generation_done = true;
+    if (m->stopping)
+        return;
+    gen_t *from = m->quarantine_from;
+    m->quarantine_from = NULL;
+    if (from && from == m->serving) {
+        /* The reload failed: the budget that ran out meanwhile still counts. */
+        start_quarantine(m, from, m->quarantine_module);
+    } else if (from) {
+        tw_log_info("module %s is not quarantined: the reload replaced generation %u",
+                    m->quarantine_module, from->g->number);
+    }
+    if (m->reload_again && !m->starting) {
         m->reload_again = false;
         start_generation(m);
     }
+}
+
+/* Appends ", module X" for each quarantined module of ge to out. */
+static size_t list_quarantined(const gen_t *ge, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < ge->crash_count && n < len; i++)
+        if (ge->crashes[i].quarantined)
+            n += (size_t)snprintf(out + n, len - n, "%s%s", n ? ", " : "", ge->crashes[i].module);
+    return n;
 }
 
 static void generation_ready(gen_t *ge)
@@ -665,16 +982,30 @@ static void generation_ready(gen_t *ge)
     ge->state = GEN_SERVING;
     m->serving = ge;
     m->starting = NULL;
+    char quarantined[512];
     tw_log_info("generation %u is serving with %u worker%s", ge->g->number, ge->g->workers,
                 ge->g->workers == 1 ? "" : "s");
+    if (list_quarantined(ge, quarantined, sizeof quarantined))
+        tw_log_error("generation %u is serving with module%s %s QUARANTINED: %s routes answer "
+                     "503, %s phase handlers and filters are skipped; a reload lifts it",
+                     ge->g->number, strchr(quarantined, ',') ? "s" : "", quarantined,
+                     strchr(quarantined, ',') ? "their" : "its",
+                     strchr(quarantined, ',') ? "their" : "its");
+    char text[700];
+    int n = snprintf(text, sizeof text, "OK generation %u", ge->g->number);
+    if (old && !ge->quarantine && list_quarantined(old, quarantined, sizeof quarantined)) {
+        tw_log_info("generation %u lifts the quarantine of module%s %s", ge->g->number,
+                    strchr(quarantined, ',') ? "s" : "", quarantined);
+        snprintf(text + n, sizeof text - (size_t)n, " (lifted the quarantine of module%s %s)",
+                 strchr(quarantined, ',') ? "s" : "", quarantined);
+    }
     if (old) {
         tw_log_info("generation %u is draining", old->g->number);
         start_draining(m, old);
     }
     close_unused_listeners(m);
-    char text[128];
-    snprintf(text, sizeof text, "OK generation %u\n", ge->g->number);
-    finish_reload(m, true, text);
+    strcat(text, "\n");
+    finish_reload(m, ge->quarantine, text);
 }
 
 static void gen_failed(gen_t *ge, const char *why)
@@ -682,8 +1013,12 @@ static void gen_failed(gen_t *ge, const char *why)
     master_t *m = ge->master;
     if (ge->state != GEN_STARTING)
         return;
+    bool quarantine = ge->quarantine;
     snprintf(ge->error, sizeof ge->error, "%s", why);
     tw_log_error("generation %u failed to start: %s", ge->g->number, why);
+    m->failed_number = ge->g->number;
+    m->failed_at = time(NULL);
+    snprintf(m->failed_why, sizeof m->failed_why, "%s", why);
     tw_timer_stop(m->loop, &ge->timer);
     /* Kill its workers; they are reaped by SIGCHLD and the generation is
      * freed once none is left. */
@@ -701,7 +1036,7 @@ static void gen_failed(gen_t *ge, const char *why)
         tw_log_error("keeping generation %u", m->serving->g->number);
     char text[2200];
     snprintf(text, sizeof text, "ERROR %s\n", why);
-    finish_reload(m, false, text);
+    finish_reload(m, quarantine, text);
     if (!m->serving && !m->stopping) {
         m->exit_status = 1;
         m->stopping = true;
@@ -721,8 +1056,7 @@ static void startup_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
 }
 
 /* Reads the config into a new generation and forks its workers. Errors
- * before the fork (config, snapshots, listeners) leave everything as it
- * was. */
+ * before the fork (config, snapshots) leave everything as it was. */
 static void start_generation(master_t *m)
 {
     tw_conf_error_t err = {{0}};
@@ -732,8 +1066,8 @@ static void start_generation(master_t *m)
     }
     tw_generation_t *g =
         tw_generation_prepare(m->config_path, m->module_dir, m->generation_counter + 1, &err);
-    char text[2200];
     if (!g) {
+        char text[2200];
         tw_log_error("reload failed: %s", err.message);
         if (m->serving)
             tw_log_error("keeping generation %u", m->serving->g->number);
@@ -741,39 +1075,81 @@ static void start_generation(master_t *m)
         finish_reload(m, false, text);
         return;
     }
-    if (open_listeners(m, g, err.message, sizeof err.message) != 0) {
-        tw_log_error("reload failed: %s", err.message);
-        snprintf(text, sizeof text, "ERROR %s\n", err.message);
+    launch_generation(m, g, NULL, NULL);
+}
+
+/* Opens g's listeners and forks its workers. For a quarantine
+ * (quarantine_of set), g is quarantine_of's config with module disabled
+ * as well, and the crash records of the quarantined modules go with it.
+ * Errors before the fork (listeners, memory) leave everything as it was. */
+static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quarantine_of,
+                              const char *module)
+{
+    bool quarantine = quarantine_of != NULL;
+    char text[2200];
+    char why[1024];
+    if (open_listeners(m, g, why, sizeof why) != 0) {
+        tw_log_error("%s failed: %s", quarantine ? "quarantine" : "reload", why);
+        snprintf(text, sizeof text, "ERROR %s\n", why);
         tw_generation_free(g);
         close_unused_listeners(m);
-        finish_reload(m, false, text);
+        if (!quarantine)
+            finish_reload(m, false, text);
         return;
     }
-    m->generation_counter++;
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;
     if (ge) {
-        ge->slots = mmap(NULL, sizeof(tw_activity_t) * n, PROT_READ | PROT_WRITE,
+        ge->slots = mmap(NULL, sizeof(crash_slot_t) * n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         ge->quick_deaths = calloc(n, sizeof *ge->quick_deaths);
+        ge->start_failures = calloc(n, sizeof *ge->start_failures);
         ge->respawns = calloc(n, sizeof *ge->respawns);
+        if (quarantine)
+            ge->crashes = calloc(quarantine_of->crash_count + 1, sizeof *ge->crashes);
     }
-    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->respawns) {
-        tw_log_error("reload failed: out of memory");
+    if (!ge || ge->slots == MAP_FAILED || !ge->quick_deaths || !ge->start_failures ||
+        !ge->respawns || (quarantine && !ge->crashes)) {
+        tw_log_error("%s failed: out of memory", quarantine ? "quarantine" : "reload");
         if (ge && ge->slots != MAP_FAILED && ge->slots)
-            munmap(ge->slots, sizeof(tw_activity_t) * n);
+            munmap(ge->slots, sizeof(crash_slot_t) * n);
         if (ge) {
             free(ge->quick_deaths);
+            free(ge->start_failures);
             free(ge->respawns);
+            free(ge->crashes);
         }
         free(ge);
         tw_generation_free(g);
-        finish_reload(m, false, "ERROR out of memory\n");
+        close_unused_listeners(m);
+        if (!quarantine)
+            finish_reload(m, false, "ERROR out of memory\n");
         return;
     }
+    m->generation_counter = g->number;
     ge->master = m;
     ge->g = g;
     ge->state = GEN_STARTING;
+    ge->quarantine = quarantine;
+    ge->started_ms = tw_loop_now(m->loop);
+    if (quarantine) {
+        /* What was quarantined stays so, with its records, and module
+         * joins it: the records are what an operator needs to see. */
+        for (size_t i = 0; i < quarantine_of->crash_count; i++) {
+            const module_crashes_t *from = &quarantine_of->crashes[i];
+            if (!from->quarantined && strcmp(from->module, module) != 0)
+                continue;
+            module_crashes_t *mc = &ge->crashes[ge->crash_count++];
+            *mc = *from;
+            mc->recent = NULL;
+            mc->recent_len = mc->recent_next = 0;
+            if (!from->quarantined) {
+                mc->quarantined = true;
+                mc->quarantined_by = g->number;
+                mc->quarantined_at = time(NULL);
+            }
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         ge->respawns[i].gen = ge;
         ge->respawns[i].index = i;
@@ -782,7 +1158,11 @@ static void start_generation(master_t *m)
     m->starting = ge;
     tw_timer_init(&ge->timer, startup_timeout, ge);
     tw_timer_start(m->loop, &ge->timer, STARTUP_TIMEOUT_MS);
-    tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
+    if (quarantine)
+        tw_log_info("starting generation %u with %u worker%s and module %s quarantined", g->number,
+                    n, n == 1 ? "" : "s", module);
+    else
+        tw_log_info("starting generation %u with %u worker%s", g->number, n, n == 1 ? "" : "s");
     for (unsigned i = 0; i < n; i++) {
         if (spawn_worker(m, ge, i) != 0) {
             gen_failed(ge, "could not fork a worker");
@@ -793,10 +1173,196 @@ static void start_generation(master_t *m)
 
 /* ---- control socket: `twister -s reload` waits for the outcome here ------ */
 
+/* ---- control socket: `twister -s status` ---------------------------------- */
+
+/* How long a status query waits for the workers' numbers: a worker stuck
+ * in a plugin must not stall the answer. */
+#define STATUS_TIMEOUT_MS 1000
+
+static const char *gen_state_name(const gen_t *ge)
+{
+    switch (ge->state) {
+    case GEN_STARTING:
+        return "starting";
+    case GEN_SERVING:
+        return "serving";
+    default:
+        return "draining";
+    }
+}
+
+static void status_generation(master_t *m, FILE *out, const gen_t *ge)
+{
+    uint64_t now = tw_loop_now(m->loop);
+    char quarantined[512];
+    fprintf(out, "generation %u: %s, %u worker%s, up %llus%s%s\n", ge->g->number,
+            gen_state_name(ge), ge->g->workers, ge->g->workers == 1 ? "" : "s",
+            (unsigned long long)((now - ge->started_ms) / 1000),
+            list_quarantined(ge, quarantined, sizeof quarantined) ? ", quarantined: " : "",
+            quarantined);
+    for (unsigned i = 0; i < ge->g->workers; i++) {
+        const worker_t *found = NULL;
+        for (const worker_t *w = m->workers; w; w = w->next)
+            if (w->gen == ge && w->index == i)
+                found = w;
+        if (!found) {
+            fprintf(out, "  worker %u: not running (respawning)\n", i);
+            continue;
+        }
+        fprintf(out, "  worker %u: pid %d, up %llus, ", i, (int)found->pid,
+                (unsigned long long)((now - found->started_ms) / 1000));
+        if (found->status_serial == m->status_serial)
+            fprintf(out, "connections %lu, requests %llu\n", found->connections, found->requests);
+        else
+            fprintf(out, "connections ?, requests ? (%s)\n",
+                    found->state == W_STARTING ? "starting" : "did not answer");
+    }
+}
+
+static void status_modules(FILE *out, const gen_t *ge)
+{
+    for (size_t i = 0; i < ge->crash_count; i++) {
+        const module_crashes_t *mc = &ge->crashes[i];
+        if (mc->quarantined) {
+            char since[32];
+            format_time(mc->quarantined_at, since, sizeof since);
+            fprintf(out, "quarantined module %s: since generation %u at %s, %u crash%s\n",
+                    mc->module, mc->quarantined_by, since, mc->total, mc->total == 1 ? "" : "es");
+        } else {
+            fprintf(out, "crashes of module %s in generation %u: %u (budget: %u within %llus)\n",
+                    mc->module, ge->g->number, mc->total, tw_generation_crash_max(ge->g),
+                    (unsigned long long)(tw_generation_crash_within_ms(ge->g) / 1000));
+        }
+        unsigned kept = mc->total < CRASH_RECORDS_KEPT ? mc->total : CRASH_RECORDS_KEPT;
+        for (unsigned k = mc->total - kept; k < mc->total; k++) {
+            char text[512];
+            describe_record(&mc->records[k % CRASH_RECORDS_KEPT], text, sizeof text);
+            fprintf(out, "  crash %u: %s\n", k + 1, text);
+        }
+    }
+}
+
+/* Writes the status report (see README, Operations) to every client of
+ * the query. */
+static void status_reply(master_t *m)
+{
+    tw_timer_stop(m->loop, &m->status_timer);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out) {
+        fprintf(out, "master: pid %d, up %llus, config %s\n", (int)getpid(),
+                (unsigned long long)((tw_loop_now(m->loop) - m->started_ms) / 1000),
+                m->config_realpath);
+        const gen_t *gens[] = {m->starting, m->serving};
+        for (size_t i = 0; i < 2; i++)
+            if (gens[i])
+                status_generation(m, out, gens[i]);
+        for (const gen_t *d = m->draining; d; d = d->next)
+            if (d->state == GEN_DRAINING && d->g->number != m->failed_number)
+                status_generation(m, out, d);
+        if (m->failed_number && (!m->serving || m->failed_number > m->serving->g->number)) {
+            char when[32];
+            format_time(m->failed_at, when, sizeof when);
+            fprintf(out, "generation %u: failed at %s: %s\n", m->failed_number, when,
+                    m->failed_why);
+        }
+        bool any = false;
+        if (m->serving) {
+            for (size_t i = 0; i < m->serving->crash_count; i++)
+                any |= m->serving->crashes[i].quarantined;
+            status_modules(out, m->serving);
+        }
+        if (!any)
+            fprintf(out, "quarantined: none\n");
+        if (m->last_reload[0]) {
+            char when[32];
+            format_time(m->last_reload_at, when, sizeof when);
+            fprintf(out, "last reload: %s at %s\n", m->last_reload, when);
+        } else {
+            fprintf(out, "last reload: none\n");
+        }
+        fclose(out);
+    }
+    for (waiter_t *w = m->status_clients, *next; w; w = next) {
+        next = w->next;
+        /* Blocking for the write: the report is a few kilobytes and the
+         * client reads it at once; a client that does not gets cut off by
+         * the send timeout. */
+        int flags = fcntl(w->fd, F_GETFL);
+        fcntl(w->fd, F_SETFL, flags & ~O_NONBLOCK);
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(w->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        const char *p = text ? text : "ERROR out of memory\n";
+        size_t left = text ? len : strlen(p);
+        while (left > 0) {
+            ssize_t n = send(w->fd, p, left, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            p += n;
+            left -= (size_t)n;
+        }
+        close(w->fd);
+        free(w);
+    }
+    m->status_clients = NULL;
+    free(text);
+}
+
+static void status_answered(master_t *m)
+{
+    if (m->status_clients && m->status_pending > 0 && --m->status_pending == 0)
+        status_reply(m);
+}
+
+static void status_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    (void)loop;
+    (void)t;
+    status_reply(arg);
+}
+
+/* Asks every worker for its numbers; the report goes out when all have
+ * answered or STATUS_TIMEOUT_MS has passed. A client that arrives while
+ * a query is in flight gets its report. */
+static void start_status(master_t *m, int fd)
+{
+    waiter_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    bool in_flight = m->status_clients != NULL;
+    c->next = m->status_clients;
+    m->status_clients = c;
+    if (in_flight)
+        return;
+    m->status_serial++;
+    m->status_pending = 0;
+    for (worker_t *w = m->workers; w; w = w->next) {
+        if (w->control_fd < 0 || w->state == W_STARTING)
+            continue;
+        if (send(w->control_fd, "STATUS", 6, MSG_NOSIGNAL | MSG_DONTWAIT) == 6)
+            m->status_pending++;
+    }
+    if (m->status_pending == 0) {
+        status_reply(m);
+        return;
+    }
+    tw_timer_start(m->loop, &m->status_timer, STATUS_TIMEOUT_MS);
+}
+
 /* Runs one command from the control socket; fd is the client's, which
  * the reload's waiter list takes over or which is closed here. */
 static void run_control_command(master_t *m, int fd, const char *command, size_t len)
 {
+    if (len == strlen("status") && memcmp(command, "status", len) == 0) {
+        start_status(m, fd);
+        return;
+    }
     if (len != strlen("reload") || memcmp(command, "reload", len) != 0) {
         /* Exact commands only: "reloadx" or "reload now" must not reload
          * the server on the strength of their first six bytes. */
@@ -807,7 +1373,8 @@ static void run_control_command(master_t *m, int fd, const char *command, size_t
         shown[i] = '\0';
         char reply[160];
         int n = snprintf(reply, sizeof reply,
-                         "ERROR unknown command '%s' (the control socket takes: reload)\n", shown);
+                         "ERROR unknown command '%s' (the control socket takes: reload, status)\n",
+                         shown);
         ssize_t ignored = send(fd, reply, (size_t)n, MSG_NOSIGNAL);
         (void)ignored;
         close(fd);
@@ -1112,6 +1679,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
 
     write_pid_file(&m, pid_path[0] ? pid_path : NULL);
     open_control_socket(&m);
+    m.started_ms = tw_loop_now(m.loop);
+    tw_timer_init(&m.status_timer, status_timeout, &m);
     tw_log_info("twister master started (pid %d), config %s", (int)getpid(), config_path);
     start_generation(&m);
     if (!m.stopping)
@@ -1132,6 +1701,8 @@ int tw_master_run(const char *config_path, const char *module_dir)
             unlink_worker(&m, w);
         }
     }
+    tw_timer_stop(m.loop, &m.status_timer);
+    answer_waiters(&m.status_clients, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
     answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
     while (m.control_clients)
@@ -1205,9 +1776,9 @@ static bool process_running(pid_t pid)
     return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
-/* Reloads through the control socket and prints the outcome; config_path
- * is the file the user named, which the master may not be running. */
-static int reload_via_socket(const char *pid_file, const char *config_path)
+/* Connects to the master's control socket and sends command; returns
+ * the connected fd, or -1. */
+static int control_connect(const char *pid_file, const char *command)
 {
     char path[PATH_MAX];
     control_path_for(pid_file, path, sizeof path);
@@ -1218,14 +1789,52 @@ static int reload_via_socket(const char *pid_file, const char *config_path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    size_t len = strlen(command);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        send(fd, command, len, MSG_NOSIGNAL) != (ssize_t)len) {
         close(fd);
         return -1;
     }
-    if (send(fd, "reload\n", 7, MSG_NOSIGNAL) != 7) {
-        close(fd);
-        return -1;
+    return fd;
+}
+
+/* Prints the master's status report (`-s status`). */
+static int status_via_socket(const char *pid_file)
+{
+    int fd = control_connect(pid_file, "status\n");
+    if (fd < 0) {
+        fprintf(stderr, "twister: the master's control socket is not answering\n");
+        return 1;
     }
+    struct timeval tv = {.tv_sec = STATUS_TIMEOUT_MS / 1000 + 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    bool any = false, error = false;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (!any && n >= 6 && memcmp(buf, "ERROR ", 6) == 0)
+            error = true;
+        any = true;
+        fwrite(buf, 1, (size_t)n, error ? stderr : stdout);
+    }
+    close(fd);
+    fflush(stdout);
+    if (!any)
+        fprintf(stderr, "twister: no status from the master\n");
+    return any && !error ? 0 : 1;
+}
+
+/* Reloads through the control socket and prints the outcome; config_path
+ * is the file the user named, which the master may not be running. */
+static int reload_via_socket(const char *pid_file, const char *config_path)
+{
+    int fd = control_connect(pid_file, "reload\n");
+    if (fd < 0)
+        return -1;
     /* Bounded: a generation gets STARTUP_TIMEOUT_MS to come up, and a reload
      * may wait for one in progress first. */
     struct timeval tv = {.tv_sec = 3 * STARTUP_TIMEOUT_MS / 1000 + 5};
@@ -1313,18 +1922,65 @@ static int find_pid_file(const char *config_path, char *out, size_t len)
     return 0;
 }
 
+void tw_master_print_quarantine(const char *config_path, FILE *out)
+{
+    char pid_file[PATH_MAX] = "";
+    /* -T has checked the config: finding its pid file cannot fail now. */
+    int found = find_pid_file(config_path, pid_file, sizeof pid_file);
+    pid_t pid = found == 0 && pid_file[0] ? read_pid(pid_file) : -1;
+    if (pid <= 0 || !process_running(pid))
+        return;
+    int fd = control_connect(pid_file, "status\n");
+    if (fd < 0)
+        return;
+    struct timeval tv = {.tv_sec = STATUS_TIMEOUT_MS / 1000 + 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char reply[65536];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (got += (size_t)n) == sizeof reply - 1)
+            break;
+    }
+    close(fd);
+    reply[got] = '\0';
+    bool in_quarantine = false;
+    for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *prefix = "quarantined module ";
+        if (strncmp(line, prefix, strlen(prefix)) == 0) {
+            const char *name = line + strlen(prefix);
+            const char *colon = strchr(name, ':');
+            int len = colon ? (int)(colon - name) : (int)strlen(name);
+            fprintf(out,
+                    "\n# the running master (pid %d) has module %.*s QUARANTINED (%s): its "
+                    "routes answer 503 and its phase handlers and filters are skipped until the "
+                    "next successful reload\n",
+                    (int)pid, len, name, colon && colon[1] ? colon + 2 : "");
+            in_quarantine = true;
+        } else if (in_quarantine && strncmp(line, "  crash ", 8) == 0) {
+            fprintf(out, "#%s\n", line);
+        } else {
+            in_quarantine = false;
+        }
+    }
+}
+
 int tw_master_signal(const char *config_path, const char *module_dir, const char *command)
 {
     static const struct {
         const char *name;
         int sig;
     } commands[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+    bool status = strcmp(command, "status") == 0; /* no signal: the control socket only */
     int sig = 0;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(command, commands[i].name) == 0)
             sig = commands[i].sig;
-    if (!sig) {
-        fprintf(stderr, "twister: -s takes reload, stop, quit or reopen, not '%s'\n", command);
+    if (!sig && !status) {
+        fprintf(stderr, "twister: -s takes reload, stop, quit, reopen or status, not '%s'\n",
+                command);
         return 2;
     }
     /* Only the pid file is needed here, so only the YAML is read: a config
@@ -1343,6 +1999,8 @@ int tw_master_signal(const char *config_path, const char *module_dir, const char
         fprintf(stderr, "twister: no running master (pid file %s)\n", pid_file);
         return 1;
     }
+    if (status)
+        return status_via_socket(pid_file);
     if (sig == SIGHUP) {
         int rc = reload_via_socket(pid_file, config_path);
         if (rc >= 0)

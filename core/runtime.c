@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash_report.h"
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
@@ -38,6 +39,7 @@ struct tw_runtime {
     tw_modules_t registry;       /* the loaded modules (module.c), config order */
     const tw_module_t **modules; /* their descriptors, for the HTTP engine */
     void **global_conf;          /* per module */
+    bool *disabled;              /* per module: quarantined, none of its hooks run */
     size_t module_count;
     char **extra_methods; /* added by tw_configure_add_method */
     size_t extra_method_count;
@@ -165,7 +167,7 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
 {
     const tw_module_t *m = rt->modules[mi];
     *out = NULL;
-    if (!m->configure)
+    if (!m->configure || rt->disabled[mi])
         return 0;
     tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope};
     err->message[0] = '\0';
@@ -184,6 +186,22 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
     return 0;
 }
 
+/* A module is mapped from its memfd snapshot, "/proc/self/fd/N" to the
+ * loader: a backtrace should name the file an author can give addr2line. */
+static void name_modules_for_backtraces(tw_runtime_t *rt)
+{
+    size_t n = rt->module_count;
+    const void **anchors = tw_pool_alloc(rt->pool, (n ? n : 1) * sizeof *anchors);
+    const char **names = tw_pool_alloc(rt->pool, (n ? n : 1) * sizeof *names);
+    if (!anchors || !names)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        anchors[i] = rt->modules[i];
+        names[i] = rt->registry.items[i].path;
+    }
+    tw_crash_report_scan(anchors, names, n);
+}
+
 /* Loads every snapshot into the registry, which refuses a module name that
  * is already taken. */
 static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
@@ -192,7 +210,8 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
     size_t n = g->snapshot_count;
     rt->modules = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->modules);
     rt->global_conf = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->global_conf);
-    if (!rt->modules || !rt->global_conf) {
+    rt->disabled = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->disabled);
+    if (!rt->modules || !rt->global_conf || !rt->disabled) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return -1;
     }
@@ -203,9 +222,39 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
                             sizeof why) != 0)
             return tw_conf_error(err, snap->node, "%s", why);
         rt->modules[i] = rt->registry.items[i].module;
+        rt->disabled[i] = tw_generation_disabled(g, rt->modules[i]->name);
         rt->module_count = i + 1;
     }
+    if (rt->has_worker)
+        name_modules_for_backtraces(rt);
     return 0;
+}
+
+/* ---- quarantine ------------------------------------------------------------ */
+
+/* A route whose handler is quarantined answers with this core responder
+ * instead: its own descriptor, so that the crash record and the log never
+ * blame the quarantined module for what the core does. */
+static int answer_quarantined(tw_request_t *r);
+static const tw_module_t quarantine_responder = {
+    TW_MODULE_HEADER,
+    .name = "quarantine",
+    .version = TW_VERSION,
+    .description = "answers 503 for the routes of a quarantined module",
+    .content = answer_quarantined,
+};
+
+/* How long a client should wait before it retries: the quarantine lasts
+ * until the next reload, which nobody can predict; a minute is what
+ * peers answer for maintenance. */
+#define QUARANTINE_RETRY_AFTER "60"
+
+static int answer_quarantined(tw_request_t *r)
+{
+    static const char body[] = "503 Service Unavailable\n";
+    if (tw_response_set_header(r, "Retry-After", QUARANTINE_RETRY_AFTER) != 0)
+        return TW_ERROR;
+    return tw_response_send(r, 503, "text/plain", body, sizeof body - 1) == 0 ? TW_DONE : TW_ERROR;
 }
 
 static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
@@ -251,6 +300,10 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
                                          route->handler);
                 route->http.handler = rt->modules[handler];
                 route->http.content = rt->modules[handler]->content;
+                if (rt->disabled[handler]) {
+                    route->http.handler = &quarantine_responder;
+                    route->http.content = answer_quarantined;
+                }
             }
             bool handler_configured = false;
             for (size_t k = 0; k < route->nsections; k++) {
@@ -282,7 +335,7 @@ static int register_all(tw_runtime_t *rt, tw_conf_error_t *err)
     }
     for (size_t i = 0; i < rt->module_count; i++) {
         const tw_module_t *m = rt->modules[i];
-        if (!m->register_phases)
+        if (!m->register_phases || rt->disabled[i])
             continue;
         tw_phases_begin_module(rt->phases, m, i);
         err->message[0] = '\0';
@@ -388,7 +441,7 @@ static int init_workers(tw_runtime_t *rt, tw_conf_error_t *err)
     tw_worker_t *w = &rt->worker;
     for (size_t i = 0; i < rt->module_count; i++) {
         const tw_module_t *m = rt->modules[i];
-        if (m->init_worker) {
+        if (m->init_worker && !rt->disabled[i]) {
             err->message[0] = '\0';
             tw_activity_enter(w->activity, m->name, "init_worker", NULL, 0);
             int rc = m->init_worker(w, err);
@@ -444,7 +497,7 @@ void tw_runtime_free(tw_runtime_t *rt)
     tw_worker_t *w = &rt->worker;
     for (size_t i = rt->inited; i-- > 0;) {
         const tw_module_t *m = rt->modules[i];
-        if (m->exit_worker) {
+        if (m->exit_worker && !rt->disabled[i]) {
             tw_activity_enter(w->activity, m->name, "exit_worker", NULL, 0);
             m->exit_worker(w);
             tw_activity_leave(w->activity);

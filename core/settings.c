@@ -34,6 +34,7 @@ static const char *const root_keys[] = {
     "modules",
     "limits",
     "timeouts",
+    "crash_policy",
     "worker_connections",
     "backlog",
     "max_draining_generations",
@@ -43,6 +44,7 @@ static const char *const root_keys[] = {
     "servers",
     NULL,
 };
+static const char *const crash_policy_keys[] = {"max", "within", "action", NULL};
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
@@ -560,6 +562,43 @@ static const char *addr_text(ctx_t *c, const struct sockaddr_storage *a)
     const struct sockaddr_in6 *x = (const void *)a;
     inet_ntop(AF_INET6, &x->sin6_addr, host, sizeof(host));
     return tw_conf_arena_printf(c->s->arena, "[%s]:%u", host, ntohs(x->sin6_port));
+}
+
+/* ---- crash_policy ---------------------------------------------------- */
+
+/* crash_policy: { max: 5, within: 60s, action: quarantine } */
+static int parse_crash_policy(ctx_t *c, const tw_conf_node_t *root)
+{
+    static const char *const actions[] = {"quarantine", "restart", "stop", NULL};
+    tw_crash_policy_t *p = &c->s->crash_policy;
+    *p = (tw_crash_policy_t){.max = 5, .within_ms = 60000, .action = TW_CRASH_QUARANTINE};
+    const tw_conf_node_t *n = tw_conf_map_get(root, "crash_policy");
+    if (!n)
+        return 0;
+    if (tw_conf_type(n) != TW_CONF_MAP)
+        return tw_conf_error(c->err, n,
+                             "expected a map: { max: 5, within: 60s, action: "
+                             "quarantine | restart | stop }");
+    long long v;
+    if (tw_conf_check_keys(n, crash_policy_keys, c->err) || get_int(c, n, "max", 1, 10000, &v) ||
+        get_duration(c, n, "within", false, &p->within_ms))
+        return -1;
+    if (tw_conf_map_get(n, "max"))
+        p->max = (unsigned)v;
+    const tw_conf_node_t *a = tw_conf_map_get(n, "action");
+    if (!a)
+        return 0;
+    const char *str;
+    if (tw_conf_get_string(a, &str, c->err))
+        return -1;
+    for (size_t i = 0; actions[i]; i++)
+        if (strcmp(str, actions[i]) == 0) {
+            p->action = (tw_crash_action_t)i;
+            return 0;
+        }
+    const char *sug = tw_conf_suggest(str, actions, 3);
+    return tw_conf_error(c->err, a, "expected quarantine, restart or stop, got '%s'%s%s%s", str,
+                         sug ? "; did you mean '" : "", sug ? sug : "", sug ? "'?" : "");
 }
 
 /* ---- top-level settings ------------------------------------------------ */
@@ -1147,7 +1186,7 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     if (tw_conf_type(root) != TW_CONF_MAP)
         return tw_conf_error(c->err, root,
                              "expected a map of settings (workers, modules, servers, ...)");
-    if (parse_globals(c, root) || parse_modules(c, root) ||
+    if (parse_globals(c, root) || parse_crash_policy(c, root) || parse_modules(c, root) ||
         sections(c, root, root_keys, N_ROOT_KEYS, &s->sections, &s->nsections) ||
         parse_servers(c, root))
         return -1;

@@ -30,6 +30,9 @@
  *   limits:   { request_line: 8k, header_size: 32k, headers: 100, body: 1m }
  *   timeouts: { header: 10s, body: 30s, send: 30s, keepalive: 75s,
  *               shutdown: 30s }      # keepalive: 0 disables keep-alive
+ *   crash_policy: { max: 5, within: 60s, action: quarantine }
+ *                              # what `max` crashes of one module within
+ *                              # `within` do: quarantine | restart | stop
  *   servers:
  *     - listen: ["127.0.0.1:8080", "[::1]:8080", "8080", "*:8080"]
  *       server_names: [localhost, "*.example.com"]
@@ -145,6 +148,20 @@ typedef struct {
     uint64_t shutdown_ms;  /* graceful drain bound on reload/stop (30s) */
 } tw_timeouts_t;
 
+/* What the master does when one module has crashed workers `max` times
+ * within `within_ms` (`crash_policy:`). */
+typedef enum {
+    TW_CRASH_QUARANTINE = 0, /* a new generation with the module disabled */
+    TW_CRASH_RESTART = 1,    /* respawn the workers, as for any crash */
+    TW_CRASH_STOP = 2,       /* stop the server (exit status 1) */
+} tw_crash_action_t;
+
+typedef struct {
+    unsigned max;             /* crashes of one module that spend the budget (5) */
+    uint64_t within_ms;       /* the window they are counted in (60s) */
+    tw_crash_action_t action; /* quarantine by default */
+} tw_crash_policy_t;
+
 struct tw_router;
 
 typedef struct tw_settings {
@@ -174,6 +191,7 @@ typedef struct tw_settings {
     const char *server_header;         /* Server header name ("twister"); NULL: none */
     tw_limits_t limits;                /* global request limits */
     tw_timeouts_t timeouts;            /* timeouts */
+    tw_crash_policy_t crash_policy;    /* what a module's repeated crashes do */
 
     tw_server_conf_t *servers;     /* `servers:` in config order (at least 1) */
     size_t nservers;               /* number of servers */

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "crash_report.h"
 #include "http_conn.h"
 #include "log_setup.h"
 #include "runtime.h"
@@ -189,6 +190,29 @@ static void report(int fd, const char *prefix, const char *text)
     (void)ignored;
 }
 
+/* The master asks "STATUS" over the control socket (for `twister -s
+ * status`); the answer is "STATUS <connections> <requests served>". */
+static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
+{
+    worker_state_t *ws = arg;
+    (void)events;
+    char msg[64];
+    ssize_t n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        tw_loop_unwatch(loop, fd); /* the master is gone; PDEATHSIG follows */
+        return;
+    }
+    msg[n] = '\0';
+    if (strcmp(msg, "STATUS") == 0 && ws->http) {
+        char answer[96];
+        snprintf(answer, sizeof answer, "STATUS %zu %llu", tw_http_server_connections(ws->http),
+                 (unsigned long long)ws->http->counters.responses);
+        report(fd, answer, NULL);
+    }
+}
+
 static int drop_privileges(const tw_worker_params_t *p)
 {
     if (!p->drop_privileges)
@@ -210,6 +234,11 @@ int tw_worker_main(const tw_worker_params_t *params)
     snprintf(title, sizeof title, "twister w%u/%u", params->index, g->number);
     prctl(PR_SET_NAME, title);
     tw_log_set_role("worker", g->number, (int)params->index);
+    /* Before any plugin code runs: a crash in configure or init_worker
+     * deserves a backtrace as much as one while serving. */
+    if (params->crash_report && tw_crash_report_install(params->crash_report) != 0)
+        tw_log_warn("cannot install the crash reporter: %s; crashes will have no backtrace",
+                    strerror(errno));
 
     ws.loop = tw_loop_new();
     if (!ws.loop) {
@@ -255,6 +284,7 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.listen_count = tw_generation_listener_count(g);
     set_accepting(&ws, true);
     report(params->control_fd, "READY", NULL);
+    tw_loop_watch(ws.loop, params->control_fd, TW_EV_READ, on_control, &ws);
 
     tw_loop_run(ws.loop);
 
@@ -273,6 +303,7 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.http = NULL;
     tw_runtime_free(rt);
     tw_loop_run_once(ws.loop, 0);
+    tw_loop_unwatch(ws.loop, params->control_fd);
     close(params->control_fd);
     tw_loop_free(ws.loop);
     return ws.exit_status;

@@ -11,14 +11,16 @@
 #include <sys/types.h>
 
 #include "activity.h"
+#include "crash_report.h"
 #include "generation.h"
 
 typedef struct {
     tw_generation_t *gen;
-    unsigned index;          /* within the generation, from 0 */
-    int control_fd;          /* SOCK_SEQPACKET to the master: "READY" / "ERROR ..." */
-    tw_activity_t *activity; /* crash-safe slot in memory shared with the master */
-    bool drop_privileges;    /* switch to uid/gid after start-up */
+    unsigned index;                  /* within the generation, from 0 */
+    int control_fd;                  /* SOCK_SEQPACKET to the master: "READY" / "ERROR ..." */
+    tw_activity_t *activity;         /* crash-safe slot in memory shared with the master */
+    tw_crash_report_t *crash_report; /* where a fatal signal writes its backtrace (shared) */
+    bool drop_privileges;            /* switch to uid/gid after start-up */
     uid_t uid;
     gid_t gid;
     unsigned connection_cap; /* stop accepting at this many connections */

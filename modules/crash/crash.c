@@ -1,7 +1,8 @@
 /* crash — TEST ONLY: a module that misbehaves on request, for the master,
  * worker and reload tests. Never install it (the build does not).
  *
- *   crash: { configure: ok|fail|segv, init: ok|fail|segv|leak }   # global
+ *   crash: { configure: ok|fail|segv, init: ok|fail|segv|leak,     # global
+ *            init_crash_file: PATH }
  *   routes:
  *     - path: /crash
  *       handler: crash
@@ -11,14 +12,16 @@
  * reload must be refused / rolled back). init: fail/segv — init_worker
  * fails or crashes (the new generation never reports READY); init: leak
  * allocates 4242 bytes and loses them (a sanitizer build must report the
- * leak when the worker stops). Per route:
+ * leak when the worker stops). init_crash_file: init_worker crashes while
+ * PATH exists, so that a generation can start fine and its respawned
+ * workers then crash at start-up. Per route:
  * mode segv/abort/exit kills the worker inside the content handler (the
  * master must respawn it); delay answers only after that long, through a
  * timer (requests in flight across a reload or a drain). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <twister/twister.h>
 
@@ -34,9 +37,10 @@ typedef enum {
 } action_t;
 
 typedef struct {
-    action_t configure, init; /* global */
-    action_t mode;            /* route */
-    uint64_t delay_ms;        /* route */
+    action_t configure, init;    /* global */
+    action_t mode;               /* route */
+    uint64_t delay_ms;           /* route */
+    const char *init_crash_file; /* global */
 } crash_conf_t;
 
 static int get_action(const tw_conf_node_t *map, const char *key, const char *const *allowed,
@@ -63,17 +67,23 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
     return tw_conf_error(err, node, "unknown %s '%s'", key, s);
 }
 
-/* Really crash, the way a buggy plugin does: killed by SIGSEGV. The
- * default action is restored first, so that a sanitizer's handler (which
- * would turn the signal into exit status 1) does not change what the
- * master sees. */
+/* Really crash, the way a buggy plugin does: a store through a null
+ * pointer, so that the worker's crash reporter sees a real fault here (the
+ * tests resolve its backtrace to the line below). The pointer comes out of
+ * an empty asm so that the compiler can neither prove it null (and replace
+ * the store with a trap) nor drop the store, and UBSan must not stop the
+ * process before the fault does. */
+__attribute__((noinline, no_sanitize("undefined"))) static void write_through_null(void)
+{
+    int *p = NULL;
+    __asm__ volatile("" : "+r"(p));
+    *p = 1; /* crash: segv here */
+}
+
 static void crash_now(action_t act)
 {
-    if (act == ACT_SEGV) {
-        signal(SIGSEGV, SIG_DFL);
-        raise(SIGSEGV);
-        *(volatile int *)0 = 1; /* not reached */
-    }
+    if (act == ACT_SEGV)
+        write_through_null();
     if (act == ACT_ABORT)
         abort();
     if (act == ACT_EXIT)
@@ -89,7 +99,7 @@ static void crash_now(action_t act)
 static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                            void **conf, tw_conf_error_t *err)
 {
-    static const char *const global_keys[] = {"configure", "init", NULL};
+    static const char *const global_keys[] = {"configure", "init", "init_crash_file", NULL};
     static const char *const route_keys[] = {"mode", "delay", NULL};
     static const char *const hook_actions[] = {"ok", "fail", "segv", NULL};
     static const char *const init_actions[] = {"ok", "fail", "segv", "leak", NULL};
@@ -106,6 +116,11 @@ static int crash_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_c
             get_action(node, "configure", hook_actions, &c->configure, err) != 0 ||
             get_action(node, "init", init_actions, &c->init, err) != 0)
             return -1;
+        const tw_conf_node_t *file = tw_conf_map_get(node, "init_crash_file");
+        if (file && tw_conf_get_string(file, &c->init_crash_file, err) != 0)
+            return -1;
+        if (c->init_crash_file)
+            c->init_crash_file = tw_configure_strdup(cf, c->init_crash_file);
         if (c->configure == ACT_FAIL)
             return tw_conf_error(err, tw_conf_map_get(node, "configure"),
                                  "crash: configure failed as configured");
@@ -132,6 +147,8 @@ static int crash_init_worker(tw_worker_t *worker, tw_conf_error_t *err)
         return -1;
     }
     crash_now(c->init);
+    if (c->init_crash_file && access(c->init_crash_file, F_OK) == 0)
+        crash_now(ACT_SEGV);
     return 0;
 }
 

@@ -352,7 +352,7 @@ class ControlSocketTest(unittest.TestCase):
             for text in (b"reloadx\n", b"reload now\n", b"RELOAD\n", b"\n", b"reload\0\n"):
                 reply = self.command(s, text)
                 self.assertTrue(reply.startswith("ERROR unknown command '"), (text, reply))
-                self.assertIn("(the control socket takes: reload)", reply)
+                self.assertIn("(the control socket takes: reload, status)", reply)
             self.assertNotIn("generation 2", s.log())
             self.assertIn("OK generation 2", self.command(s, b"reload\n"))
             self.assertIn("OK generation 3", self.command(s, b"reload\r\n"))

@@ -13,6 +13,7 @@
 #include "generation.h"
 #include "http_conn.h"
 #include "runtime.h"
+#include "settings.h"
 
 static char dir[] = "/tmp/twister-runtime-XXXXXX";
 static char config[sizeof dir + 32];
@@ -35,7 +36,9 @@ static tw_generation_t *prepare(const char *crash_section)
             "  - listen: [\"127.0.0.1:1\"]\n"
             "    routes:\n"
             "      - path: /hello\n"
-            "        handler: hello\n",
+            "        handler: hello\n"
+            "      - path: /crash\n"
+            "        handler: crash\n",
             build, crash_section);
     fclose(f);
     tw_conf_error_t err = {{0}};
@@ -110,6 +113,43 @@ START_TEST(test_failing_init_worker_names_module_and_worker)
 }
 END_TEST
 
+START_TEST(test_quarantined_module_runs_no_hook_and_its_routes_answer_from_the_core)
+{
+    /* Both of crash's hooks would refuse the generation if they ran. */
+    tw_generation_t *g = prepare("{ configure: fail, init: fail }");
+    const char *disabled[] = {"crash"};
+    tw_generation_t *q = tw_generation_quarantine(g, 8, disabled, 1);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq(q->number, 8);
+    ck_assert_ptr_eq(q->settings, g->settings); /* one config read */
+    ck_assert(tw_generation_disabled(q, "crash"));
+    ck_assert(!tw_generation_disabled(q, "hello"));
+    ck_assert(!tw_generation_disabled(g, "crash"));
+
+    tw_loop_t *loop = tw_loop_new();
+    tw_activity_t slot;
+    memset(&slot, 0, sizeof slot);
+    tw_runtime_worker_t self = {.loop = loop, .index = 0, .activity = &slot};
+    tw_conf_error_t err = {{0}};
+    tw_runtime_t *rt = tw_runtime_activate(q, &self, &err);
+    ck_assert_msg(rt != NULL, "%s", err.message);
+    const tw_server_conf_t *srv = &q->settings->servers[0];
+    ck_assert_str_eq(srv->routes[0].http.handler->name, "hello");
+    ck_assert_str_eq(srv->routes[1].http.handler->name, "quarantine");
+    ck_assert_ptr_nonnull(srv->routes[1].http.content);
+    tw_runtime_free(rt);
+    tw_loop_free(loop);
+
+    /* The original still runs the module: its configure refuses. */
+    ck_assert_ptr_null(tw_runtime_activate(g, NULL, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "crash: configure failed as configured"));
+    /* Freed in either order, the shared settings go with the last one. */
+    tw_generation_free(g);
+    g = q;
+    cleanup(g);
+}
+END_TEST
+
 static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -117,6 +157,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(tc, test_check_activation_runs_no_worker_hooks);
     tcase_add_test(tc, test_worker_activation_gets_identity_and_crash_slot);
     tcase_add_test(tc, test_failing_init_worker_names_module_and_worker);
+    tcase_add_test(tc, test_quarantined_module_runs_no_hook_and_its_routes_answer_from_the_core);
     suite_add_tcase(s, tc);
     return s;
 }

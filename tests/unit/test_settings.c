@@ -754,6 +754,63 @@ START_TEST(test_example_config)
 }
 END_TEST
 
+START_TEST(test_crash_policy)
+{
+    tw_settings_t *s = load_ok(MIN_SERVER);
+    ck_assert_uint_eq(s->crash_policy.max, 5);
+    ck_assert_uint_eq(s->crash_policy.within_ms, 60000);
+    ck_assert_int_eq(s->crash_policy.action, TW_CRASH_QUARANTINE);
+    tw_settings_free(s);
+
+    static const struct {
+        const char *policy;
+        unsigned max;
+        uint64_t within_ms;
+        tw_crash_action_t action;
+    } good[] = {
+        {"{ max: 3, within: 60s, action: quarantine }", 3, 60000, TW_CRASH_QUARANTINE},
+        {"{ action: restart }", 5, 60000, TW_CRASH_RESTART},
+        {"{ max: 1, action: stop }", 1, 60000, TW_CRASH_STOP},
+        {"{ within: 5m }", 5, 300000, TW_CRASH_QUARANTINE},
+        {"{}", 5, 60000, TW_CRASH_QUARANTINE},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "crash_policy: %s\n" MIN_SERVER, good[i].policy);
+        s = load_ok(yaml);
+        ck_assert_msg(s->crash_policy.max == good[i].max &&
+                          s->crash_policy.within_ms == good[i].within_ms &&
+                          s->crash_policy.action == good[i].action,
+                      "case %zu (%s)", i, good[i].policy);
+        tw_settings_free(s);
+    }
+
+    static const struct {
+        const char *policy;
+        const char *message;
+    } bad[] = {
+        {"{ action: quarantin }", "/etc/tw/t.yaml:1:25: crash_policy.action: expected quarantine, "
+                                  "restart or stop, got 'quarantin'; did you "
+                                  "mean 'quarantine'?"},
+        {"{ max: 0 }",
+         "/etc/tw/t.yaml:1:22: crash_policy.max: expected an integer from 1 to 10000"},
+        {"{ within: 0s }",
+         "/etc/tw/t.yaml:1:25: crash_policy.within: expected a duration greater than 0"},
+        {"{ limit: 3 }", "/etc/tw/t.yaml:1:17:"},
+        {"restart",
+         "/etc/tw/t.yaml:1:15: crash_policy: expected a map: { max: 5, within: 60s, action: "
+         "quarantine | restart | stop }"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, "crash_policy: %s\n" MIN_SERVER, bad[i].policy);
+        ck_assert_ptr_null(load(yaml));
+        ck_assert_msg(strncmp(err.message, bad[i].message, strlen(bad[i].message)) == 0,
+                      "case %zu: %s", i, err.message);
+    }
+}
+END_TEST
+
 static Suite *settings_suite(void)
 {
     Suite *s = suite_create("settings");
@@ -771,6 +828,7 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, test_many_server_names);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_example_config);
+    tcase_add_test(tc, test_crash_policy);
     suite_add_tcase(s, tc);
     return s;
 }
