@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control_client.h"
 #include "generation.h"
 #include "log_setup.h"
 #include "master.h"
@@ -83,7 +84,7 @@ static int check_config(const char *config, const char *module_dir, char mode)
         tw_conf_dump(tw_conf_root(g->settings->doc), stdout);
         printf("\n# phase table\n");
         tw_runtime_print_phases(rt, stdout);
-        tw_master_print_quarantine(config, stdout);
+        tw_control_print_quarantine(config, stdout);
     } else if (mode == 'M') {
         tw_runtime_print_modules(rt, stdout);
     } else {
@@ -132,7 +133,7 @@ int main(int argc, char **argv)
     char dirbuf[PATH_MAX + 16];
     const char *module_dir = default_module_dir(dirbuf, sizeof dirbuf);
     if (signal_name)
-        return tw_master_signal(config, module_dir, signal_name);
+        return tw_control_signal(config, module_dir, signal_name);
     if (mode)
         return check_config(config, module_dir, mode);
     return tw_master_run(config, module_dir);
