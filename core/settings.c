@@ -46,8 +46,8 @@ static const char *const root_keys[] = {
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
-static const char *const route_keys[] = {"path",    "prefix", "regex", "methods",
-                                         "handler", "limits", NULL};
+static const char *const route_keys[] = {"path",    "prefix", "regex",   "methods",
+                                         "handler", "limits", "satisfy", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -855,6 +855,15 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
         if (get_nonempty(c, n, "a module name", &r->handler))
             return -1;
         r->handler_node = n;
+    }
+    if ((n = tw_conf_map_get(node, "satisfy"))) {
+        const char *v = tw_conf_type(n) == TW_CONF_SCALAR ? tw_conf_scalar(n) : "";
+        if (strcmp(v, "any") != 0 && strcmp(v, "all") != 0)
+            return tw_conf_error(c->err, n,
+                                 "expected all (every ACCESS check must pass) or any (one "
+                                 "passing check is enough), got '%s'",
+                                 v);
+        r->http.satisfy_any = strcmp(v, "any") == 0;
     }
     r->http.body_limit = c->s->limits.body;
     if ((n = tw_conf_map_get(node, "limits"))) {

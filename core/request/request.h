@@ -107,6 +107,8 @@ struct tw_request {
     bool resume_pending; /* resume was called while running */
     int resume_rc;
     bool uri_changed;
+    int access_refusal;         /* `satisfy: any`: the last refusal's status, 0 if none */
+    size_t access_header_mark;  /* response headers before ACCESS, dropped again on a pass */
     bool aborted; /* the client went away */
     bool in_header_filter;
     unsigned in_body_filter; /* body filter calls on the stack */
@@ -142,6 +144,7 @@ struct tw_request {
     bool header_only;                 /* HEAD, 1xx, 204, 304: no body bytes */
     bool close;                       /* no request may follow this one on its connection */
     bool error_response;              /* the core's own error page is being sent */
+    bool error_keeps_headers;         /* an ACCESS refusal: its headers go on the error page */
     uint64_t body_sent;               /* body bytes on the wire (after filters) */
     tw_out_op_t *out_head, *out_tail; /* output waiting behind a filtered sendfile */
     char *pump_buf;

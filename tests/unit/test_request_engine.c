@@ -287,6 +287,7 @@ static tw_http_route_t routes[] = {
     ROUTE("/fail", h_fail),
     {.name = "/echo", .handler = &mod_app, .content = h_echo, .body_limit = 8},
     ROUTE("/stream", h_stream),
+    {.name = "/any", .handler = &mod_app, .content = h_hello, .satisfy_any = true},
 };
 
 static int find_route(void *arg, tw_request_t *r, size_t listener, const tw_http_route_t **out)
@@ -564,6 +565,162 @@ START_TEST(test_head_request)
 }
 END_TEST
 
+/* ---- ACCESS: every check runs unless one refuses; `satisfy: any` -------------- */
+
+#define GUARDS 3
+static int votes[GUARDS], guard_calls[GUARDS];
+static bool guard_suspends;
+
+/* Votes votes[i]; a 401 comes with its challenge header, as auth does. */
+static int guard(tw_request_t *r, int i)
+{
+    guard_calls[i]++;
+    if (i == 0 && guard_suspends) {
+        held = r;
+        return TW_SUSPENDED;
+    }
+    if (votes[i] == 401)
+        ck_assert_int_eq(tw_response_set_header(r, "WWW-Authenticate", "Basic realm=\"t\""), 0);
+    return votes[i];
+}
+static int guard0(tw_request_t *r)
+{
+    return guard(r, 0);
+}
+static int guard1(tw_request_t *r)
+{
+    return guard(r, 1);
+}
+static int guard2(tw_request_t *r)
+{
+    return guard(r, 2);
+}
+
+static void setup_access(void)
+{
+    setup();
+    memset(guard_calls, 0, sizeof guard_calls);
+    guard_suspends = false;
+    tw_phases_free(phases);
+    phases = tw_phases_new();
+    tw_phases_begin_module(phases, &mod_app, 0);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard0, 100);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard1, 200);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard2, 300);
+    tw_phases_begin_module(phases, &mod_log, 1);
+    tw_phases_add(phases, TW_PHASE_LOG, log_handler, TW_ORDER_MIDDLE);
+    char msg[256];
+    ck_assert_int_eq(tw_phases_compile(phases, msg, sizeof msg), 0);
+    srv.phases = tw_phases_table(phases);
+}
+
+static void vote(int a, int b, int c)
+{
+    votes[0] = a;
+    votes[1] = b;
+    votes[2] = c;
+}
+
+static void assert_calls(int a, int b, int c)
+{
+    ck_assert_int_eq(guard_calls[0], a);
+    ck_assert_int_eq(guard_calls[1], b);
+    ck_assert_int_eq(guard_calls[2], c);
+}
+
+START_TEST(test_access_all_runs_every_check)
+{
+    /* A pass does not skip the checks after it: the last one refuses. */
+    vote(TW_NEXT, TW_DECLINED, 403);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(log_status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_all_pass)
+{
+    vote(TW_NEXT, TW_NEXT, TW_DECLINED);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_uint_eq(fake.body_len, 5);
+}
+END_TEST
+
+START_TEST(test_access_all_first_refusal_ends)
+{
+    /* A refusal keeps the headers its handler set (the challenge). */
+    vote(401, TW_NEXT, TW_NEXT);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 0, 0);
+    ck_assert_int_eq(fake.status, 401);
+    ck_assert_ptr_nonnull(strstr(fake.headers, "WWW-Authenticate: Basic realm=\"t\"\n"));
+    ck_assert_ptr_nonnull(strstr(fake.headers, "Content-Type: text/html"));
+    fake.body[fake.body_len] = '\0';
+    ck_assert_ptr_nonnull(strstr(fake.body, "401 Unauthorized"));
+    ck_assert_int_eq(fake.content_length, (int64_t)fake.body_len);
+}
+END_TEST
+
+START_TEST(test_access_all_after_suspend)
+{
+    /* A suspended check that passes on resume still lets the others run. */
+    guard_suspends = true;
+    vote(TW_NEXT, TW_NEXT, 403);
+    tw_request_t *r = start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_ptr_eq(held, r);
+    assert_calls(1, 0, 0);
+    tw_request_resume(r, TW_NEXT);
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_any_one_pass_is_enough)
+{
+    /* The refusal before the pass is forgotten, challenge header and all. */
+    vote(401, TW_NEXT, 403);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 0);
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_ptr_null(strstr(fake.headers, "WWW-Authenticate"));
+    ck_assert_ptr_nonnull(strstr(fake.headers, "X-App: 1\n"));
+}
+END_TEST
+
+START_TEST(test_access_any_last_refusal)
+{
+    vote(401, 403, TW_DECLINED);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(log_status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_any_no_opinion)
+{
+    vote(TW_DECLINED, TW_DECLINED, TW_DECLINED);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 200);
+}
+END_TEST
+
+START_TEST(test_access_any_error_is_not_a_vote)
+{
+    vote(TW_ERROR, TW_NEXT, TW_NEXT);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 0, 0);
+    ck_assert_int_eq(fake.status, 500);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("request_engine");
@@ -581,6 +738,17 @@ static Suite *suite(void)
     tcase_add_test(tc, test_back_pressure);
     tcase_add_test(tc, test_head_request);
     suite_add_tcase(s, tc);
+    TCase *access = tcase_create("access");
+    tcase_add_checked_fixture(access, setup_access, teardown);
+    tcase_add_test(access, test_access_all_runs_every_check);
+    tcase_add_test(access, test_access_all_pass);
+    tcase_add_test(access, test_access_all_first_refusal_ends);
+    tcase_add_test(access, test_access_all_after_suspend);
+    tcase_add_test(access, test_access_any_one_pass_is_enough);
+    tcase_add_test(access, test_access_any_last_refusal);
+    tcase_add_test(access, test_access_any_no_opinion);
+    tcase_add_test(access, test_access_any_error_is_not_a_vote);
+    suite_add_tcase(s, access);
     return s;
 }
 

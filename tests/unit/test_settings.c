@@ -215,6 +215,7 @@ START_TEST(test_routes)
                                "      - regex: '^/u/([0-9]+)$'\n"
                                "        methods: POST\n"
                                "      - path: /h\n"
+                               "        satisfy: any\n"
                                "        methods: [HEAD, GET, PURGE]\n");
     const tw_server_conf_t *srv = &s->servers[0];
     ck_assert_uint_eq(srv->nroutes, 4);
@@ -226,6 +227,8 @@ START_TEST(test_routes)
     ck_assert_str_eq(tw_conf_path(r->handler_node), "servers[0].routes[0].handler");
     ck_assert_str_eq(r->http.name, "servers[0].routes[0] (/hello)");
     ck_assert_uint_eq(r->http.body_limit, 2u << 20);
+    ck_assert(!r->http.satisfy_any);
+    ck_assert(srv->routes[3].http.satisfy_any);
     ck_assert_str_eq(r->http.methods[0], "GET");
     ck_assert_str_eq(r->http.methods[1], "HEAD");
     ck_assert_ptr_null(r->http.methods[2]);
@@ -512,6 +515,9 @@ static const struct {
      F "1:41: servers[0].routes[0].regex: bad regular expression (POSIX ERE): Unmatched ( or \\("},
     {"servers: [{listen: 80, routes: [{regex: ''}]}]\n",
      F "1:41: servers[0].routes[0].regex: expected a regular expression, got an empty value"},
+    {"servers: [{listen: 80, routes: [{path: /, satisfy: some}]}]\n",
+     F "1:52: servers[0].routes[0].satisfy: expected all (every ACCESS check must pass) or any "
+       "(one passing check is enough), got 'some'"},
     {"servers: [{listen: 80, routes: [{path: /, methods: []}]}]\n",
      F "1:52: servers[0].routes[0].methods: expected at least one method (leave methods out to "
        "allow any)"},

@@ -66,7 +66,7 @@ typedef enum {
     TW_PHASE_POST_READ = 0, /* right after the head is parsed */
     TW_PHASE_REWRITE,       /* may change the path (tw_request_set_uri) */
     TW_PHASE_FIND_ROUTE,    /* core only: picks the server and route */
-    TW_PHASE_ACCESS,        /* may refuse: return 401, 403, ... */
+    TW_PHASE_ACCESS,        /* may refuse: return 401, 403, ... (a vote, below) */
     TW_PHASE_CONTENT,       /* the route's handler module produces the response */
     TW_PHASE_LOG,           /* after the response was sent, aborted or failed */
     TW_PHASE_COUNT
@@ -84,7 +84,26 @@ typedef enum {
  *   happen later from a callback (body, timer, drain).
  * - TW_SUSPENDED: the request waits, whatever else happens (even a finished
  *   response), until tw_request_resume. A handler that returned anything
- *   else must not call tw_request_resume. */
+ *   else must not call tw_request_resume.
+ *
+ * ACCESS is a vote: every ACCESS handler runs, in order, so that a check
+ * ordered after a passing one (an address list after a password) is never
+ * skipped. An ACCESS handler (or the rc it resumes with) says
+ * - TW_NEXT: pass (this check lets the request through);
+ * - TW_DECLINED: no opinion (this check does not apply here);
+ * - a status (401, 403, 429, ...): refuse. The core answers with its page
+ *   for that status and keeps the response headers ACCESS handlers set
+ *   (set WWW-Authenticate, then return 401);
+ * - TW_DONE: it answered itself; the request goes on to LOG (final, in
+ *   either mode);
+ * - TW_ERROR: internal failure, 500 (final, in either mode).
+ * With the route's `satisfy: all` (the default, nginx's) the first refusal
+ * ends the phase with that status; CONTENT follows when none refused. With
+ * `satisfy: any` the first pass ends the phase and CONTENT follows: the
+ * refusals before it are forgotten, with the headers set during ACCESS;
+ * if nobody passes, the last refusal's status is answered (with the
+ * headers its handler set), and if nobody refuses either CONTENT follows.
+ * TW_NEXT after tw_request_set_uri is an internal redirect in both modes. */
 typedef enum {
     TW_NEXT = 0,       /* done with this phase: go on to the next phase */
     TW_DECLINED = -1,  /* not mine: try the next handler of this phase */
