@@ -89,6 +89,11 @@ struct tw_request {
     tw_target_form_t target_form;
     tw_header_t *headers;
     size_t header_count;
+    size_t header_cap; /* 0 while headers is the parser's array (edit.c copies it) */
+    struct sockaddr_storage *peer; /* set by tw_request_set_peer; NULL: the transport's */
+    socklen_t peer_len;
+    char *peer_text;
+    char *user; /* tw_request_set_user */
     tw_body_kind_t body_kind;
     uint64_t content_length;
     bool is_head;
@@ -228,7 +233,8 @@ enum {
     TW_API_HEADERS,
     TW_API_OUTPUT,
     TW_API_READ_BODY,
-    TW_API_URI
+    TW_API_URI,
+    TW_API_REQUEST /* changing the request itself (edit.c) */
 };
 /* Checks that the running plugin may call fn now; logs and sets EPERM if
  * not. */
@@ -245,6 +251,8 @@ int tw_req_header_add(tw_request_t *r, const char *name, size_t nlen, const char
 int tw_req_header_remove(tw_request_t *r, const char *name, size_t nlen);
 /* True if value is a valid field value (no CTLs but HTAB); *len its length. */
 bool tw_req_valid_value(const char *value, size_t *len);
+/* True if name is a non-empty token; *len its length. */
+bool tw_req_valid_name(const char *name, size_t *len);
 
 /* ---- output.c ---- */
 
