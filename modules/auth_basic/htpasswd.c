@@ -85,9 +85,12 @@ static int scheme_of(const char *h, size_t len, char *why, size_t whylen)
     }
     if ((scheme == HTPASSWD_SHA256 || scheme == HTPASSWD_SHA512) && len > 10 &&
         memcmp(h + 3, "rounds=", 7) == 0) {
-        char *end;
-        unsigned long rounds = strtoul(h + 10, &end, 10);
-        if (end == h + 10 || *end != '$' || rounds > MAX_SHA_ROUNDS) {
+        /* The hash is not NUL-terminated: count digits within len. */
+        size_t i = 10;
+        unsigned long rounds = 0;
+        while (i < len && h[i] >= '0' && h[i] <= '9' && rounds <= MAX_SHA_ROUNDS)
+            rounds = rounds * 10 + (unsigned long)(h[i++] - '0');
+        if (i == 10 || i >= len || h[i] != '$' || rounds > MAX_SHA_ROUNDS) {
             snprintf(why, whylen, "SHA-crypt rounds must be at most %d", MAX_SHA_ROUNDS);
             return -1;
         }
