@@ -1,0 +1,310 @@
+/* gzip — compresses responses on the way out, after nginx's gzip module:
+ *
+ *   gzip: { types: [text/html, text/css, application/json], min_length: 256, level: 5 }
+ *
+ * The header filter decides (a listed type, long enough or of unknown
+ * length, a client that accepts gzip, nothing that forbids it) and
+ * rewrites the head: Content-Encoding, Vary, no Content-Length (the body
+ * streams chunked), a weak ETag. The body filter then runs one deflate
+ * stream per response, with a fixed output buffer, and ends it when the
+ * response ends; a pool cleanup frees the zlib state however the request
+ * ends. See README.md. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include <twister/twister.h>
+
+TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
+
+typedef struct {
+    bool off;
+    const char **types; /* media types, lowercase, without parameters */
+    size_t ntypes;
+    uint64_t min_length;
+    int level;
+} gzip_conf_t;
+
+/* One response being compressed. */
+typedef struct {
+    z_stream z;
+    bool open; /* deflateInit2 succeeded: deflateEnd is due */
+    unsigned char out[16384];
+} gzip_ctx_t;
+
+static const char *const default_types[] = {"text/html", NULL};
+
+/* ---- configuration --------------------------------------------------------- */
+
+static int gzip_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
+                          void **conf, tw_conf_error_t *err)
+{
+    *conf = NULL;
+    if (node == NULL || (tw_conf_type(node) == TW_CONF_SCALAR && *tw_conf_scalar(node) == '\0'))
+        return 0;
+    static const char *const keys[] = {"types", "min_length", "level", "off", NULL};
+    if (tw_conf_check_keys(node, keys, err) != 0)
+        return -1;
+    gzip_conf_t *c = tw_configure_alloc(cf, sizeof *c);
+    if (!c)
+        return tw_conf_error(err, node, "out of memory");
+    /* A route starts from the top level's settings. */
+    const gzip_conf_t *global = scope == TW_SCOPE_ROUTE ? tw_configure_global_conf(cf) : NULL;
+    if (global)
+        *c = *global;
+    else
+        *c = (gzip_conf_t){false, (const char **)default_types, 1, 20, 1};
+    const tw_conf_node_t *n;
+    if ((n = tw_conf_map_get(node, "off")) && tw_conf_get_bool(n, &c->off, err) != 0)
+        return -1;
+    long long v;
+    if ((n = tw_conf_map_get(node, "level"))) {
+        if (tw_conf_get_int(n, 1, 9, &v, err) != 0)
+            return -1;
+        c->level = (int)v;
+    }
+    if ((n = tw_conf_map_get(node, "min_length")) &&
+        tw_conf_get_size(n, &c->min_length, err) != 0)
+        return -1;
+    if ((n = tw_conf_map_get(node, "types"))) {
+        if (tw_conf_type(n) != TW_CONF_LIST || tw_conf_count(n) == 0)
+            return tw_conf_error(err, n, "expected a list of media types, like [text/html]");
+        c->ntypes = tw_conf_count(n);
+        c->types = tw_configure_alloc(cf, c->ntypes * sizeof *c->types);
+        if (!c->types)
+            return tw_conf_error(err, n, "out of memory");
+        for (size_t i = 0; i < c->ntypes; i++) {
+            const tw_conf_node_t *item = tw_conf_list_item(n, i);
+            const char *t = tw_conf_type(item) == TW_CONF_SCALAR ? tw_conf_scalar(item) : "";
+            const char *slash = strchr(t, '/');
+            if (!slash || slash == t || !slash[1] || strpbrk(t, " ;,\t"))
+                return tw_conf_error(err, item,
+                                     "expected a media type like text/css (no parameters), got "
+                                     "'%s'",
+                                     t);
+            char *lower = tw_configure_strdup(cf, t);
+            if (!lower)
+                return tw_conf_error(err, item, "out of memory");
+            for (char *p = lower; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p - 'A' + 'a');
+            c->types[i] = lower;
+        }
+    }
+    *conf = c;
+    return 0;
+}
+
+/* ---- deciding -------------------------------------------------------------- */
+
+static const gzip_conf_t *conf_of(const tw_request_t *r)
+{
+    const gzip_conf_t *c = tw_request_route_conf(r, &twister_module_v1);
+    return c ? c : tw_request_global_conf(r, &twister_module_v1);
+}
+
+static bool type_listed(const gzip_conf_t *c, const char *type)
+{
+    size_t len = strcspn(type, ";");
+    while (len && (type[len - 1] == ' ' || type[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < c->ntypes; i++)
+        if (strlen(c->types[i]) == len && strncasecmp(c->types[i], type, len) == 0)
+            return true;
+    return false;
+}
+
+/* The q-value of one Accept-Encoding element's parameters (";q=0.5");
+ * 1000ths, 1000 when absent. */
+static int qvalue(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+            p += 2;
+            int q = 0, digits = 0;
+            if (p < end && *p == '1')
+                return 1000;
+            if (p < end && *p == '0')
+                p++;
+            if (p < end && *p == '.') {
+                p++;
+                for (; p < end && *p >= '0' && *p <= '9' && digits < 3; p++, digits++)
+                    q = q * 10 + (*p - '0');
+            }
+            for (; digits < 3; digits++)
+                q *= 10;
+            return q;
+        }
+        while (p < end && *p != ';')
+            p++;
+    }
+    return 1000;
+}
+
+/* True if Accept-Encoding (every field of it) lets us send gzip: "gzip"
+ * or "x-gzip" with q > 0, or else "*" with q > 0 (RFC 9110 12.5.3). */
+static bool accepts_gzip(const tw_request_t *r)
+{
+    int gzip_q = -1, star_q = -1;
+    for (const tw_header_t *h = tw_request_header(r, "Accept-Encoding"); h;
+         h = tw_request_header_next(r, "Accept-Encoding", h)) {
+        const char *p = h->value.ptr, *end = p + h->value.len;
+        while (p < end) {
+            const char *item_end = memchr(p, ',', (size_t)(end - p));
+            if (!item_end)
+                item_end = end;
+            while (p < item_end && (*p == ' ' || *p == '\t'))
+                p++;
+            const char *name_end = p;
+            while (name_end < item_end && *name_end != ';' && *name_end != ' ' &&
+                   *name_end != '\t')
+                name_end++;
+            size_t n = (size_t)(name_end - p);
+            int q = qvalue(name_end, item_end);
+            if ((n == 4 && strncasecmp(p, "gzip", 4) == 0) ||
+                (n == 6 && strncasecmp(p, "x-gzip", 6) == 0))
+                gzip_q = q > gzip_q ? q : gzip_q;
+            else if (n == 1 && *p == '*')
+                star_q = q;
+            p = item_end < end ? item_end + 1 : end;
+        }
+    }
+    return gzip_q >= 0 ? gzip_q > 0 : star_q > 0;
+}
+
+/* Adds Accept-Encoding to Vary unless it is there (or Vary is "*"). */
+static int add_vary(tw_request_t *r)
+{
+    const char *vary = tw_response_header(r, "Vary");
+    if (!vary)
+        return tw_response_set_header(r, "Vary", "Accept-Encoding");
+    const char *p = vary;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ", \t");
+        if ((n == 15 && strncasecmp(p, "Accept-Encoding", 15) == 0) || (n == 1 && *p == '*'))
+            return 0;
+        p += n;
+    }
+    return tw_response_add_header(r, "Vary", "Accept-Encoding");
+}
+
+static void ctx_cleanup(void *arg)
+{
+    gzip_ctx_t *x = arg;
+    if (x->open)
+        deflateEnd(&x->z);
+    x->open = false;
+}
+
+static int gzip_header_filter(tw_request_t *r)
+{
+    const gzip_conf_t *c = conf_of(r);
+    if (!c || c->off || tw_request_method_is(r, "HEAD"))
+        return TW_NEXT;
+    int status = tw_response_status(r);
+    if (status < 200 || status > 299 || status == 204 || status == 206)
+        return TW_NEXT;
+    const char *type = tw_response_header(r, "Content-Type");
+    const char *length = tw_response_header(r, "Content-Length");
+    if (!type || !type_listed(c, type) || tw_response_header(r, "Content-Encoding") ||
+        tw_response_header(r, "Content-Range"))
+        return TW_NEXT;
+    if (length) {
+        unsigned long long n = strtoull(length, NULL, 10);
+        if (n < c->min_length)
+            return TW_NEXT;
+    }
+    /* Vary goes on whenever the answer depends on Accept-Encoding. */
+    if (add_vary(r) != 0)
+        return TW_ERROR;
+    if (!accepts_gzip(r))
+        return TW_NEXT;
+    gzip_ctx_t *x = tw_request_alloc(r, sizeof *x);
+    if (!x)
+        return TW_ERROR;
+    memset(&x->z, 0, sizeof x->z);
+    x->open = false;
+    if (tw_pool_add_cleanup(tw_request_pool(r), ctx_cleanup, x) != 0)
+        return TW_ERROR;
+    /* windowBits 15 + 16: a gzip wrapper; memLevel 8: zlib's default (about
+     * 256 KiB of state with the window). */
+    if (deflateInit2(&x->z, c->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return TW_ERROR;
+    x->open = true;
+    const char *etag = tw_response_header(r, "ETag");
+    if (etag && strncmp(etag, "W/", 2) != 0) {
+        /* Another encoding is other bytes: a strong validator no longer holds. */
+        size_t len = strlen(etag);
+        char *weak = tw_request_alloc(r, len + 3);
+        if (!weak)
+            return TW_ERROR;
+        memcpy(weak, "W/", 2);
+        memcpy(weak + 2, etag, len + 1);
+        if (tw_response_set_header(r, "ETag", weak) != 0)
+            return TW_ERROR;
+    }
+    if (tw_response_remove_header(r, "Content-Length") < 0 ||
+        tw_response_remove_header(r, "Accept-Ranges") < 0 ||
+        tw_response_set_header(r, "Content-Encoding", "gzip") != 0)
+        return TW_ERROR;
+    tw_request_set_ctx(r, &twister_module_v1, x);
+    return TW_NEXT;
+}
+
+/* ---- compressing ------------------------------------------------------------ */
+
+static int gzip_body_filter(tw_request_t *r, const char *data, size_t len, bool last)
+{
+    gzip_ctx_t *x = tw_request_ctx(r, &twister_module_v1);
+    if (!x || !x->open)
+        return tw_body_filter_next(r, data, len, last);
+    x->z.next_in = (unsigned char *)(uintptr_t)data;
+    x->z.avail_in = (uInt)len;
+    int flush = last ? Z_FINISH : Z_NO_FLUSH;
+    for (;;) {
+        x->z.next_out = x->out;
+        x->z.avail_out = sizeof x->out;
+        int rc = deflate(&x->z, flush);
+        if (rc == Z_STREAM_ERROR)
+            return TW_ERROR;
+        size_t produced = sizeof x->out - x->z.avail_out;
+        bool done = last ? rc == Z_STREAM_END : x->z.avail_in == 0 && x->z.avail_out != 0;
+        if ((produced || (done && last)) &&
+            tw_body_filter_next(r, (const char *)x->out, produced, done && last) != TW_NEXT)
+            return TW_ERROR;
+        if (done)
+            break;
+    }
+    if (last) {
+        deflateEnd(&x->z);
+        x->open = false;
+    }
+    return TW_NEXT;
+}
+
+static int gzip_register(tw_phases_t *phases, tw_conf_error_t *err)
+{
+    (void)err;
+    /* Late among header filters, so it sees the headers others set, and
+     * early among body filters, so later ones see the compressed bytes. */
+    if (tw_phases_add_header_filter(phases, gzip_header_filter, 900) != 0 ||
+        tw_phases_add_body_filter(phases, gzip_body_filter, 100) != 0)
+        return -1;
+    return 0;
+}
+
+TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
+    TW_MODULE_HEADER,
+    .name = "gzip",
+    .version = "1.0.0",
+    .description = "compresses responses with gzip",
+    .configure = gzip_configure,
+    .register_phases = gzip_register,
+};
