@@ -3,8 +3,11 @@ the client it names is the one access rules, $remote_addr and the logs
 see; malformed, truncated and oversized headers close the connection; a
 listener without the flag treats such bytes as a bad request."""
 
+import os
+import shutil
 import socket
 import struct
+import subprocess
 import time
 import unittest
 
@@ -143,6 +146,61 @@ class ProxyProtocolTest(ServerTestCase):
         self.assertEqual(status_of(data), 400)
         r = self.exchange(b"", port=self.server.port2)
         self.assertEqual(r.header("X-Client"), "127.0.0.1")
+
+
+HAPROXY_CFG = """
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend v2
+    bind 127.0.0.1:%(v2)d
+    default_backend v2
+frontend v1
+    bind 127.0.0.1:%(v1)d
+    default_backend v1
+backend v2
+    server t 127.0.0.1:%(twister)d send-proxy-v2
+backend v1
+    server t 127.0.0.1:%(twister)d send-proxy
+"""
+
+
+@unittest.skipUnless(shutil.which("haproxy"), "HAProxy is not installed (Debian: haproxy)")
+class HAProxyTest(unittest.TestCase):
+    """Through a real HAProxy with send-proxy-v2 and send-proxy."""
+
+    def test_client_address_through_haproxy(self):
+        from harness import free_port, wait_for
+        from site_client import get_from
+        with Server(CONFIG) as s:
+            ports = {"v2": free_port(), "v1": free_port(), "twister": s.port}
+            cfg = os.path.join(s.dir, "haproxy.cfg")
+            with open(cfg, "w") as f:
+                f.write(HAPROXY_CFG % ports)
+            proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                def up():
+                    try:
+                        socket.create_connection(("127.0.0.1", ports["v1"]), timeout=1).close()
+                        return True
+                    except OSError:
+                        return False
+                wait_for(up, what="haproxy to listen")
+                for name in ("v2", "v1"):
+                    with self.subTest(send_proxy=name):
+                        r = get_from(ports[name], "127.0.0.9", "/")
+                        self.assertEqual(r.status, 200)
+                        self.assertEqual(r.header("X-Client"), "127.0.0.9")
+                        r = get_from(ports[name], "127.0.0.1", "/guarded")
+                        self.assertEqual(r.status, 200)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 class ConfigErrorsTest(unittest.TestCase):
