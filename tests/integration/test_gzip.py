@@ -36,6 +36,9 @@ servers:
         handler: static
         static: { root: www }
         gzip: { off: true }
+      - prefix: /pre/
+        handler: static
+        static: { root: www, gzip_static: true }
 """
 
 
@@ -47,7 +50,38 @@ class GzipTest(ServerTestCase):
     CONFIG = CONFIG
     FILES = {"www/files/big.txt": TEXT, "www/files/noise.bin": NOISE,
              "www/files/tiny.txt": "tiny\n", "www/files/page.css": TEXT.decode(),
-             "www/plain/big.txt": TEXT}
+             "www/plain/big.txt": TEXT,
+             "www/pre/app.js": TEXT, "www/pre/stale.js": TEXT}
+
+    @classmethod
+    def setUpClass(cls):
+        gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        cls.PRE = gz.compress(TEXT) + gz.flush()
+        cls.FILES = dict(cls.FILES, **{"www/pre/app.js.gz": cls.PRE,
+                                       "www/pre/stale.js.gz": cls.PRE})
+        super().setUpClass()
+        d = os.path.join(cls.server.dir, "www", "pre")
+        st = os.stat(os.path.join(d, "stale.js"))
+        os.utime(os.path.join(d, "stale.js.gz"), (st.st_atime - 100, st.st_mtime - 100))
+
+    def test_gzip_static(self):
+        r = self.get("/pre/app.js")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Encoding"), "gzip")
+        self.assertEqual(r.header("Vary"), "Accept-Encoding")
+        self.assertEqual(r.header("Content-Length"), str(len(self.PRE)))  # the file, as is
+        self.assertIn("javascript", r.header("Content-Type"))
+        self.assertEqual(r.body, self.PRE)
+        self.assertEqual(gunzip(r.body), TEXT)
+        plain = self.get("/pre/app.js", accept=None)
+        self.assertIsNone(plain.header("Content-Encoding"))
+        self.assertEqual(plain.header("Vary"), "Accept-Encoding")
+        self.assertEqual(plain.body, TEXT)
+        self.assertNotEqual(plain.header("ETag"), r.header("ETag"))
+        # A .gz older than its file is stale: the file is served.
+        stale = self.get("/pre/stale.js")
+        self.assertIsNone(stale.header("Content-Encoding"))
+        self.assertEqual(stale.body, TEXT)
 
     def get(self, path, accept="gzip", **kw):
         headers = dict(kw.pop("headers", {}))
