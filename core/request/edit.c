@@ -62,8 +62,8 @@ static int reserve_field(tw_request_t *r)
     return 0;
 }
 
-static int add_field(tw_request_t *r, const char *name, size_t nlen, const char *value,
-                     size_t vlen, bool replace)
+static int add_field(tw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen,
+                     bool replace)
 {
     char *n = tw_pool_strndup(r->pool, name, nlen);
     char *v = tw_pool_strndup(r->pool, value, vlen);

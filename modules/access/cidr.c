@@ -94,7 +94,7 @@ int cidr_parse(const char *text, size_t len, cidr_t *out, char *why, size_t whyl
     uint8_t net[16] = {0};
     memcpy(net, out->addr, max / 8);
     for (unsigned i = out->bits; i < max; i++)
-        net[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
+        net[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
     if (memcmp(net, out->addr, max / 8) != 0) {
         char fixed[INET6_ADDRSTRLEN];
         inet_ntop(out->family, net, fixed, sizeof fixed);

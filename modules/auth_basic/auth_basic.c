@@ -232,8 +232,8 @@ static bool credentials_ok(tw_request_t *r, const auth_conf_t *c)
     while (blen && *b64 == ' ')
         b64++, blen--;
     char decoded[MAX_CREDENTIALS];
-    long n = blen <= MAX_CREDENTIALS / 3 * 4 ? decode_base64(b64, blen, decoded, sizeof decoded)
-                                             : -1;
+    long n =
+        blen <= MAX_CREDENTIALS / 3 * 4 ? decode_base64(b64, blen, decoded, sizeof decoded) : -1;
     if (n < 0)
         return false;
     const char *colon = memchr(decoded, ':', (size_t)n);

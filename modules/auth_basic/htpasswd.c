@@ -236,8 +236,9 @@ bool htpasswd_apr1(const char *pw, size_t len, const char *salt, size_t salt_len
     *q++ = '$';
     static const int order[5][3] = {{0, 6, 12}, {1, 7, 13}, {2, 8, 14}, {3, 9, 15}, {4, 10, 5}};
     for (int i = 0; i < 5; i++)
-        q = put_base64(q, (unsigned)fin[order[i][0]] << 16 | (unsigned)fin[order[i][1]] << 8 |
-                              fin[order[i][2]],
+        q = put_base64(q,
+                       (unsigned)fin[order[i][0]] << 16 | (unsigned)fin[order[i][1]] << 8 |
+                           fin[order[i][2]],
                        4);
     q = put_base64(q, fin[11], 2);
     *q = '\0';
@@ -264,8 +265,11 @@ bool htpasswd_verify(htpasswd_scheme_t scheme, const char *hash, const char *pas
     if (pw && data) {
         memcpy(pw, password, len);
         pw[len] = '\0';
-        const char *computed = crypt_r(pw, hash, data);
-        /* Failures come back as NULL or as "*0"/"*1", never equal to a hash. */
+        /* crypt_rn rather than crypt_r: the same function, and it returns
+         * NULL on failure; it is also not wrapped by the sanitizers, whose
+         * crypt_r wrapper cannot reach a libcrypt loaded with a plugin. */
+        const char *computed = crypt_rn(pw, hash, data, (int)sizeof *data);
+        /* Failures are NULL (or "*0"/"*1" from older libcrypts): never a hash. */
         ok = computed && computed[0] != '*' && same_bytes(computed, strlen(computed), hash, hlen);
         explicit_bzero(pw, len);
     }

@@ -40,7 +40,7 @@ htpasswd_line_t htpasswd_parse_line(const char *line, size_t len, htpasswd_entry
 
 /* Verifies password (len bytes) against the NUL-terminated hash of the
  * given scheme, comparing in constant time. False on any mismatch or
- * failure. Bcrypt and SHA-crypt run through libcrypt's crypt_r; APR1 is
+ * failure. Bcrypt and SHA-crypt run through libcrypt's crypt_rn; APR1 is
  * computed from OpenSSL's MD5. */
 bool htpasswd_verify(htpasswd_scheme_t scheme, const char *hash, const char *password, size_t len);
 

@@ -46,8 +46,7 @@ bool ae_accepts_gzip(const tw_request_t *r)
             while (p < item_end && (*p == ' ' || *p == '\t'))
                 p++;
             const char *name_end = p;
-            while (name_end < item_end && *name_end != ';' && *name_end != ' ' &&
-                   *name_end != '\t')
+            while (name_end < item_end && *name_end != ';' && *name_end != ' ' && *name_end != '\t')
                 name_end++;
             size_t n = (size_t)(name_end - p);
             int q = qvalue(name_end, item_end);
@@ -61,4 +60,3 @@ bool ae_accepts_gzip(const tw_request_t *r)
     }
     return gzip_q >= 0 ? gzip_q > 0 : star_q > 0;
 }
-

@@ -68,8 +68,7 @@ static int gzip_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_co
             return -1;
         c->level = (int)v;
     }
-    if ((n = tw_conf_map_get(node, "min_length")) &&
-        tw_conf_get_size(n, &c->min_length, err) != 0)
+    if ((n = tw_conf_map_get(node, "min_length")) && tw_conf_get_size(n, &c->min_length, err) != 0)
         return -1;
     if ((n = tw_conf_map_get(node, "types"))) {
         if (tw_conf_type(n) != TW_CONF_LIST || tw_conf_count(n) == 0)

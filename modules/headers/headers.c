@@ -226,8 +226,8 @@ static int parse_ops(tw_configure_t *cf, const tw_conf_node_t *node, ops_t *ops,
     return 0;
 }
 
-static int headers_configure(tw_configure_t *cf, tw_conf_scope_t scope,
-                             const tw_conf_node_t *node, void **conf, tw_conf_error_t *err)
+static int headers_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
+                             void **conf, tw_conf_error_t *err)
 {
     (void)scope;
     *conf = NULL;

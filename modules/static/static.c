@@ -124,8 +124,8 @@ static int conf_mime(tw_configure_t *cf, static_conf_t *c, const tw_conf_node_t 
 static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                             void **conf, tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"root",          "index",       "allow_symlinks_outside",
-                                       "mime_types",    "cache_control", "gzip_static",
+    static const char *const keys[] = {"root",       "index",         "allow_symlinks_outside",
+                                       "mime_types", "cache_control", "gzip_static",
                                        NULL};
 
     if (scope == TW_SCOPE_GLOBAL) {

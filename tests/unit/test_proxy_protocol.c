@@ -67,17 +67,17 @@ START_TEST(test_v1_tcp6_and_unknown)
 END_TEST
 
 static const char *const bad_v1[] = {
-    "PROXY TCP4 192.0.2.7 198.51.100.2 56324\r\n",           /* a field missing */
-    "PROXY TCP4 192.0.2.7 198.51.100.2 56324 443 9\r\n",     /* one too many */
-    "PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n",           /* v6 in TCP4 */
-    "PROXY TCP6 192.0.2.7 198.51.100.2 1 2\r\n",             /* v4 in TCP6 */
-    "PROXY TCP4 192.0.2.7 198.51.100.2 65536 443\r\n",       /* port too big */
-    "PROXY TCP4 192.0.2.7 198.51.100.2 0443 443\r\n",        /* leading zero */
-    "PROXY TCP4 192.0.2.7  198.51.100.2 1 443\r\n",          /* double space */
-    "PROXY UDP4 192.0.2.7 198.51.100.2 1 2\r\n",             /* no such protocol */
-    "PROXY TCP4 192.0.2.7 198.51.100.2 1 2\n",               /* LF without CR */
-    "GET / HTTP/1.1\r\n\r\n",                                /* no header at all */
-    "proxy TCP4 192.0.2.7 198.51.100.2 1 2\r\n",             /* case matters */
+    "PROXY TCP4 192.0.2.7 198.51.100.2 56324\r\n",       /* a field missing */
+    "PROXY TCP4 192.0.2.7 198.51.100.2 56324 443 9\r\n", /* one too many */
+    "PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n",       /* v6 in TCP4 */
+    "PROXY TCP6 192.0.2.7 198.51.100.2 1 2\r\n",         /* v4 in TCP6 */
+    "PROXY TCP4 192.0.2.7 198.51.100.2 65536 443\r\n",   /* port too big */
+    "PROXY TCP4 192.0.2.7 198.51.100.2 0443 443\r\n",    /* leading zero */
+    "PROXY TCP4 192.0.2.7  198.51.100.2 1 443\r\n",      /* double space */
+    "PROXY UDP4 192.0.2.7 198.51.100.2 1 2\r\n",         /* no such protocol */
+    "PROXY TCP4 192.0.2.7 198.51.100.2 1 2\n",           /* LF without CR */
+    "GET / HTTP/1.1\r\n\r\n",                            /* no header at all */
+    "proxy TCP4 192.0.2.7 198.51.100.2 1 2\r\n",         /* case matters */
 };
 
 START_TEST(test_v1_malformed)
@@ -116,8 +116,24 @@ static size_t v2(char *out, unsigned char ver_cmd, unsigned char fam, const void
 
 START_TEST(test_v2_inet_with_tlvs)
 {
-    unsigned char p[12 + 7] = {203, 0, 113, 9, 10, 0, 0, 1, 0x1f, 0x90, 0x01, 0xbb,
-                               /* a TLV: PP2_TYPE_AUTHORITY "a.b" */ 0x02, 0, 3, 'a', '.', 'b',
+    unsigned char p[12 + 7] = {203,
+                               0,
+                               113,
+                               9,
+                               10,
+                               0,
+                               0,
+                               1,
+                               0x1f,
+                               0x90,
+                               0x01,
+                               0xbb,
+                               /* a TLV: PP2_TYPE_AUTHORITY "a.b" */ 0x02,
+                               0,
+                               3,
+                               'a',
+                               '.',
+                               'b',
                                /* and a NOOP */ 0x04};
     char buf[64 + 4];
     size_t n = v2(buf, 0x21, 0x11, p, sizeof p);
@@ -133,8 +149,8 @@ END_TEST
 
 START_TEST(test_v2_inet6_local_unspec)
 {
-    unsigned char p[36] = {0x20, 0x01, 0x0d, 0xb8, [15] = 5, [16] = 0xfe, [17] = 0x80,
-                           [32] = 0x30, [33] = 0x39, [34] = 0, [35] = 80};
+    unsigned char p[36] = {0x20,        0x01,        0x0d,        0xb8,     [15] = 5, [16] = 0xfe,
+                           [17] = 0x80, [32] = 0x30, [33] = 0x39, [34] = 0, [35] = 80};
     char buf[128];
     size_t n = v2(buf, 0x21, 0x21, p, sizeof p);
     tw_proxy_header_t h;

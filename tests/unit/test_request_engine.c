@@ -4,8 +4,8 @@
  * framing). It checks what the engine hands the transport — the head, the
  * body bytes, the close wish, done — and its own contracts: suspend and
  * resume, abort, error pages, the body entry points, back-pressure. */
-#include <check.h>
 #include <arpa/inet.h>
+#include <check.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -317,8 +317,8 @@ static int h_edit(tw_request_t *r)
     ck_assert_uint_eq(len, sizeof six);
     const tw_header_t *h = tw_request_header(r, "X-Multi");
     const tw_header_t *h2 = tw_request_header_next(r, "X-Multi", h);
-    snprintf(body_seen, sizeof body_seen, "%s|%.*s|%.*s,%.*s|%zu|%s",
-             tw_request_peer_text(r), (int)tw_request_header(r, "x-old")->value.len,
+    snprintf(body_seen, sizeof body_seen, "%s|%.*s|%.*s,%.*s|%zu|%s", tw_request_peer_text(r),
+             (int)tw_request_header(r, "x-old")->value.len,
              tw_request_header(r, "x-old")->value.ptr, (int)h->value.len, h->value.ptr,
              (int)h2->value.len, h2->value.ptr, tw_request_header_count(r), tw_request_user(r));
     return tw_response_send(r, 200, NULL, body_seen, strlen(body_seen)) == 0 ? TW_DONE : TW_ERROR;
