@@ -144,10 +144,33 @@ static void ctx_cleanup(void *arg)
     x->open = false;
 }
 
+/* The head of a gzip-coded response: another encoding is other bytes, so
+ * a strong validator no longer holds and the length and ranges of the
+ * original no longer apply. Returns 0 or -1. */
+static int gzip_head(tw_request_t *r)
+{
+    const char *etag = tw_response_header(r, "ETag");
+    if (etag && strncmp(etag, "W/", 2) != 0) {
+        size_t len = strlen(etag);
+        char *weak = tw_request_alloc(r, len + 3);
+        if (!weak)
+            return -1;
+        memcpy(weak, "W/", 2);
+        memcpy(weak + 2, etag, len + 1);
+        if (tw_response_set_header(r, "ETag", weak) != 0)
+            return -1;
+    }
+    if (tw_response_remove_header(r, "Content-Length") < 0 ||
+        tw_response_remove_header(r, "Accept-Ranges") < 0 ||
+        tw_response_set_header(r, "Content-Encoding", "gzip") != 0)
+        return -1;
+    return 0;
+}
+
 static int gzip_header_filter(tw_request_t *r)
 {
     const gzip_conf_t *c = conf_of(r);
-    if (!c || c->off || tw_request_method_is(r, "HEAD"))
+    if (!c || c->off)
         return TW_NEXT;
     int status = tw_response_status(r);
     if (status < 200 || status > 299 || status == 204 || status == 206)
@@ -168,6 +191,8 @@ static int gzip_header_filter(tw_request_t *r)
         return TW_ERROR;
     if (!ae_accepts_gzip(r))
         return TW_NEXT;
+    if (tw_request_method_is(r, "HEAD")) /* the head a GET would get; no body to code */
+        return gzip_head(r) == 0 ? TW_NEXT : TW_ERROR;
     gzip_ctx_t *x = tw_request_alloc(r, sizeof *x);
     if (!x)
         return TW_ERROR;
@@ -192,21 +217,7 @@ static int gzip_header_filter(tw_request_t *r)
         Z_OK)
         return TW_ERROR;
     x->open = true;
-    const char *etag = tw_response_header(r, "ETag");
-    if (etag && strncmp(etag, "W/", 2) != 0) {
-        /* Another encoding is other bytes: a strong validator no longer holds. */
-        size_t len = strlen(etag);
-        char *weak = tw_request_alloc(r, len + 3);
-        if (!weak)
-            return TW_ERROR;
-        memcpy(weak, "W/", 2);
-        memcpy(weak + 2, etag, len + 1);
-        if (tw_response_set_header(r, "ETag", weak) != 0)
-            return TW_ERROR;
-    }
-    if (tw_response_remove_header(r, "Content-Length") < 0 ||
-        tw_response_remove_header(r, "Accept-Ranges") < 0 ||
-        tw_response_set_header(r, "Content-Encoding", "gzip") != 0)
+    if (gzip_head(r) != 0)
         return TW_ERROR;
     tw_request_set_ctx(r, &twister_module_v1, x);
     return TW_NEXT;

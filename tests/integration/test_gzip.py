@@ -163,7 +163,13 @@ class GzipTest(ServerTestCase):
         r = self.get("/files/big.txt", headers={"If-None-Match": etag})
         self.assertEqual(r.status, 304)
         self.assertIsNone(r.header("Content-Encoding"))
+        # HEAD: the head a GET would get, and no body.
         r = self.get("/files/big.txt", method="HEAD")
+        self.assertEqual(r.header("Content-Encoding"), "gzip")
+        self.assertEqual(r.header("Vary"), "Accept-Encoding")
+        self.assertIsNone(r.header("Content-Length"))
+        self.assertEqual(r.body, b"")
+        r = self.get("/files/big.txt", method="HEAD", accept=None)
         self.assertIsNone(r.header("Content-Encoding"))
         self.assertEqual(r.header("Content-Length"), str(len(TEXT)))
 
