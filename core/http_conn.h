@@ -90,6 +90,8 @@ typedef struct tw_http_server {
                                   method list [NULL: TW_HTTP_ALLOW_ANY]; the
                                   worker appends the modules' extra methods */
     tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
+    const bool *proxy_protocol; /* per listener index: a PROXY header precedes HTTP */
+    size_t proxy_protocol_count;
 
     tw_http_counters_t counters; /* maintained by the engine */
 

@@ -120,6 +120,14 @@ int tw_phases_add_header_filter(tw_phases_t *phases, tw_header_filter_fn filter,
     return add(phases, KIND_HEADER_FILTER, (void (*)(void))filter, order);
 }
 
+int tw_phases_add_header_filter_always(tw_phases_t *phases, tw_header_filter_fn filter, int order)
+{
+    if (add(phases, KIND_HEADER_FILTER, (void (*)(void))filter, order) != 0)
+        return -1;
+    phases->regs[phases->count - 1].entry.on_error_pages = true;
+    return 0;
+}
+
 int tw_phases_add_body_filter(tw_phases_t *phases, tw_body_filter_fn filter, int order)
 {
     return add(phases, KIND_BODY_FILTER, (void (*)(void))filter, order);

@@ -10,6 +10,7 @@
 #ifndef TWISTER_PHASES_H
 #define TWISTER_PHASES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -26,6 +27,7 @@ typedef struct {
     } fn;
     const tw_module_t *module; /* who registered it (NULL: the core) */
     int order;                 /* as registered */
+    bool on_error_pages;       /* a header filter that also sees the core's error pages */
 } tw_phase_entry_t;
 
 /* The compiled table: POST_READ, REWRITE, ACCESS and LOG handlers (the

@@ -384,6 +384,13 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
     h->send_timeout_ms = s->timeouts.send_ms;
     h->keepalive_timeout_ms = s->timeouts.keepalive_ms;
     h->min_body_rate = s->min_body_rate;
+    bool *proxy = s->nlisteners ? tw_pool_alloc(rt->pool, s->nlisteners * sizeof *proxy) : NULL;
+    if (s->nlisteners && !proxy)
+        return tw_conf_error(err, tw_conf_root(s->doc), "out of memory");
+    for (size_t i = 0; i < s->nlisteners; i++)
+        proxy[i] = s->listeners[i].proxy_protocol;
+    h->proxy_protocol = proxy;
+    h->proxy_protocol_count = s->nlisteners;
     h->modules = rt->modules;
     h->module_count = rt->module_count;
     h->global_conf = rt->global_conf;

@@ -48,8 +48,8 @@ static const char *const crash_policy_keys[] = {"max", "within", "action", NULL}
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
-static const char *const route_keys[] = {"path",    "prefix", "regex", "methods",
-                                         "handler", "limits", NULL};
+static const char *const route_keys[] = {"path",    "prefix", "regex",   "methods",
+                                         "handler", "limits", "satisfy", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -895,6 +895,15 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
             return -1;
         r->handler_node = n;
     }
+    if ((n = tw_conf_map_get(node, "satisfy"))) {
+        const char *v = tw_conf_type(n) == TW_CONF_SCALAR ? tw_conf_scalar(n) : "";
+        if (strcmp(v, "any") != 0 && strcmp(v, "all") != 0)
+            return tw_conf_error(c->err, n,
+                                 "expected all (every ACCESS check must pass) or any (one "
+                                 "passing check is enough), got '%s'",
+                                 v);
+        r->http.satisfy_any = strcmp(v, "any") == 0;
+    }
     r->http.body_limit = c->s->limits.body;
     if ((n = tw_conf_map_get(node, "limits"))) {
         if (tw_conf_check_keys(n, route_limit_keys, c->err) ||
@@ -1014,6 +1023,25 @@ static void str_set_free(str_set_t *set)
     set->slots = NULL;
 }
 
+/* The flags after a listen address: "proxy_protocol". */
+static int parse_listen_flags(ctx_t *c, const tw_conf_node_t *node, const char *p,
+                              bool *proxy_protocol)
+{
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return 0;
+        size_t n = strcspn(p, " \t");
+        if (n == 14 && memcmp(p, "proxy_protocol", 14) == 0)
+            *proxy_protocol = true;
+        else
+            return tw_conf_error(c->err, node, "unknown listen flag '%.*s' (known: proxy_protocol)",
+                                 (int)n, p);
+        p += n;
+    }
+}
+
 static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
 {
     const tw_conf_node_t *n, **items;
@@ -1038,14 +1066,31 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         struct sockaddr_storage addr;
         socklen_t len;
         const char *why;
-        if (tw_settings_parse_listen(tw_conf_scalar(items[i]), &addr, &len, &why))
+        const char *text = tw_conf_scalar(items[i]);
+        bool proxy_protocol = false;
+        const char *flags = strpbrk(text, " \t");
+        if (flags) {
+            /* "ADDR:PORT [flag ...]" */
+            if (!(text = tw_conf_arena_strndup(c->s->arena, text, (size_t)(flags - text))))
+                return oom(c, items[i]);
+            if (parse_listen_flags(c, items[i], flags, &proxy_protocol))
+                return -1;
+        }
+        if (tw_settings_parse_listen(text, &addr, &len, &why))
             return tw_conf_error(c->err, items[i],
                                  "expected a listen address (127.0.0.1:8080, [::1]:8080, *:8080 "
                                  "or 8080), got '%s': %s",
-                                 tw_conf_scalar(items[i]), why);
-        size_t idx = 0;
+                                 text, why);
+        size_t idx = 0, before = c->s->nlisteners;
         if (add_listener(c, items[i], &addr, len, lcap, &idx))
             return -1;
+        if (idx == before)
+            c->s->listeners[idx].proxy_protocol = proxy_protocol;
+        else if (c->s->listeners[idx].proxy_protocol != proxy_protocol)
+            return tw_conf_error(c->err, items[i],
+                                 "%s is listed elsewhere %s proxy_protocol: a listener either "
+                                 "expects a PROXY header on every connection or on none",
+                                 c->s->listeners[idx].text, proxy_protocol ? "without" : "with");
         for (size_t j = 0; j < srv->nlisteners; j++)
             if (srv->listeners[j] == idx)
                 return tw_conf_error(c->err, items[i], "%s is already listed in this server",

@@ -129,6 +129,7 @@ typedef struct {
     const tw_server_conf_t **servers; /* servers on it in config order; [0] is
                                        * the default (no Host match) */
     size_t nservers;                  /* number of servers (at least 1) */
+    bool proxy_protocol;              /* "proxy_protocol" flag: a PROXY header comes first */
 } tw_listener_conf_t;
 
 /* Per-request limits (`limits:`). */

@@ -155,6 +155,7 @@ struct tw_http_conn {
     uint8_t list;                /* TW_CONN_ACTIVE or a resting list */
     bool reading;                /* a tw_stream_read_some is pending */
     bool corked;
+    bool proxy_pending;  /* the listener's PROXY header has not been read yet */
     bool must_close;     /* no further request on this connection */
     bool output_blocked; /* the next request waits for the write queue to drain */
     bool freeing;        /* conn_free ran or is scheduled */

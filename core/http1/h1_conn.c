@@ -65,6 +65,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "proxy_protocol.h"
 #include "twister/log.h"
 
 #ifndef NDEBUG
@@ -234,6 +235,8 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
     c->transport.ops = &h1_ops;
     c->transport.peer = &c->peer.sa;
     c->transport.listener_index = listener_index;
+    c->proxy_pending =
+        listener_index < srv->proxy_protocol_count && srv->proxy_protocol[listener_index];
     if (peer && peer_len > 0) {
         if ((size_t)peer_len <= sizeof c->peer) {
             memcpy(&c->peer, peer, (size_t)peer_len);
@@ -548,7 +551,7 @@ static void conn_on_timer(tw_loop_t *loop, tw_timer_t *t, void *arg)
         tw_stream_close(c->stream);
         break;
     case TW_CONN_HEAD: {
-        if (c->w->head_blank) {
+        if (c->w->head_blank || c->proxy_pending) {
             /* Nothing but empty lines, which precede no request yet: an
              * idle connection, closed without a word. */
             tw_stream_close(c->stream);
@@ -858,6 +861,37 @@ static void conn_parse(tw_http_conn_t *c, const char *p, size_t avail)
     tw_request_run(r);
 }
 
+/* The PROXY header a proxy_protocol listener expects before HTTP: its
+ * client becomes the connection's peer. Anything but a valid header closes
+ * the connection without a word (the peer is a balancer, not a browser);
+ * a partial one waits, under the header timeout. Returns true once the
+ * header is consumed. */
+static bool conn_proxy_header(tw_http_conn_t *c, const char *p, size_t avail)
+{
+    tw_proxy_header_t h;
+    tw_proxy_result_t rc = tw_proxy_parse(p, avail, &h);
+    if (rc == TW_PROXY_AGAIN) {
+        tw_h1_timer_update(c);
+        return false;
+    }
+    if (rc == TW_PROXY_ERROR) {
+        if (tw_log_enabled(TW_LOG_INFO))
+            tw_log_info("closing the connection from %s: %s", tw_h1_peer_text(c), h.error);
+        tw_stream_close(c->stream);
+        return false;
+    }
+    c->w->in_used += h.length;
+    c->proxy_pending = false;
+    if (h.has_source && (size_t)h.source_len <= sizeof c->peer) {
+        memcpy(&c->peer, &h.source, (size_t)h.source_len);
+        c->transport.peer_len = h.source_len;
+        c->w->peer_text[0] = '\0'; /* formatted again from the new address */
+    }
+    /* The request head starts after it (and its header timeout with it). */
+    c->state = TW_CONN_IDLE;
+    return true;
+}
+
 /* Pieces of a chunked body decoded ahead of delivery (see below). */
 /* Consumes what the state machine can from w->in. Handlers that answer at
  * once let it run through a whole batch of pipelined requests. */
@@ -889,6 +923,11 @@ static void conn_process(tw_http_conn_t *c)
         case TW_CONN_HEAD:
             if (avail == 0)
                 return;
+            if (c->proxy_pending) {
+                if (!conn_proxy_header(c, p, avail))
+                    return;
+                continue;
+            }
             conn_parse(c, p, avail);
             if (c->state == TW_CONN_HEAD)
                 return; /* needs more bytes */

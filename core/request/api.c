@@ -87,6 +87,11 @@ const tw_header_t *tw_request_header_at(const tw_request_t *r, size_t i)
 
 const struct sockaddr *tw_request_peer(const tw_request_t *r, socklen_t *len)
 {
+    if (r->peer) {
+        if (len)
+            *len = r->peer_len;
+        return (const struct sockaddr *)r->peer;
+    }
     if (len)
         *len = r->t->peer_len;
     return r->t->peer;
@@ -94,6 +99,8 @@ const struct sockaddr *tw_request_peer(const tw_request_t *r, socklen_t *len)
 
 const char *tw_request_peer_text(const tw_request_t *r)
 {
+    if (r->peer_text)
+        return r->peer_text;
     return r->t->ops->peer_text(r->t);
 }
 

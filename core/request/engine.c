@@ -34,6 +34,7 @@ static void run(tw_request_t *r);
 static bool handle_rc(tw_request_t *r, int rc);
 static void settle(tw_request_t *r);
 static void settle_cb(tw_loop_t *loop, void *arg);
+static void access_refuse(tw_request_t *r, int status);
 
 void tw_request_hold(tw_request_t *r)
 {
@@ -278,7 +279,16 @@ static void run(tw_request_t *r)
         case TW_PHASE_REWRITE:
         case TW_PHASE_ACCESS: {
             size_t i = t ? t->phase_start[r->phase] + r->handler_index : 0;
+            if (r->phase == TW_PHASE_ACCESS && r->handler_index == 0) {
+                r->access_refusal = 0;
+                r->access_header_mark = r->resp_count;
+            }
             if (!t || i >= t->phase_start[r->phase + 1]) {
+                if (r->phase == TW_PHASE_ACCESS && r->access_refusal) {
+                    /* `satisfy: any` and nobody passed: the last refusal. */
+                    access_refuse(r, r->access_refusal);
+                    return;
+                }
                 r->phase = r->phase + 1;
                 r->handler_index = 0;
                 continue;
@@ -314,6 +324,64 @@ static void run(tw_request_t *r)
     }
 }
 
+/* Answers an ACCESS refusal with the core's page for status, keeping the
+ * headers the refusing handlers set (WWW-Authenticate). Settles r. */
+static void access_refuse(tw_request_t *r, int status)
+{
+    if (status < 200 || status > 599) {
+        tw_log_error("module %s returned %d from ACCESS; answering 500",
+                     tw_req_module_name(r->module), status);
+        status = 500;
+    }
+    r->error_keeps_headers = true;
+    tw_req_error(r, status);
+    settle(r);
+}
+
+/* The ACCESS phase's vote counting (twister/http.h): every handler runs
+ * unless one refuses; with `satisfy: any` the first pass wins and
+ * refusals are only remembered. */
+typedef enum {
+    ACCESS_GO_ON,    /* run handlers from r's new position */
+    ACCESS_HANDLE,   /* handle_rc acts on rc as in any other phase */
+    ACCESS_ANSWERED, /* refused and answered: r may have ended */
+} access_step_t;
+
+static access_step_t access_vote(tw_request_t *r, int rc)
+{
+    bool any = r->route && r->route->satisfy_any;
+    switch (rc) {
+    case TW_DECLINED:
+        r->handler_index++;
+        return ACCESS_GO_ON;
+    case TW_NEXT:
+        if (r->uri_changed)
+            return ACCESS_HANDLE; /* an internal redirect: handle_rc restarts REWRITE */
+        if (!any) {
+            r->handler_index++;
+            return ACCESS_GO_ON;
+        }
+        /* A pass is enough: what refusals before it left is forgotten. */
+        r->access_refusal = 0;
+        if (r->resp_count > r->access_header_mark)
+            r->resp_count = r->access_header_mark;
+        r->phase = TW_PHASE_CONTENT;
+        r->handler_index = 0;
+        return ACCESS_GO_ON;
+    case TW_DONE:
+    case TW_ERROR:
+        return ACCESS_HANDLE;
+    default:
+        if (!any) {
+            access_refuse(r, rc);
+            return ACCESS_ANSWERED;
+        }
+        r->access_refusal = rc >= 200 && rc <= 599 ? rc : 500;
+        r->handler_index++;
+        return ACCESS_GO_ON;
+    }
+}
+
 /* Acts on a handler's answer; true to keep running handlers. May end r
  * (then returns false). */
 static bool handle_rc(tw_request_t *r, int rc)
@@ -338,6 +406,11 @@ static bool handle_rc(tw_request_t *r, int rc)
     if ((rc == TW_NEXT || rc == TW_DECLINED) && r->resp_started && r->phase != TW_PHASE_CONTENT) {
         /* It answered: whatever it says, the response is under way. */
         rc = TW_DONE;
+    }
+    if (r->phase == TW_PHASE_ACCESS) {
+        access_step_t step = access_vote(r, rc);
+        if (step != ACCESS_HANDLE)
+            return step == ACCESS_GO_ON;
     }
     switch (rc) {
     case TW_NEXT:
@@ -588,7 +661,14 @@ void tw_req_error(tw_request_t *r, int status)
                      status, text, status, text);
     if (n < 0 || (size_t)n >= sizeof body)
         n = 0;
-    resp_reset(r);
+    if (r->error_keeps_headers) {
+        /* The page's own framing and type replace the handler's. */
+        r->resp_length = -1;
+        tw_req_header_remove(r, "Content-Type", 12);
+        tw_req_header_remove(r, "Content-Length", 14);
+    } else {
+        resp_reset(r);
+    }
     r->out_head = r->out_tail = NULL;
     r->status = status;
     r->error_response = true;

@@ -24,7 +24,7 @@ static const unsigned char token_chars[256] = {
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
-static bool valid_name(const char *name, size_t *len)
+bool tw_req_valid_name(const char *name, size_t *len)
 {
     size_t n = 0;
     for (; name[n]; n++)
@@ -194,7 +194,7 @@ static int header_op(tw_request_t *r, const char *fn, const char *name, const ch
         return -1;
     }
     size_t nlen, vlen;
-    if (!name || !value || !valid_name(name, &nlen) || !tw_req_valid_value(value, &vlen)) {
+    if (!name || !value || !tw_req_valid_name(name, &nlen) || !tw_req_valid_value(value, &vlen)) {
         errno = EINVAL;
         return -1;
     }
@@ -248,7 +248,7 @@ int tw_response_remove_header(tw_request_t *r, const char *name)
         return -1;
     }
     size_t nlen;
-    if (!name || !valid_name(name, &nlen))
+    if (!name || !tw_req_valid_name(name, &nlen))
         return 0;
     tw_str_t n = {name, nlen};
     if (tw_req_name_is(&n, "Content-Length", 14)) {

@@ -45,22 +45,30 @@ static int write_head(tw_request_t *r)
     return rc < 0 ? -1 : 0;
 }
 
-/* Runs the header filters (not for the core's error pages), then writes the
- * head. Returns 0, or a filter's failure (TW_ERROR or a status) after which
- * the caller answers with an error instead. */
+/* Runs the header filters (for the core's error pages only those that asked
+ * for them), then writes the head. Returns 0, or a filter's failure
+ * (TW_ERROR or a status) after which the caller answers with an error
+ * instead; on an error page a failure is only logged, as there is no
+ * other page to fall back to. */
 int tw_req_send_head(tw_request_t *r)
 {
     const tw_phase_table_t *t = r->srv->phases;
     r->resp_started = true;
-    if (t && !r->error_response) {
+    if (t) {
         for (size_t i = t->header_filter_start; i < t->body_filter_start; i++) {
             const tw_phase_entry_t *e = &t->entries[i];
+            if (r->error_response && !e->on_error_pages)
+                continue;
             tw_plugin_call_t call = {.kind = TW_CALL_HEADER_FILTER,
                                      .fn.header_filter = e->fn.header_filter};
             r->in_header_filter = true;
             int rc = tw_call_plugin(r, e->module, "header filter", &call, false);
             r->in_header_filter = false;
-            if (rc != TW_NEXT) {
+            if (rc != TW_NEXT && r->error_response) {
+                tw_log_error("header filter of module %s failed (%d) on an error page; sent "
+                             "as it is",
+                             tw_req_module_name(e->module), rc);
+            } else if (rc != TW_NEXT) {
                 tw_log_error("header filter of module %s failed (%d)",
                              tw_req_module_name(e->module), rc);
                 return rc;

@@ -89,6 +89,11 @@ struct tw_request {
     tw_target_form_t target_form;
     tw_header_t *headers;
     size_t header_count;
+    size_t header_cap; /* 0 while headers is the parser's array (edit.c copies it) */
+    struct sockaddr_storage *peer; /* set by tw_request_set_peer; NULL: the transport's */
+    socklen_t peer_len;
+    char *peer_text;
+    char *user; /* tw_request_set_user */
     tw_body_kind_t body_kind;
     uint64_t content_length;
     bool is_head;
@@ -107,6 +112,8 @@ struct tw_request {
     bool resume_pending; /* resume was called while running */
     int resume_rc;
     bool uri_changed;
+    int access_refusal;         /* `satisfy: any`: the last refusal's status, 0 if none */
+    size_t access_header_mark;  /* response headers before ACCESS, dropped again on a pass */
     bool aborted; /* the client went away */
     bool in_header_filter;
     unsigned in_body_filter; /* body filter calls on the stack */
@@ -142,6 +149,7 @@ struct tw_request {
     bool header_only;                 /* HEAD, 1xx, 204, 304: no body bytes */
     bool close;                       /* no request may follow this one on its connection */
     bool error_response;              /* the core's own error page is being sent */
+    bool error_keeps_headers;         /* an ACCESS refusal: its headers go on the error page */
     uint64_t body_sent;               /* body bytes on the wire (after filters) */
     tw_out_op_t *out_head, *out_tail; /* output waiting behind a filtered sendfile */
     char *pump_buf;
@@ -225,7 +233,8 @@ enum {
     TW_API_HEADERS,
     TW_API_OUTPUT,
     TW_API_READ_BODY,
-    TW_API_URI
+    TW_API_URI,
+    TW_API_REQUEST /* changing the request itself (edit.c) */
 };
 /* Checks that the running plugin may call fn now; logs and sets EPERM if
  * not. */
@@ -242,6 +251,8 @@ int tw_req_header_add(tw_request_t *r, const char *name, size_t nlen, const char
 int tw_req_header_remove(tw_request_t *r, const char *name, size_t nlen);
 /* True if value is a valid field value (no CTLs but HTAB); *len its length. */
 bool tw_req_valid_value(const char *value, size_t *len);
+/* True if name is a non-empty token; *len its length. */
+bool tw_req_valid_name(const char *name, size_t *len);
 
 /* ---- output.c ---- */
 

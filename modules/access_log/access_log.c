@@ -352,11 +352,24 @@ static int access_log_handler(tw_request_t *r)
     tw_str_t method = tw_request_method(r), target = tw_request_target(r);
     int version = tw_request_version(r);
     unsigned long long bytes = (unsigned long long)tw_response_body_bytes(r);
-    if (json)
-        putf(&l, "{\"time\":\"%s\",\"remote_addr\":\"%s\",\"request\":\"", local_time(),
+    const char *user = tw_request_user(r); /* an auth module's, or "-" */
+    if (json) {
+        putf(&l, "{\"time\":\"%s\",\"remote_addr\":\"%s\",", local_time(),
              tw_request_peer_text(r));
-    else
-        putf(&l, "%s - - [%s] \"", tw_request_peer_text(r), local_time());
+        if (user) {
+            put(&l, "\"remote_user\":\"", 15);
+            put_escaped(&l, user, strlen(user), true);
+            put(&l, "\",", 2);
+        }
+        put(&l, "\"request\":\"", 11);
+    } else {
+        putf(&l, "%s - ", tw_request_peer_text(r));
+        if (user && *user)
+            put_escaped(&l, user, strlen(user), false);
+        else
+            put(&l, "-", 1);
+        putf(&l, " [%s] \"", local_time());
+    }
     put_escaped(&l, method.ptr, method.len, json);
     put(&l, " ", 1);
     put_escaped(&l, target.ptr, target.len, json);

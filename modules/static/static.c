@@ -22,6 +22,7 @@
 
 #include <twister/twister.h>
 
+#include "accept_encoding.h"
 #include "static_util.h"
 
 TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
@@ -41,6 +42,7 @@ typedef struct static_conf {
     static_mime_t *mime; /* checked before the built-in table */
     size_t nmime;
     const char *cache_control; /* NULL: no Cache-Control header */
+    bool gzip_static;          /* serve name.gz to clients that accept gzip */
     st_root_t dir;             /* dir.fd is -1 until init_worker */
     struct static_conf *next;  /* every route of the generation */
 } static_conf_t;
@@ -123,7 +125,8 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
                             void **conf, tw_conf_error_t *err)
 {
     static const char *const keys[] = {"root",       "index",         "allow_symlinks_outside",
-                                       "mime_types", "cache_control", NULL};
+                                       "mime_types", "cache_control", "gzip_static",
+                                       NULL};
 
     if (scope == TW_SCOPE_GLOBAL) {
         if (!is_empty(node))
@@ -193,6 +196,10 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
         if (!header_safe(c->cache_control))
             return tw_conf_error(err, v, "expected printable ASCII");
     }
+
+    if ((v = tw_conf_map_get(node, "gzip_static")) != NULL &&
+        tw_conf_get_bool(v, &c->gzip_static, err) != 0)
+        return -1;
 
     static_global_t *g = tw_configure_global_conf(cf);
     if (g != NULL) {
@@ -349,9 +356,54 @@ static bool if_range_holds(tw_request_t *r, const modified_t *modified, const ch
 }
 
 /* Serves the regular file fd (ours to close) with stat st, named name. */
+/* name.gz beside name, if it is a regular file not older than name (a
+ * stale one would serve old content); -1 otherwise. */
+static int open_precompressed(tw_request_t *r, const static_conf_t *c, const char *name,
+                              const struct stat *st, struct stat *gz_st)
+{
+    size_t len = strlen(name);
+    char *gz_name = tw_request_alloc(r, len + 4);
+    if (gz_name == NULL)
+        return -1;
+    memcpy(gz_name, name, len);
+    memcpy(gz_name + len, ".gz", 4);
+    int fd = st_open(&c->dir, gz_name);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, gz_st) != 0 || !S_ISREG(gz_st->st_mode) ||
+        gz_st->st_mtim.tv_sec < st->st_mtim.tv_sec ||
+        (gz_st->st_mtim.tv_sec == st->st_mtim.tv_sec &&
+         gz_st->st_mtim.tv_nsec < st->st_mtim.tv_nsec)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const struct stat *st,
                       const char *name)
 {
+    struct stat gz_st;
+    bool gzipped = false;
+    if (c->gzip_static) {
+        int gz_fd = open_precompressed(r, c, name, st, &gz_st);
+        if (gz_fd >= 0) {
+            /* Two representations exist: caches must key on the encoding. */
+            if (tw_response_add_header(r, "Vary", "Accept-Encoding") != 0) {
+                close(gz_fd);
+                close(fd);
+                return TW_ERROR;
+            }
+            if (ae_accepts_gzip(r)) {
+                close(fd);
+                fd = gz_fd;
+                st = &gz_st; /* its own ETag, length and ranges */
+                gzipped = true;
+            } else {
+                close(gz_fd);
+            }
+        }
+    }
     char etag[ST_ETAG_MAX];
     st_etag(st, etag);
     const modified_t modified = modification_date(st);
@@ -399,6 +451,7 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
     if (tw_response_set_status(r, status) != 0 ||
         tw_response_set_header(r, "Content-Type", mime_type(c, name)) != 0 ||
         tw_response_set_header(r, "Accept-Ranges", "bytes") != 0 ||
+        (gzipped && tw_response_set_header(r, "Content-Encoding", "gzip") != 0) ||
         set_validators(r, c, etag, &modified) != 0 ||
         (status == 206 && tw_response_set_header(r, "Content-Range", content_range) != 0) ||
         tw_response_set_content_length(r, length) != 0) {

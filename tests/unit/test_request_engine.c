@@ -4,6 +4,7 @@
  * framing). It checks what the engine hands the transport — the head, the
  * body bytes, the close wish, done — and its own contracts: suspend and
  * resume, abort, error pages, the body entry points, back-pressure. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -276,6 +277,62 @@ static int h_stream(tw_request_t *r)
     return TW_DONE;
 }
 
+static char edit_log[256];
+
+/* Changes the request, then answers with what a later module would see. */
+static int h_edit(tw_request_t *r)
+{
+    const tw_header_t *old = tw_request_header(r, "X-Old");
+    ck_assert_ptr_nonnull(old);
+    ck_assert_int_eq(tw_request_set_header(r, "X-Old", "new"), 0);
+    ck_assert_int_eq(tw_request_add_header(r, "X-Multi", "a"), 0);
+    ck_assert_int_eq(tw_request_add_header(r, "X-Multi", "b"), 0);
+    for (int i = 0; i < 40; i++) /* grows the copied array several times */
+        ck_assert_int_eq(tw_request_add_header(r, "X-Filler", "f"), 0);
+    ck_assert_int_eq(tw_request_remove_header(r, "X-Filler"), 40);
+    ck_assert_int_eq(tw_request_remove_header(r, "X-Gone"), 1);
+    ck_assert_int_eq(tw_request_remove_header(r, "X-Gone"), 0);
+    /* No header injection, no changing the body's framing. */
+    errno = 0;
+    ck_assert_int_eq(tw_request_set_header(r, "X-Bad", "a\r\nX-Evil: 1"), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_int_eq(tw_request_add_header(r, "Bad Name", "v"), -1);
+    ck_assert_int_eq(tw_request_set_header(r, "Content-Length", "5"), -1);
+    ck_assert_int_eq(tw_request_remove_header(r, "Transfer-Encoding"), -1);
+    ck_assert_int_eq(errno, EINVAL);
+
+    ck_assert_str_eq(tw_request_peer_text(r), "fake");
+    struct sockaddr_in6 six = {.sin6_family = AF_INET6, .sin6_port = htons(4242)};
+    ck_assert_int_eq(inet_pton(AF_INET6, "2001:db8::7", &six.sin6_addr), 1);
+    ck_assert_int_eq(tw_request_set_peer(r, (struct sockaddr *)&six, sizeof six), 0);
+    struct sockaddr_in bad = {.sin_family = AF_UNIX};
+    ck_assert_int_eq(tw_request_set_peer(r, (struct sockaddr *)&bad, sizeof bad), -1);
+    ck_assert_int_eq(tw_request_set_user(r, "al\nice"), -1);
+    ck_assert_ptr_null(tw_request_user(r));
+    ck_assert_int_eq(tw_request_set_user(r, "alice"), 0);
+
+    socklen_t len = 0;
+    const struct sockaddr *peer = tw_request_peer(r, &len);
+    ck_assert_int_eq(peer->sa_family, AF_INET6);
+    ck_assert_uint_eq(len, sizeof six);
+    const tw_header_t *h = tw_request_header(r, "X-Multi");
+    const tw_header_t *h2 = tw_request_header_next(r, "X-Multi", h);
+    snprintf(body_seen, sizeof body_seen, "%s|%.*s|%.*s,%.*s|%zu|%s", tw_request_peer_text(r),
+             (int)tw_request_header(r, "x-old")->value.len,
+             tw_request_header(r, "x-old")->value.ptr, (int)h->value.len, h->value.ptr,
+             (int)h2->value.len, h2->value.ptr, tw_request_header_count(r), tw_request_user(r));
+    return tw_response_send(r, 200, NULL, body_seen, strlen(body_seen)) == 0 ? TW_DONE : TW_ERROR;
+}
+
+/* LOG sees the changed request; it may no longer change it. */
+static int edit_log_handler(tw_request_t *r)
+{
+    snprintf(edit_log, sizeof edit_log, "%s %s %d", tw_request_peer_text(r),
+             tw_request_user(r) ? tw_request_user(r) : "-",
+             tw_request_set_header(r, "X-Late", "1") == -1 && errno == EPERM);
+    return TW_NEXT;
+}
+
 #define ROUTE(p, h)                                                                                \
     {                                                                                              \
         .name = p, .handler = &mod_app, .content = h                                               \
@@ -287,6 +344,8 @@ static tw_http_route_t routes[] = {
     ROUTE("/fail", h_fail),
     {.name = "/echo", .handler = &mod_app, .content = h_echo, .body_limit = 8},
     ROUTE("/stream", h_stream),
+    {.name = "/any", .handler = &mod_app, .content = h_hello, .satisfy_any = true},
+    ROUTE("/edit", h_edit),
 };
 
 static int find_route(void *arg, tw_request_t *r, size_t listener, const tw_http_route_t **out)
@@ -564,6 +623,208 @@ START_TEST(test_head_request)
 }
 END_TEST
 
+/* ---- ACCESS: every check runs unless one refuses; `satisfy: any` -------------- */
+
+#define GUARDS 3
+static int votes[GUARDS], guard_calls[GUARDS];
+static bool guard_suspends;
+
+/* Votes votes[i]; a 401 comes with its challenge header, as auth does. */
+static int guard(tw_request_t *r, int i)
+{
+    guard_calls[i]++;
+    if (i == 0 && guard_suspends) {
+        held = r;
+        return TW_SUSPENDED;
+    }
+    if (votes[i] == 401)
+        ck_assert_int_eq(tw_response_set_header(r, "WWW-Authenticate", "Basic realm=\"t\""), 0);
+    return votes[i];
+}
+static int guard0(tw_request_t *r)
+{
+    return guard(r, 0);
+}
+static int guard1(tw_request_t *r)
+{
+    return guard(r, 1);
+}
+static int guard2(tw_request_t *r)
+{
+    return guard(r, 2);
+}
+
+static void setup_access(void)
+{
+    setup();
+    memset(guard_calls, 0, sizeof guard_calls);
+    guard_suspends = false;
+    tw_phases_free(phases);
+    phases = tw_phases_new();
+    tw_phases_begin_module(phases, &mod_app, 0);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard0, 100);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard1, 200);
+    tw_phases_add(phases, TW_PHASE_ACCESS, guard2, 300);
+    tw_phases_begin_module(phases, &mod_log, 1);
+    tw_phases_add(phases, TW_PHASE_LOG, log_handler, TW_ORDER_MIDDLE);
+    char msg[256];
+    ck_assert_int_eq(tw_phases_compile(phases, msg, sizeof msg), 0);
+    srv.phases = tw_phases_table(phases);
+}
+
+static void vote(int a, int b, int c)
+{
+    votes[0] = a;
+    votes[1] = b;
+    votes[2] = c;
+}
+
+static void assert_calls(int a, int b, int c)
+{
+    ck_assert_int_eq(guard_calls[0], a);
+    ck_assert_int_eq(guard_calls[1], b);
+    ck_assert_int_eq(guard_calls[2], c);
+}
+
+START_TEST(test_access_all_runs_every_check)
+{
+    /* A pass does not skip the checks after it: the last one refuses. */
+    vote(TW_NEXT, TW_DECLINED, 403);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(log_status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_all_pass)
+{
+    vote(TW_NEXT, TW_NEXT, TW_DECLINED);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_uint_eq(fake.body_len, 5);
+}
+END_TEST
+
+START_TEST(test_access_all_first_refusal_ends)
+{
+    /* A refusal keeps the headers its handler set (the challenge). */
+    vote(401, TW_NEXT, TW_NEXT);
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 0, 0);
+    ck_assert_int_eq(fake.status, 401);
+    ck_assert_ptr_nonnull(strstr(fake.headers, "WWW-Authenticate: Basic realm=\"t\"\n"));
+    ck_assert_ptr_nonnull(strstr(fake.headers, "Content-Type: text/html"));
+    fake.body[fake.body_len] = '\0';
+    ck_assert_ptr_nonnull(strstr(fake.body, "401 Unauthorized"));
+    ck_assert_int_eq(fake.content_length, (int64_t)fake.body_len);
+}
+END_TEST
+
+START_TEST(test_access_all_after_suspend)
+{
+    /* A suspended check that passes on resume still lets the others run. */
+    guard_suspends = true;
+    vote(TW_NEXT, TW_NEXT, 403);
+    tw_request_t *r = start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_ptr_eq(held, r);
+    assert_calls(1, 0, 0);
+    tw_request_resume(r, TW_NEXT);
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_any_one_pass_is_enough)
+{
+    /* The refusal before the pass is forgotten, challenge header and all. */
+    vote(401, TW_NEXT, 403);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 0);
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_ptr_null(strstr(fake.headers, "WWW-Authenticate"));
+    ck_assert_ptr_nonnull(strstr(fake.headers, "X-App: 1\n"));
+}
+END_TEST
+
+START_TEST(test_access_any_last_refusal)
+{
+    vote(401, 403, TW_DECLINED);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 403);
+    ck_assert_int_eq(log_status, 403);
+    ck_assert_int_eq(fake.done, 1);
+}
+END_TEST
+
+START_TEST(test_access_any_no_opinion)
+{
+    vote(TW_DECLINED, TW_DECLINED, TW_DECLINED);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 1, 1);
+    ck_assert_int_eq(fake.status, 200);
+}
+END_TEST
+
+START_TEST(test_access_any_error_is_not_a_vote)
+{
+    vote(TW_ERROR, TW_NEXT, TW_NEXT);
+    start("GET /any HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_calls(1, 0, 0);
+    ck_assert_int_eq(fake.status, 500);
+}
+END_TEST
+
+START_TEST(test_request_edit)
+{
+    tw_phases_begin_module(phases, &mod_log, 1);
+    tw_phases_add(phases, TW_PHASE_LOG, edit_log_handler, TW_ORDER_LAST);
+    char msg[256];
+    ck_assert_int_eq(tw_phases_compile(phases, msg, sizeof msg), 0);
+    srv.phases = tw_phases_table(phases);
+    start("GET /edit HTTP/1.1\r\nHost: x\r\nX-Old: old\r\nX-Gone: 1\r\n\r\n");
+    ck_assert_int_eq(fake.status, 200);
+    fake.body[fake.body_len] = '\0';
+    /* Host, X-Old, X-Multi twice. */
+    ck_assert_str_eq(fake.body, "2001:db8::7|new|a,b|4|alice");
+    ck_assert_str_eq(edit_log, "2001:db8::7 alice 1");
+}
+END_TEST
+
+static int hf_always(tw_request_t *r)
+{
+    return tw_response_set_header(r, "X-Always", "1") == 0 ? TW_NEXT : TW_ERROR;
+}
+
+static int hf_plain(tw_request_t *r)
+{
+    return tw_response_set_header(r, "X-Plain", "1") == 0 ? TW_NEXT : TW_ERROR;
+}
+
+START_TEST(test_header_filter_on_error_pages)
+{
+    tw_phases_begin_module(phases, &mod_app, 0);
+    ck_assert_int_eq(tw_phases_add_header_filter_always(phases, hf_always, 10), 0);
+    ck_assert_int_eq(tw_phases_add_header_filter(phases, hf_plain, 20), 0);
+    ck_assert_int_eq(tw_phases_add_header_filter_always(phases, NULL, 10), -1);
+    char msg[256];
+    ck_assert_int_eq(tw_phases_compile(phases, msg, sizeof msg), 0);
+    srv.phases = tw_phases_table(phases);
+    start("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(fake.status, 404);
+    ck_assert_ptr_nonnull(strstr(fake.headers, "X-Always: 1\n"));
+    ck_assert_ptr_null(strstr(fake.headers, "X-Plain")); /* as before: opt-in */
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_ptr_nonnull(strstr(fake.headers, "X-Always: 1\n"));
+    ck_assert_ptr_nonnull(strstr(fake.headers, "X-Plain: 1\n"));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("request_engine");
@@ -580,7 +841,20 @@ static Suite *suite(void)
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_back_pressure);
     tcase_add_test(tc, test_head_request);
+    tcase_add_test(tc, test_request_edit);
+    tcase_add_test(tc, test_header_filter_on_error_pages);
     suite_add_tcase(s, tc);
+    TCase *access = tcase_create("access");
+    tcase_add_checked_fixture(access, setup_access, teardown);
+    tcase_add_test(access, test_access_all_runs_every_check);
+    tcase_add_test(access, test_access_all_pass);
+    tcase_add_test(access, test_access_all_first_refusal_ends);
+    tcase_add_test(access, test_access_all_after_suspend);
+    tcase_add_test(access, test_access_any_one_pass_is_enough);
+    tcase_add_test(access, test_access_any_last_refusal);
+    tcase_add_test(access, test_access_any_no_opinion);
+    tcase_add_test(access, test_access_any_error_is_not_a_vote);
+    suite_add_tcase(s, access);
     return s;
 }
 

@@ -215,6 +215,7 @@ START_TEST(test_routes)
                                "      - regex: '^/u/([0-9]+)$'\n"
                                "        methods: POST\n"
                                "      - path: /h\n"
+                               "        satisfy: any\n"
                                "        methods: [HEAD, GET, PURGE]\n");
     const tw_server_conf_t *srv = &s->servers[0];
     ck_assert_uint_eq(srv->nroutes, 4);
@@ -226,6 +227,8 @@ START_TEST(test_routes)
     ck_assert_str_eq(tw_conf_path(r->handler_node), "servers[0].routes[0].handler");
     ck_assert_str_eq(r->http.name, "servers[0].routes[0] (/hello)");
     ck_assert_uint_eq(r->http.body_limit, 2u << 20);
+    ck_assert(!r->http.satisfy_any);
+    ck_assert(srv->routes[3].http.satisfy_any);
     ck_assert_str_eq(r->http.methods[0], "GET");
     ck_assert_str_eq(r->http.methods[1], "HEAD");
     ck_assert_ptr_null(r->http.methods[2]);
@@ -347,6 +350,19 @@ START_TEST(test_parse_listen)
         ck_assert_uint_eq(ntohs(sin6->sin6_port), listens[_i].port);
     }
     ck_assert_str_eq(host, listens[_i].addr);
+}
+END_TEST
+
+START_TEST(test_listen_flags)
+{
+    tw_settings_t *s = load_ok("servers:\n"
+                               "  - listen: [\"127.0.0.1:8080  proxy_protocol\", 9090]\n"
+                               "  - listen: [\"127.0.0.1:8080 proxy_protocol\"]\n");
+    ck_assert_uint_eq(s->nlisteners, 2);
+    ck_assert_str_eq(s->listeners[0].text, "127.0.0.1:8080");
+    ck_assert(s->listeners[0].proxy_protocol);
+    ck_assert(!s->listeners[1].proxy_protocol);
+    tw_settings_free(s);
 }
 END_TEST
 
@@ -512,6 +528,14 @@ static const struct {
      F "1:41: servers[0].routes[0].regex: bad regular expression (POSIX ERE): Unmatched ( or \\("},
     {"servers: [{listen: 80, routes: [{regex: ''}]}]\n",
      F "1:41: servers[0].routes[0].regex: expected a regular expression, got an empty value"},
+    {"servers: [{listen: ['80 tls_maybe']}]\n",
+     F "1:21: servers[0].listen[0]: unknown listen flag 'tls_maybe' (known: proxy_protocol)"},
+    {"servers: [{listen: ['80 proxy_protocol', '0.0.0.0:80']}]\n",
+     F "1:42: servers[0].listen[1]: 0.0.0.0:80 is listed elsewhere with proxy_protocol: a "
+       "listener either expects a PROXY header on every connection or on none"},
+    {"servers: [{listen: 80, routes: [{path: /, satisfy: some}]}]\n",
+     F "1:52: servers[0].routes[0].satisfy: expected all (every ACCESS check must pass) or any "
+       "(one passing check is enough), got 'some'"},
     {"servers: [{listen: 80, routes: [{path: /, methods: []}]}]\n",
      F "1:52: servers[0].routes[0].methods: expected at least one method (leave methods out to "
        "allow any)"},
@@ -821,6 +845,7 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, test_routes);
     tcase_add_loop_test(tc, test_parse_listen, 0, (int)(sizeof(listens) / sizeof(listens[0])));
     tcase_add_test(tc, test_listeners);
+    tcase_add_test(tc, test_listen_flags);
     tcase_add_loop_test(tc, test_regex_bounds, 0, (int)(sizeof(regexes) / sizeof(regexes[0])));
     tcase_add_test(tc, test_regex_bounds_in_a_route);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(errors) / sizeof(errors[0])));

@@ -30,7 +30,8 @@
  * 204 and 304 responses never carry body bytes (a 304 keeps a declared
  * Content-Length and gets none otherwise, 204 never sends one; a HEAD
  * response that declared no length sends none). Error pages the core produces
- * itself bypass the filters. */
+ * itself bypass the body filters, and the header filters but those added
+ * with tw_phases_add_header_filter_always (module.h). */
 #ifndef TWISTER_HTTP_H
 #define TWISTER_HTTP_H
 
@@ -66,7 +67,7 @@ typedef enum {
     TW_PHASE_POST_READ = 0, /* right after the head is parsed */
     TW_PHASE_REWRITE,       /* may change the path (tw_request_set_uri) */
     TW_PHASE_FIND_ROUTE,    /* core only: picks the server and route */
-    TW_PHASE_ACCESS,        /* may refuse: return 401, 403, ... */
+    TW_PHASE_ACCESS,        /* may refuse: return 401, 403, ... (a vote, below) */
     TW_PHASE_CONTENT,       /* the route's handler module produces the response */
     TW_PHASE_LOG,           /* after the response was sent, aborted or failed */
     TW_PHASE_COUNT
@@ -84,7 +85,26 @@ typedef enum {
  *   happen later from a callback (body, timer, drain).
  * - TW_SUSPENDED: the request waits, whatever else happens (even a finished
  *   response), until tw_request_resume. A handler that returned anything
- *   else must not call tw_request_resume. */
+ *   else must not call tw_request_resume.
+ *
+ * ACCESS is a vote: every ACCESS handler runs, in order, so that a check
+ * ordered after a passing one (an address list after a password) is never
+ * skipped. An ACCESS handler (or the rc it resumes with) says
+ * - TW_NEXT: pass (this check lets the request through);
+ * - TW_DECLINED: no opinion (this check does not apply here);
+ * - a status (401, 403, 429, ...): refuse. The core answers with its page
+ *   for that status and keeps the response headers ACCESS handlers set
+ *   (set WWW-Authenticate, then return 401);
+ * - TW_DONE: it answered itself; the request goes on to LOG (final, in
+ *   either mode);
+ * - TW_ERROR: internal failure, 500 (final, in either mode).
+ * With the route's `satisfy: all` (the default, nginx's) the first refusal
+ * ends the phase with that status; CONTENT follows when none refused. With
+ * `satisfy: any` the first pass ends the phase and CONTENT follows: the
+ * refusals before it are forgotten, with the headers set during ACCESS;
+ * if nobody passes, the last refusal's status is answered (with the
+ * headers its handler set), and if nobody refuses either CONTENT follows.
+ * TW_NEXT after tw_request_set_uri is an internal redirect in both modes. */
 typedef enum {
     TW_NEXT = 0,       /* done with this phase: go on to the next phase */
     TW_DECLINED = -1,  /* not mine: try the next handler of this phase */
@@ -153,6 +173,40 @@ const char *tw_request_peer_text(const tw_request_t *r);
 /* Content-Length of the request body, 0 if there is no body, or -1 if the
  * body is chunked. */
 int64_t tw_request_content_length(const tw_request_t *r);
+
+/* Changing the request (since ABI 1.2): for modules that sit in front of
+ * another (headers for a proxy, realip, auth). Callable from the handlers
+ * of POST_READ through CONTENT and their callbacks, not from filters or
+ * LOG (EPERM). Names must be tokens and values free of CR, LF, NUL and the
+ * other control characters but HTAB (EINVAL); both are copied into the
+ * request's pool. Content-Length and Transfer-Encoding are the framing
+ * the body is read with and cannot be changed (EINVAL); a changed Host
+ * header does not change tw_request_host (the route is chosen from the
+ * Host the request arrived with). Pointers from tw_request_header* stay
+ * valid, but may show the old field after a change: look them up again. */
+
+/* Sets request header name to value, replacing every earlier one.
+ * Errors: EINVAL, EPERM, ENOMEM. */
+int tw_request_set_header(tw_request_t *r, const char *name, const char *value);
+/* Appends one more request header name: value. Errors as
+ * tw_request_set_header. */
+int tw_request_add_header(tw_request_t *r, const char *name, const char *value);
+/* Removes every request header named name; returns how many were removed,
+ * or -1 with EPERM, or EINVAL for Content-Length / Transfer-Encoding. */
+int tw_request_remove_header(tw_request_t *r, const char *name);
+/* Replaces the client's address for the rest of the request (the real
+ * client behind a trusted proxy): tw_request_peer, tw_request_peer_text,
+ * later ACCESS checks and the logs see addr from now on. addr (AF_INET or
+ * AF_INET6, len bytes) is copied. Errors: EINVAL (another family, or len
+ * too short), EPERM (as above), ENOMEM. */
+int tw_request_set_peer(tw_request_t *r, const struct sockaddr *addr, socklen_t len);
+/* Records who the request authenticated as (auth modules), for the logs'
+ * remote user; name is copied, NULL forgets it. Callable where
+ * tw_request_set_peer is. Errors: EINVAL for a control character, EPERM,
+ * ENOMEM. */
+int tw_request_set_user(tw_request_t *r, const char *name);
+/* The user recorded by tw_request_set_user (NUL-terminated), or NULL. */
+const char *tw_request_user(const tw_request_t *r);
 
 /* The request's pool: memory and cleanups that end with the request. */
 tw_pool_t *tw_request_pool(tw_request_t *r);

@@ -40,7 +40,7 @@ extern "C" {
 /* ABI: the major changes when anything existing changes (rebuild plugins);
  * the minor when something is only added. */
 #define TW_ABI_MAJOR 1
-#define TW_ABI_MINOR 1
+#define TW_ABI_MINOR 2
 #define TW_MODULE_MAGIC 0x54574d31u /* "TWM1" */
 /* The descriptor symbol; the ABI major is part of its name. */
 #define TW_MODULE_SYMBOL "twister_module_v1"
@@ -122,6 +122,12 @@ int tw_configure_add_method(tw_configure_t *cf, const char *method);
 int tw_phases_add(tw_phases_t *phases, tw_phase_t phase, tw_handler_fn handler, int order);
 /* Adds a header filter; filters run in ascending order. Errors: EINVAL. */
 int tw_phases_add_header_filter(tw_phases_t *phases, tw_header_filter_fn filter, int order);
+/* Adds a header filter that also runs for the error pages the core
+ * produces itself (404, a refusal's 403, ...), which plain header filters
+ * never see; its failure there is logged and the page still goes out.
+ * Since ABI 1.2. Errors: EINVAL. */
+int tw_phases_add_header_filter_always(tw_phases_t *phases, tw_header_filter_fn filter,
+                                       int order);
 /* Adds a body filter; filters run in ascending order. Errors: EINVAL. */
 int tw_phases_add_body_filter(tw_phases_t *phases, tw_body_filter_fn filter, int order);
 
