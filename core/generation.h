@@ -35,6 +35,8 @@ typedef struct tw_generation {
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
     int *listen_fds; /* per settings listener, set by the master */
+    struct tw_tls_material *tls; /* certificates and keys read by the master
+                                  * (tls/tls_context.h), NULL without TLS */
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -42,6 +44,9 @@ typedef struct tw_generation {
  * file:line:col message in err. */
 tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
                                        unsigned number, tw_conf_error_t *err);
+/* On reload: g's session tickets keep accepting previous's (see
+ * tls/tls_tickets.h). previous may be NULL. */
+void tw_generation_follow(tw_generation_t *g, const tw_generation_t *previous);
 /* Closes the snapshots and frees everything (not the listen fds). */
 void tw_generation_free(tw_generation_t *g);
 

@@ -90,6 +90,7 @@ typedef struct tw_http_server {
                                   method list [NULL: TW_HTTP_ALLOW_ANY]; the
                                   worker appends the modules' extra methods */
     tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
+    struct tw_tls_server *tls; /* TLS per listener (tls/tls_context.h), or NULL */
 
     tw_http_counters_t counters; /* maintained by the engine */
 

@@ -749,6 +749,8 @@ static void start_generation(master_t *m)
         finish_reload(m, false, text);
         return;
     }
+    if (m->serving)
+        tw_generation_follow(g, m->serving->g);
     m->generation_counter++;
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;

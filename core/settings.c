@@ -45,7 +45,7 @@ static const char *const root_keys[] = {
 };
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
-static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
+static const char *const server_keys[] = {"listen", "server_names", "routes", "tls", NULL};
 static const char *const route_keys[] = {"path",    "prefix", "regex", "methods",
                                          "handler", "limits", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
@@ -975,6 +975,35 @@ static void str_set_free(str_set_t *set)
     set->slots = NULL;
 }
 
+/* "ADDR:PORT [flag ...]": the address part (in the arena), flags set. */
+static const char *listen_flags(ctx_t *c, const tw_conf_node_t *node, bool *tls)
+{
+    const char *text = tw_conf_scalar(node);
+    const char *sp = strchr(text, ' ');
+    if (!sp)
+        return text;
+    const char *addr = tw_conf_arena_strndup(c->s->arena, text, (size_t)(sp - text));
+    if (!addr) {
+        oom(c, node);
+        return NULL;
+    }
+    for (const char *p = sp; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            break;
+        if (n == 3 && memcmp(p, "tls", 3) == 0) {
+            *tls = true;
+        } else {
+            tw_conf_error(c->err, node, "unknown listen flag '%.*s' (expected tls)", (int)n, p);
+            return NULL;
+        }
+        p += n;
+    }
+    return addr;
+}
+
 static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
 {
     const tw_conf_node_t *n, **items;
@@ -999,14 +1028,26 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         struct sockaddr_storage addr;
         socklen_t len;
         const char *why;
-        if (tw_settings_parse_listen(tw_conf_scalar(items[i]), &addr, &len, &why))
+        bool tls = false;
+        const char *text = listen_flags(c, items[i], &tls);
+        if (!text)
+            return -1;
+        if (tw_settings_parse_listen(text, &addr, &len, &why))
             return tw_conf_error(c->err, items[i],
                                  "expected a listen address (127.0.0.1:8080, [::1]:8080, *:8080 "
                                  "or 8080), got '%s': %s",
-                                 tw_conf_scalar(items[i]), why);
+                                 text, why);
         size_t idx = 0;
+        size_t before = c->s->nlisteners;
         if (add_listener(c, items[i], &addr, len, lcap, &idx))
             return -1;
+        if (idx == before)
+            c->s->listeners[idx].tls = tls;
+        else if (c->s->listeners[idx].tls != tls)
+            return tw_conf_error(c->err, items[i],
+                                 "%s is listed with%s 'tls' here but with%s it at line %u",
+                                 c->s->listeners[idx].text, tls ? "" : "out", tls ? "out" : "",
+                                 tw_conf_line(c->s->listeners[idx].node));
         for (size_t j = 0; j < srv->nlisteners; j++)
             if (srv->listeners[j] == idx)
                 return tw_conf_error(c->err, items[i], "%s is already listed in this server",
@@ -1043,6 +1084,20 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
                                    : tw_conf_path(node);
     if (!srv->name)
         return oom(c, node);
+
+    if ((n = tw_conf_map_get(node, "tls"))) {
+        tw_tls_conf_t *tls;
+        if (tw_tls_settings_parse(c->s->arena, c->s->config_dir, n, &tls, c->err))
+            return -1;
+        srv->tls = tls;
+        bool any = false;
+        for (size_t i = 0; i < srv->nlisteners; i++)
+            any |= c->s->listeners[srv->listeners[i]].tls;
+        if (!any)
+            return tw_conf_error(c->err, n,
+                                 "tls: is set but none of this server's listen addresses has "
+                                 "the 'tls' flag (\"ADDR:PORT tls\")");
+    }
 
     if ((n = tw_conf_map_get(node, "routes"))) {
         if (tw_conf_type(n) != TW_CONF_LIST)
@@ -1092,6 +1147,21 @@ static int parse_servers(ctx_t *c, const tw_conf_node_t *root)
                                      b->text, a->text, tw_conf_line(a->node));
         }
     }
+    /* A TLS listener needs its default server's certificate: servers
+     * without one are still reached there, by SNI falling back to it. */
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].tls) {
+            const tw_server_conf_t *def = NULL;
+            for (size_t k = 0; k < s->nservers && !def; k++)
+                for (size_t j = 0; j < s->servers[k].nlisteners; j++)
+                    if (s->servers[k].listeners[j] == i)
+                        def = &s->servers[k];
+            if (def && !def->tls)
+                return tw_conf_error(c->err, s->listeners[i].node,
+                                     "%s has the 'tls' flag but its first server (%s) has no "
+                                     "tls: block (certificate and key)",
+                                     s->listeners[i].text, def->name);
+        }
     /* Each listener's servers, in config order. */
     for (size_t l = 0; l < s->nlisteners; l++) {
         tw_listener_conf_t *lc = &s->listeners[l];

@@ -1,0 +1,39 @@
+/* tls_tickets.h — session ticket keys shared by every worker.
+ *
+ * The master makes a random secret per generation and hands it, with the
+ * secrets of the generations before it, to the workers over fork. A
+ * worker derives the actual keys from a secret and the hour (the epoch),
+ * so every worker of a generation encrypts with the same key without any
+ * message between them, the key changes every TW_TLS_TICKET_EPOCH_S, and
+ * a ticket from the last TW_TLS_TICKET_EPOCHS epochs (or from the
+ * previous generations, kept after a reload) is still accepted, so
+ * rotation never breaks the resumption of a recent session. */
+#ifndef TWISTER_TLS_TICKETS_H
+#define TWISTER_TLS_TICKETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#define TW_TLS_TICKET_EPOCH_S 3600u /* a new key every hour */
+#define TW_TLS_TICKET_EPOCHS 3u     /* tickets decrypt for up to 3 epochs */
+#define TW_TLS_TICKET_SECRETS 3u    /* this generation's and two before it */
+#define TW_TLS_TICKET_LIFETIME_S ((TW_TLS_TICKET_EPOCHS - 1) * TW_TLS_TICKET_EPOCH_S)
+
+typedef struct {
+    unsigned char secrets[TW_TLS_TICKET_SECRETS][32]; /* [0] encrypts */
+    size_t count;
+} tw_tls_tickets_t;
+
+/* Makes a fresh secret into t. Returns 0, or -1 if the random generator
+ * failed. */
+int tw_tls_tickets_make(tw_tls_tickets_t *t);
+/* Keeps t's newest secret and appends previous's newest ones after it. */
+void tw_tls_tickets_follow(tw_tls_tickets_t *t, const tw_tls_tickets_t *previous);
+/* Wipes the secrets. */
+void tw_tls_tickets_clear(tw_tls_tickets_t *t);
+/* Installs the ticket callback on ctx, using t (which must outlive ctx). */
+void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t);
+
+#endif
