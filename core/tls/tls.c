@@ -75,11 +75,22 @@ static ssize_t tls_fail(tls_conn_t *t, int rc, bool reading)
         unsigned long err = ERR_peek_last_error();
         t->failed = true;
         if (ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_HTTP_REQUEST) {
-            /* Best effort, one send: the client spoke HTTP to an HTTPS port. */
+            /* The client spoke HTTP to an HTTPS port: best effort, one
+             * send. What it sent is read first, or the close would reset
+             * the connection and the client could lose the reply. */
+            char sink[4096];
             ssize_t n;
+            for (int i = 0; i < 16; i++) {
+                do
+                    n = recv(t->fd, sink, sizeof sink, MSG_DONTWAIT);
+                while (n < 0 && errno == EINTR);
+                if (n <= 0)
+                    break;
+            }
             do
                 n = send(t->fd, plain_http_reply, sizeof plain_http_reply - 1, MSG_NOSIGNAL);
             while (n < 0 && errno == EINTR);
+            shutdown(t->fd, SHUT_WR);
         }
         if (!SSL_is_init_finished(t->ssl)) {
             char why[256];
