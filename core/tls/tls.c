@@ -66,7 +66,7 @@ static ssize_t tls_fail(tls_conn_t *t, int rc, bool reading)
         int saved = errno;
         t->failed = true;
         ERR_clear_error();
-        if (saved == 0 || saved == EAGAIN) /* EOF without close_notify */
+        if (saved == 0) /* EOF without close_notify */
             return 0;
         errno = saved;
         return -1;

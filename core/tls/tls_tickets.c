@@ -39,12 +39,6 @@ void tw_tls_tickets_clear(tw_tls_tickets_t *t)
     OPENSSL_cleanse(t, sizeof *t);
 }
 
-typedef struct {
-    unsigned char name[16];
-    unsigned char aes[32];
-    unsigned char hmac[32];
-} ticket_key_t;
-
 /* SHA-256(secret | epoch | label): one key part per label. */
 static void derive_part(const unsigned char secret[32], uint64_t epoch, char label,
                         unsigned char out[32])
@@ -59,7 +53,7 @@ static void derive_part(const unsigned char secret[32], uint64_t epoch, char lab
     OPENSSL_cleanse(in, sizeof in);
 }
 
-static void derive(const unsigned char secret[32], uint64_t epoch, ticket_key_t *k)
+static void derive(const unsigned char secret[32], uint64_t epoch, tw_tls_ticket_key_t *k)
 {
     unsigned char name[32];
     derive_part(secret, epoch, 'n', name);
@@ -68,7 +62,25 @@ static void derive(const unsigned char secret[32], uint64_t epoch, ticket_key_t 
     derive_part(secret, epoch, 'h', k->hmac);
 }
 
-static int set_hmac(EVP_MAC_CTX *hctx, const ticket_key_t *k)
+void tw_tls_tickets_current(const tw_tls_tickets_t *t, uint64_t epoch, tw_tls_ticket_key_t *k)
+{
+    derive(t->secrets[0], epoch, k);
+}
+
+int tw_tls_tickets_find(const tw_tls_tickets_t *t, const unsigned char name[16], uint64_t epoch,
+                        tw_tls_ticket_key_t *k)
+{
+    for (size_t s = 0; s < t->count; s++)
+        for (uint64_t e = 0; e < TW_TLS_TICKET_EPOCHS && e <= epoch; e++) {
+            derive(t->secrets[s], epoch - e, k);
+            if (memcmp(name, k->name, sizeof k->name) == 0)
+                return s == 0 && e == 0 ? 1 : 2;
+        }
+    OPENSSL_cleanse(k, sizeof *k);
+    return 0;
+}
+
+static int set_hmac(EVP_MAC_CTX *hctx, const tw_tls_ticket_key_t *k)
 {
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof k->hmac),
@@ -87,32 +99,22 @@ static int on_ticket(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
     if (!t || t->count == 0)
         return enc ? -1 : 0;
     uint64_t now = (uint64_t)time(NULL) / TW_TLS_TICKET_EPOCH_S;
-    ticket_key_t k;
-    int rc = 0;
+    tw_tls_ticket_key_t k;
+    int rc;
     if (enc) {
-        derive(t->secrets[0], now, &k);
-        if (RAND_bytes(iv, 16) != 1 ||
-            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-            set_hmac(hctx, &k) != 1) {
-            rc = -1;
-        } else {
+        tw_tls_tickets_current(t, now, &k);
+        rc = RAND_bytes(iv, 16) == 1 &&
+                     EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1 &&
+                     set_hmac(hctx, &k) == 1
+                 ? 1
+                 : -1;
+        if (rc == 1)
             memcpy(key_name, k.name, sizeof k.name);
-            rc = 1;
-        }
-        OPENSSL_cleanse(&k, sizeof k);
-        return rc;
-    }
-    for (size_t s = 0; s < t->count && rc == 0; s++) {
-        for (uint64_t e = 0; e < TW_TLS_TICKET_EPOCHS && e <= now && rc == 0; e++) {
-            derive(t->secrets[s], now - e, &k);
-            if (memcmp(key_name, k.name, sizeof k.name) != 0)
-                continue;
-            if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-                set_hmac(hctx, &k) != 1)
-                rc = -1;
-            else
-                rc = s == 0 && e == 0 ? 1 : 2;
-        }
+    } else {
+        rc = tw_tls_tickets_find(t, key_name, now, &k);
+        if (rc > 0 && (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+                       set_hmac(hctx, &k) != 1))
+            rc = -1;
     }
     OPENSSL_cleanse(&k, sizeof k);
     return rc;

@@ -33,6 +33,20 @@ int tw_tls_tickets_make(tw_tls_tickets_t *t);
 void tw_tls_tickets_follow(tw_tls_tickets_t *t, const tw_tls_tickets_t *previous);
 /* Wipes the secrets. */
 void tw_tls_tickets_clear(tw_tls_tickets_t *t);
+/* One epoch's key, derived from a secret. */
+typedef struct {
+    unsigned char name[16]; /* sent in the ticket: which key made it */
+    unsigned char aes[32];
+    unsigned char hmac[32];
+} tw_tls_ticket_key_t;
+
+/* The key that encrypts new tickets during epoch (time / EPOCH_S). */
+void tw_tls_tickets_current(const tw_tls_tickets_t *t, uint64_t epoch, tw_tls_ticket_key_t *k);
+/* The key named name, if a ticket under it is still accepted during
+ * epoch: 1 if it is the current key, 2 if an older one (the session gets
+ * a fresh ticket), 0 if none (a full handshake follows). */
+int tw_tls_tickets_find(const tw_tls_tickets_t *t, const unsigned char name[16], uint64_t epoch,
+                        tw_tls_ticket_key_t *k);
 /* Installs the ticket callback on ctx, using t (which must outlive ctx). */
 void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t);
 
