@@ -241,12 +241,7 @@ static SSL_CTX *build_ctx(const tw_tls_conf_t *tc, const server_material_t *sm,
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char sid_ctx[] = "twister";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
-    if (tc->session_tickets)
-        tw_tls_tickets_install(ctx, tickets);
-    else {
-        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-        SSL_CTX_set_num_tickets(ctx, 0);
-    }
+    tw_tls_tickets_install(ctx, tickets, tc->session_tickets);
     if (SSL_CTX_set_cipher_list(ctx, tc->ciphers) != 1) {
         ssl_error(err, tc->ciphers_node ? tc->ciphers_node : tc->node,
                   "no usable cipher in the list");

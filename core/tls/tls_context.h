@@ -9,7 +9,13 @@
  * keeps the old generation serving; an expired certificate is a warning.
  * The workers inherit those bytes over fork and build their contexts from
  * them: a worker never opens a key file, so the key need not be readable
- * by `user:`. */
+ * by `user:`.
+ *
+ * SNI switches a handshake to the named server's context, which brings
+ * that server's certificates, OCSP staple and ALPN; the protocol versions,
+ * cipher list and session_tickets of the listener's default server apply
+ * to every handshake on the listener (OpenSSL fixes them before SNI is
+ * read). */
 #ifndef TWISTER_TLS_CONTEXT_H
 #define TWISTER_TLS_CONTEXT_H
 

@@ -97,7 +97,7 @@ static int on_ticket(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
 {
     const tw_tls_tickets_t *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tickets_index());
     if (!t || t->count == 0)
-        return enc ? -1 : 0;
+        return 0; /* no ticket issued, none accepted: full handshakes */
     uint64_t now = (uint64_t)time(NULL) / TW_TLS_TICKET_EPOCH_S;
     tw_tls_ticket_key_t k;
     int rc;
@@ -120,9 +120,16 @@ static int on_ticket(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
     return rc;
 }
 
-void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t)
+void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t, bool enabled)
 {
+    /* Set even when disabled: after SNI switched a session to this
+     * context, the listener's default context decides whether tickets are
+     * issued, and its callback finds the keys here. */
     SSL_CTX_set_ex_data(ctx, tickets_index(), (void *)t);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
     SSL_CTX_set_timeout(ctx, TW_TLS_TICKET_LIFETIME_S);
+    if (!enabled) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
 }

@@ -11,6 +11,7 @@
 #ifndef TWISTER_TLS_TICKETS_H
 #define TWISTER_TLS_TICKETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,7 +48,8 @@ void tw_tls_tickets_current(const tw_tls_tickets_t *t, uint64_t epoch, tw_tls_ti
  * a fresh ticket), 0 if none (a full handshake follows). */
 int tw_tls_tickets_find(const tw_tls_tickets_t *t, const unsigned char name[16], uint64_t epoch,
                         tw_tls_ticket_key_t *k);
-/* Installs the ticket callback on ctx, using t (which must outlive ctx). */
-void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t);
+/* Installs the ticket callback on ctx, using t (which must outlive ctx);
+ * with enabled false, ctx issues no tickets. */
+void tw_tls_tickets_install(SSL_CTX *ctx, const tw_tls_tickets_t *t, bool enabled);
 
 #endif
