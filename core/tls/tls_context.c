@@ -164,8 +164,20 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* Still served (a client may not check, or its clock may be off), but the
+ * operator should know: a warning at the certificate's line. */
+static void warn_validity(X509 *x, const tw_conf_node_t *node, const char *path)
+{
+    const char *why = X509_cmp_current_time(X509_get0_notAfter(x)) < 0    ? "has expired"
+                      : X509_cmp_current_time(X509_get0_notBefore(x)) > 0 ? "is not valid yet"
+                                                                           : NULL;
+    if (why)
+        tw_log_warn("%s:%u:%u: %s: the certificate %s %s", tw_conf_file(node), tw_conf_line(node),
+                    tw_conf_column(node), tw_conf_path(node), path, why);
+}
+
 static int add_pair(SSL_CTX *ctx, const tw_tls_conf_t *tc, size_t i, const blob_t *cert,
-                    const blob_t *key, int *types, tw_conf_error_t *err)
+                    const blob_t *key, int *types, bool warn, tw_conf_error_t *err)
 {
     const tw_conf_node_t *cn = tc->cert_nodes[i], *kn = tc->key_nodes[i];
     int rc = -1;
@@ -206,6 +218,8 @@ static int add_pair(SSL_CTX *ctx, const tw_tls_conf_t *tc, size_t i, const blob_
             goto out;
         }
     types[i] = type;
+    if (warn)
+        warn_validity(x, cn, tc->certificates[i]);
     if (SSL_CTX_use_cert_and_key(ctx, x, pkey, chain, 1) != 1) {
         ssl_error(err, cn, "cannot use the certificate");
         goto out;
@@ -253,23 +267,8 @@ static SSL_CTX *build_ctx(const tw_tls_conf_t *tc, const server_material_t *sm,
         goto fail;
     }
     for (size_t i = 0; i < tc->ncertificates; i++)
-        if (add_pair(ctx, tc, i, &sm->certs[i], &sm->keys[i], types, err))
+        if (add_pair(ctx, tc, i, &sm->certs[i], &sm->keys[i], types, warn, err))
             goto fail;
-    if (warn) {
-        for (int r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_FIRST); r == 1;
-             r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_NEXT)) {
-            X509 *x = SSL_CTX_get0_certificate(ctx);
-            if (x && X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
-                tw_log_warn("%s:%u:%u: %s: the certificate has expired", tw_conf_file(tc->node),
-                            tw_conf_line(tc->node), tw_conf_column(tc->node),
-                            tw_conf_path(tc->node));
-            else if (x && X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
-                tw_log_warn("%s:%u:%u: %s: the certificate is not valid yet",
-                            tw_conf_file(tc->node), tw_conf_line(tc->node),
-                            tw_conf_column(tc->node), tw_conf_path(tc->node));
-        }
-        ERR_clear_error();
-    }
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     if (sm->ocsp.len) {
         SSL_CTX_set_tlsext_status_cb(ctx, on_status);

@@ -513,7 +513,7 @@ servers:
 
     def test_expired_certificate_is_a_warning(self):
         out = self.check("{ certificate: PKI/old.pem, key: PKI/old.key }", 0,
-                         r"twister\.yaml:\d+:\d+: .*tls: the certificate has expired")
+                         r"twister\.yaml:\d+:\d+: .*tls\.certificate: the certificate .*old\.pem has expired")
         self.assertIn("configuration OK", out)
 
     def test_tls_block_without_tls_listener(self):
