@@ -242,6 +242,11 @@ int tw_tls_attach(tw_stream_t *s, SSL_CTX *ctx, void *app, tw_tls_facts_t *facts
         return -1;
     }
     SSL_set_app_data(t->ssl, app);
+    /* What the stream's retries rely on: a write may take part of what it
+     * is given, and the retry after WANT_WRITE comes from another address
+     * (the queue's copy) with at least the same bytes in front. */
+    SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                             SSL_MODE_RELEASE_BUFFERS);
     SSL_set_accept_state(t->ssl);
     tw_stream_set_transport(s, &tls_transport, t);
     return 0;
