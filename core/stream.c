@@ -495,9 +495,9 @@ static int stream_fill(tw_stream_t *s)
             if (s->rhint < s->opt.read_chunk_size)
                 s->rhint =
                     s->rhint * 2 < s->opt.read_chunk_size ? s->rhint * 2 : s->opt.read_chunk_size;
-        } else if (!s->tp) {
-            /* Short read: the socket is drained. (Not so under TLS: a
-             * read returns one record, others may wait behind it.) */
+        } else if (!s->tp || s->tp->drained(s->tp_ctx)) {
+            /* Short read: the socket is drained. (A transport says: a TLS
+             * read returns one record, and others may wait behind it.) */
             s->readable = false;
         }
         return FILL_OK;

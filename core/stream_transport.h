@@ -4,6 +4,7 @@
 #ifndef TWISTER_STREAM_TRANSPORT_H
 #define TWISTER_STREAM_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -18,6 +19,9 @@ typedef struct {
     ssize_t (*send)(void *ctx, const struct iovec *iov, int cnt);
     /* Like sendfile(2) from *off (advanced by what was sent). */
     ssize_t (*sendfile)(void *ctx, int file_fd, off_t *off, size_t len);
+    /* After a read shorter than asked: true if the socket is drained too
+     * (the stream then waits for EPOLLIN rather than reading again). */
+    bool (*drained)(void *ctx);
     /* Loop events (TW_EV_*) the transport waits for besides the stream's
      * own: a read that must first write, or a write that must first read. */
     unsigned (*events)(void *ctx);

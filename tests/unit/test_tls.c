@@ -172,6 +172,35 @@ START_TEST(test_handshake_and_echo)
 }
 END_TEST
 
+static int lines_seen;
+
+static void echo_and_read_on(tw_stream_t *s, int status, const char *data, size_t len, void *arg)
+{
+    echo_line(s, status, data, len, arg);
+    lines_seen++;
+    ck_assert_int_eq(tw_stream_read_until(s, "\n", 1, 0, echo_and_read_on, NULL), 0);
+}
+
+/* Records that OpenSSL read ahead sit in its buffer, not the socket's, so
+ * epoll will not report them: the stream must read them without waiting. */
+START_TEST(test_records_read_ahead_are_not_stranded)
+{
+    lines_seen = 0;
+    ck_assert_int_eq(tw_stream_read_until(st, "\n", 1, 0, echo_and_read_on, NULL), 0);
+    client_handshake();
+    for (int i = 0; i < 4 && !facts.protocol; i++)
+        pump();
+    /* Three records in one go; the client sends nothing after. */
+    client_write("one\n", 4);
+    client_write("two\n", 4);
+    client_write("three\n", 6);
+    char buf[16] = {0};
+    ck_assert_uint_eq(client_read(buf, 14), 14);
+    ck_assert_str_eq(buf, "one\ntwo\nthree\n");
+    ck_assert_int_eq(lines_seen, 3);
+}
+END_TEST
+
 static void count_write(tw_stream_t *s, int status, void *arg)
 {
     (void)s;
@@ -295,6 +324,7 @@ static Suite *tls_suite(void)
     TCase *tc = tcase_create("tls");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_handshake_and_echo);
+    tcase_add_test(tc, test_records_read_ahead_are_not_stranded);
     tcase_add_test(tc, test_large_writes_and_sendfile_arrive_intact);
     tcase_add_test(tc, test_close_sends_close_notify);
     tcase_add_test(tc, test_client_close_notify_is_eof);
