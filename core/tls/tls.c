@@ -48,7 +48,10 @@ static void note_handshake(tls_conn_t *t)
 static ssize_t tls_fail(tls_conn_t *t, int rc, bool reading)
 {
     int e = SSL_get_error(t->ssl, rc);
-    t->read_wants_write = t->write_wants_read = false;
+    if (reading)
+        t->read_wants_write = false;
+    else
+        t->write_wants_read = false;
     switch (e) {
     case SSL_ERROR_WANT_READ:
         if (!reading)
@@ -110,6 +113,7 @@ static ssize_t tls_recv(void *ctx, void *buf, size_t len)
     if (len > INT32_MAX)
         len = INT32_MAX;
     ERR_clear_error();
+    errno = 0; /* SSL_ERROR_SYSCALL with errno 0 is an EOF */
     int rc = SSL_read(t->ssl, buf, (int)len);
     if (rc > 0) {
         t->read_wants_write = false;
@@ -126,6 +130,7 @@ static ssize_t tls_write(tls_conn_t *t, const void *p, size_t len)
     if (len > INT32_MAX)
         len = INT32_MAX;
     ERR_clear_error();
+    errno = 0;
     int rc = SSL_write(t->ssl, p, (int)len);
     if (rc > 0) {
         t->write_wants_read = false;
@@ -165,6 +170,7 @@ static ssize_t tls_sendfile(void *ctx, int file_fd, off_t *off, size_t len)
             tw_log_debug("tls: sendfile with kernel TLS");
         }
         ERR_clear_error();
+        errno = 0;
         ossl_ssize_t n = SSL_sendfile(t->ssl, file_fd, *off, len, 0);
         if (n > 0) {
             *off += n;
