@@ -35,8 +35,9 @@ typedef struct tw_generation {
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
     int *listen_fds; /* per settings listener, set by the master */
-    struct tw_tls_material *tls; /* certificates and keys read by the master
-                                  * (tls/tls_context.h), NULL without TLS */
+    /* Certificates and keys read by the master (tls/tls_context.h), NULL
+     * without TLS. */
+    struct tw_tls_material *tls;
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the

@@ -179,7 +179,9 @@ struct tw_stream {
     bool shrink_wanted;            /* tw_stream_shrink called while delivering */
     bool probing;                  /* adopted: the first read comes before any EPOLLIN */
     bool not_socket;               /* recv(2) said ENOTSOCK: read(2) it is */
-    const tw_stream_transport_t *tp; /* TLS under the stream, or NULL */
+
+    /* What the stream reads and writes through (TLS), or NULL: the socket. */
+    const tw_stream_transport_t *tp;
     void *tp_ctx;
 };
 

@@ -245,8 +245,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
             c->transport.peer_len = (socklen_t)sizeof peer->sa_family;
         }
     }
-    int tls = tw_tls_server_attach(srv->tls, c->stream, listener_index,
-                                   &c->transport.tls_facts);
+    int tls = tw_tls_server_attach(srv->tls, c->stream, listener_index, &c->transport.tls_facts);
     if (tls < 0) {
         int e = errno;
         tw_stream_close(c->stream); /* its close callback is not set: nothing follows */

@@ -90,7 +90,8 @@ struct tw_transport {
     socklen_t peer_len;
     size_t listener_index; /* which listener it arrived on (for FIND_ROUTE) */
     bool tls;              /* it arrived on a TLS listener */
-    tw_tls_facts_t tls_facts; /* protocol and cipher once its handshake is done */
+    /* Its TLS protocol and cipher, once the handshake is done. */
+    tw_tls_facts_t tls_facts;
 };
 
 /* ---- the engine, for a transport ------------------------------------------ */

@@ -21,19 +21,18 @@ typedef struct {
     SSL *ssl;
     int fd;
     tw_tls_facts_t *facts;
-    bool read_wants_write;  /* the last read stopped on WANT_WRITE */
-    bool write_wants_read;  /* the last write stopped on WANT_READ */
-    bool failed;            /* a fatal error: no close_notify */
+    bool read_wants_write; /* the last read stopped on WANT_WRITE */
+    bool write_wants_read; /* the last write stopped on WANT_READ */
+    bool failed;           /* a fatal error: no close_notify */
     bool ktls_logged;
 } tls_conn_t;
 
-static const char plain_http_reply[] =
-    "HTTP/1.1 400 Bad Request\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 45\r\n"
-    "Connection: close\r\n"
-    "\r\n"
-    "This port speaks HTTPS: use https:// to talk\n";
+static const char plain_http_reply[] = "HTTP/1.1 400 Bad Request\r\n"
+                                       "Content-Type: text/plain\r\n"
+                                       "Content-Length: 45\r\n"
+                                       "Connection: close\r\n"
+                                       "\r\n"
+                                       "This port speaks HTTPS: use https:// to talk\n";
 
 static void note_handshake(tls_conn_t *t)
 {

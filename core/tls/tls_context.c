@@ -27,8 +27,8 @@ typedef struct {
 typedef struct {
     blob_t *certs; /* per certificate of the server's tls: */
     blob_t *keys;
-    size_t n;      /* certificates (and keys) */
-    blob_t ocsp;   /* DER, or empty */
+    size_t n;    /* certificates (and keys) */
+    blob_t ocsp; /* DER, or empty */
 } server_material_t;
 
 struct tw_tls_material {
@@ -46,8 +46,8 @@ typedef struct {
 struct tw_tls_server {
     const tw_settings_t *settings;
     const tw_tls_material_t *material;
-    SSL_CTX **ctx;          /* per settings server, NULL without tls: */
-    listener_t *listeners;  /* per settings listener (ctx NULL: plaintext) */
+    SSL_CTX **ctx;         /* per settings server, NULL without tls: */
+    listener_t *listeners; /* per settings listener (ctx NULL: plaintext) */
 };
 
 /* ---- reading files (master) ---------------------------------------------------- */
@@ -170,7 +170,7 @@ static void warn_validity(X509 *x, const tw_conf_node_t *node, const char *path)
 {
     const char *why = X509_cmp_current_time(X509_get0_notAfter(x)) < 0    ? "has expired"
                       : X509_cmp_current_time(X509_get0_notBefore(x)) > 0 ? "is not valid yet"
-                                                                           : NULL;
+                                                                          : NULL;
     if (why)
         tw_log_warn("%s:%u:%u: %s: the certificate %s %s", tw_conf_file(node), tw_conf_line(node),
                     tw_conf_column(node), tw_conf_path(node), path, why);
@@ -199,8 +199,9 @@ static int add_pair(SSL_CTX *ctx, const tw_tls_conf_t *tc, size_t i, const blob_
     BIO_free(bio);
     bio = BIO_new_mem_buf(key->data, (int)key->len);
     if (!bio || !(pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL))) {
-        ssl_error(err, kn, "no usable PEM private key in the file (encrypted keys are not "
-                           "supported)");
+        ssl_error(err, kn,
+                  "no usable PEM private key in the file (encrypted keys are not "
+                  "supported)");
         goto out;
     }
     if (X509_check_private_key(x, pkey) != 1) {
@@ -212,8 +213,9 @@ static int add_pair(SSL_CTX *ctx, const tw_tls_conf_t *tc, size_t i, const blob_
     int type = EVP_PKEY_get_base_id(pkey);
     for (size_t j = 0; j < i; j++)
         if (types[j] == type) {
-            tw_conf_error(err, cn, "certificate %zu has the same key type as certificate %zu: "
-                                   "several certificates must differ in type (RSA, ECDSA)",
+            tw_conf_error(err, cn,
+                          "certificate %zu has the same key type as certificate %zu: "
+                          "several certificates must differ in type (RSA, ECDSA)",
                           i + 1, j + 1);
             goto out;
         }
@@ -242,10 +244,10 @@ static SSL_CTX *build_ctx(const tw_tls_conf_t *tc, const server_material_t *sm,
         ssl_error(err, tc->node, "cannot create a TLS context");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, tc->protocols & TW_TLS_V1_2 ? TLS1_2_VERSION
-                                                                   : TLS1_3_VERSION);
-    SSL_CTX_set_max_proto_version(ctx, tc->protocols & TW_TLS_V1_3 ? TLS1_3_VERSION
-                                                                   : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx,
+                                  tc->protocols & TW_TLS_V1_2 ? TLS1_2_VERSION : TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(ctx,
+                                  tc->protocols & TW_TLS_V1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_ENABLE_KTLS |
                                  SSL_OP_NO_COMPRESSION);
@@ -417,8 +419,7 @@ void tw_tls_server_free(tw_tls_server_t *srv)
 int tw_tls_server_attach(tw_tls_server_t *srv, tw_stream_t *s, size_t listener_index,
                          tw_tls_facts_t *facts)
 {
-    if (!srv || listener_index >= srv->settings->nlisteners ||
-        !srv->listeners[listener_index].ctx)
+    if (!srv || listener_index >= srv->settings->nlisteners || !srv->listeners[listener_index].ctx)
         return 0;
     listener_t *l = &srv->listeners[listener_index];
     return tw_tls_attach(s, l->ctx, l, facts) == 0 ? 1 : -1;

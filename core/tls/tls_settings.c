@@ -3,9 +3,9 @@
 
 #include <string.h>
 
-static const char *const tls_keys[] = {"certificate",     "key",           "protocols",
-                                       "ciphers",         "session_tickets", "ocsp_stapling",
-                                       "ocsp_response",   NULL};
+static const char *const tls_keys[] = {
+    "certificate",     "key",           "protocols",     "ciphers",
+    "session_tickets", "ocsp_stapling", "ocsp_response", NULL};
 
 static const char *resolve(tw_conf_arena_t *arena, const char *dir, const char *path)
 {
@@ -31,8 +31,8 @@ static int path_list(tw_conf_arena_t *arena, const char *dir, const tw_conf_node
     if (!*paths || !*nodes)
         return tw_conf_error(err, node, "out of memory");
     for (size_t i = 0; i < count; i++) {
-        const tw_conf_node_t *it = tw_conf_type(node) == TW_CONF_LIST ? tw_conf_list_item(node, i)
-                                                                       : node;
+        const tw_conf_node_t *it =
+            tw_conf_type(node) == TW_CONF_LIST ? tw_conf_list_item(node, i) : node;
         const char *v;
         if (tw_conf_get_string(it, &v, err))
             return -1;
@@ -53,8 +53,8 @@ static int parse_protocols(const tw_conf_node_t *node, unsigned *out, tw_conf_er
         return tw_conf_error(err, node, "expected a list of protocols (TLSv1.2, TLSv1.3)");
     *out = 0;
     for (size_t i = 0; i < count; i++) {
-        const tw_conf_node_t *it = tw_conf_type(node) == TW_CONF_LIST ? tw_conf_list_item(node, i)
-                                                                       : node;
+        const tw_conf_node_t *it =
+            tw_conf_type(node) == TW_CONF_LIST ? tw_conf_list_item(node, i) : node;
         const char *v;
         if (tw_conf_get_string(it, &v, err))
             return -1;
@@ -64,11 +64,12 @@ static int parse_protocols(const tw_conf_node_t *node, unsigned *out, tw_conf_er
             *out |= TW_TLS_V1_3;
         else if (strcmp(v, "TLSv1") == 0 || strcmp(v, "TLSv1.0") == 0 ||
                  strcmp(v, "TLSv1.1") == 0 || strncmp(v, "SSL", 3) == 0)
-            return tw_conf_error(err, it, "protocol '%s' is insecure and not supported (use "
-                                          "TLSv1.2 and TLSv1.3)", v);
-        else
-            return tw_conf_error(err, it, "unknown protocol '%s' (expected TLSv1.2 or TLSv1.3)",
+            return tw_conf_error(err, it,
+                                 "protocol '%s' is insecure and not supported (use "
+                                 "TLSv1.2 and TLSv1.3)",
                                  v);
+        else
+            return tw_conf_error(err, it, "unknown protocol '%s' (expected TLSv1.2 or TLSv1.3)", v);
     }
     if (!*out)
         return tw_conf_error(err, node, "expected at least one protocol (TLSv1.2, TLSv1.3)");

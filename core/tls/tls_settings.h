@@ -26,25 +26,25 @@
 #define TW_TLS_V1_3 0x2u
 
 /* Mozilla's "intermediate" TLS 1.2 list (TLS 1.3 suites are OpenSSL's). */
-#define TW_TLS_DEFAULT_CIPHERS                                                                  \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"   \
+#define TW_TLS_DEFAULT_CIPHERS                                                                     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 
 typedef struct {
-    const char **certificates;            /* resolved paths */
-    const tw_conf_node_t **cert_nodes;    /* where each was written */
-    const char **keys;                    /* resolved paths, one per certificate */
-    const tw_conf_node_t **key_nodes;     /* where each was written */
-    size_t ncertificates;                 /* at least 1 */
-    unsigned protocols;                   /* TW_TLS_V1_* bits, at least one */
-    const char *ciphers;                  /* OpenSSL cipher list */
-    const tw_conf_node_t *ciphers_node;   /* NULL when defaulted */
-    bool session_tickets;                 /* [true] */
-    bool ocsp_stapling;                   /* [false] */
-    const char *ocsp_response;            /* resolved path, or NULL */
-    const tw_conf_node_t *ocsp_node;      /* ocsp_response's node (or ocsp_stapling's) */
-    const tw_conf_node_t *node;           /* the tls: map */
+    const char **certificates;          /* resolved paths */
+    const tw_conf_node_t **cert_nodes;  /* where each was written */
+    const char **keys;                  /* resolved paths, one per certificate */
+    const tw_conf_node_t **key_nodes;   /* where each was written */
+    size_t ncertificates;               /* at least 1 */
+    unsigned protocols;                 /* TW_TLS_V1_* bits, at least one */
+    const char *ciphers;                /* OpenSSL cipher list */
+    const tw_conf_node_t *ciphers_node; /* NULL when defaulted */
+    bool session_tickets;               /* [true] */
+    bool ocsp_stapling;                 /* [false] */
+    const char *ocsp_response;          /* resolved path, or NULL */
+    const tw_conf_node_t *ocsp_node;    /* ocsp_response's node (or ocsp_stapling's) */
+    const tw_conf_node_t *node;         /* the tls: map */
 } tw_tls_conf_t;
 
 /* Parses the tls: map at node, paths resolved against config_dir, memory

@@ -37,8 +37,7 @@ static SSL_CTX *make_server_ctx(void)
     X509_gmtime_adj(X509_getm_notAfter(x), 3600);
     X509_set_pubkey(x, pkey);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"test", -1, -1,
-                               0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"test", -1, -1, 0);
     X509_set_issuer_name(x, name);
     ck_assert_int_gt(X509_sign(x, pkey, EVP_sha256()), 0);
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
