@@ -16,6 +16,7 @@
 #include "module.h"
 #include "os.h"
 #include "settings.h"
+#include "tls/tls_context.h"
 
 /* ---- preparing (master) ------------------------------------------------- */
 
@@ -41,6 +42,11 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         return NULL;
     }
     tw_settings_t *s = g->settings;
+    /* As root, before any worker: a worker never opens a key file. */
+    if (tw_tls_material_load(s, &g->tls, err) != 0) {
+        tw_generation_free(g);
+        return NULL;
+    }
     g->workers = s->workers ? s->workers : tw_os_available_cpus();
     g->snapshots = calloc(s->nmodules ? s->nmodules : 1, sizeof *g->snapshots);
     if (!g->snapshots) {
@@ -112,10 +118,17 @@ bool tw_generation_disabled(const tw_generation_t *g, const char *name)
     return false;
 }
 
+void tw_generation_follow(tw_generation_t *g, const tw_generation_t *previous)
+{
+    if (previous)
+        tw_tls_material_follow(g->tls, previous->tls);
+}
+
 void tw_generation_free(tw_generation_t *g)
 {
     if (!g)
         return;
+    tw_tls_material_free(g->tls);
     for (size_t i = 0; i < g->snapshot_count; i++) {
         if (g->snapshots[i].memfd >= 0)
             close(g->snapshots[i].memfd);

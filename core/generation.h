@@ -39,6 +39,9 @@ typedef struct tw_generation {
     int *listen_fds; /* per settings listener, set by the master */
     char **disabled; /* names of the modules quarantined in this generation */
     size_t disabled_count;
+    /* Certificates and keys read by the master (tls/tls_context.h), NULL
+     * without TLS. */
+    struct tw_tls_material *tls;
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -55,6 +58,9 @@ tw_generation_t *tw_generation_quarantine(const tw_generation_t *from, unsigned 
                                           const char *const *disabled, size_t disabled_count);
 /* True if module name is quarantined in g. */
 bool tw_generation_disabled(const tw_generation_t *g, const char *name);
+/* On reload: g's session tickets keep accepting previous's (see
+ * tls/tls_tickets.h). previous may be NULL. */
+void tw_generation_follow(tw_generation_t *g, const tw_generation_t *previous);
 /* Closes the snapshots and frees everything (not the listen fds). */
 void tw_generation_free(tw_generation_t *g);
 

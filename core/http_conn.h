@@ -92,6 +92,7 @@ typedef struct tw_http_server {
     tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
     const bool *proxy_protocol; /* per listener index: a PROXY header precedes HTTP */
     size_t proxy_protocol_count;
+    struct tw_tls_server *tls; /* TLS per listener (tls/tls_context.h), or NULL */
 
     tw_http_counters_t counters; /* maintained by the engine */
 

@@ -1091,6 +1091,8 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
             finish_reload(m, false, text);
         return;
     }
+    if (m->serving)
+        tw_generation_follow(g, m->serving->g);
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;
     if (ge) {

@@ -21,6 +21,7 @@
 #include "phases.h"
 #include "router.h"
 #include "settings.h"
+#include "tls/tls_context.h"
 #include "twister/pool.h"
 #include "twister/twister.h"
 
@@ -45,6 +46,7 @@ struct tw_runtime {
     size_t extra_method_count;
     tw_phases_t *phases;
     tw_http_server_t http;
+    struct tw_tls_server *tls; /* TLS contexts, NULL without TLS listeners */
     bool http_ready;
     bool has_worker; /* false in the -t checker: no init/exit hooks */
     struct tw_worker worker;
@@ -374,6 +376,9 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
     tw_http_server_t *h = &rt->http;
     tw_http_server_init(h, rt->has_worker ? rt->worker.loop : NULL);
     rt->http_ready = true;
+    if (rt->gen->tls && !(rt->tls = tw_tls_server_new(s, rt->gen->tls, err)))
+        return -1;
+    h->tls = rt->tls;
     h->activity = rt->has_worker ? rt->worker.activity : NULL;
     h->limits.request_line_max = s->limits.request_line;
     h->limits.header_size_max = s->limits.header_size;
@@ -512,6 +517,7 @@ void tw_runtime_free(tw_runtime_t *rt)
     }
     if (rt->http_ready)
         tw_http_server_cleanup(&rt->http);
+    tw_tls_server_free(rt->tls);
     tw_phases_free(rt->phases);
     tw_modules_forget(&rt->registry);
     tw_pool_free(rt->pool);

@@ -47,7 +47,7 @@ static const char *const root_keys[] = {
 static const char *const crash_policy_keys[] = {"max", "within", "action", NULL};
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
-static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
+static const char *const server_keys[] = {"listen", "server_names", "routes", "tls", NULL};
 static const char *const route_keys[] = {"path",    "prefix", "regex",   "methods",
                                          "handler", "limits", "satisfy", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
@@ -1023,23 +1023,38 @@ static void str_set_free(str_set_t *set)
     set->slots = NULL;
 }
 
-/* The flags after a listen address: "proxy_protocol". */
-static int parse_listen_flags(ctx_t *c, const tw_conf_node_t *node, const char *p,
-                              bool *proxy_protocol)
+/* "ADDR:PORT [flag ...]": the address part (in the arena), flags set
+ * ("tls", "proxy_protocol"). */
+static const char *listen_flags(ctx_t *c, const tw_conf_node_t *node, bool *tls,
+                                bool *proxy_protocol)
 {
-    for (;;) {
+    const char *text = tw_conf_scalar(node);
+    const char *sp = strpbrk(text, " \t");
+    if (!sp)
+        return text;
+    const char *addr = tw_conf_arena_strndup(c->s->arena, text, (size_t)(sp - text));
+    if (!addr) {
+        oom(c, node);
+        return NULL;
+    }
+    for (const char *p = sp; *p;) {
         while (*p == ' ' || *p == '\t')
             p++;
-        if (!*p)
-            return 0;
         size_t n = strcspn(p, " \t");
-        if (n == 14 && memcmp(p, "proxy_protocol", 14) == 0)
+        if (n == 0)
+            break;
+        if (n == 3 && memcmp(p, "tls", 3) == 0) {
+            *tls = true;
+        } else if (n == 14 && memcmp(p, "proxy_protocol", 14) == 0) {
             *proxy_protocol = true;
-        else
-            return tw_conf_error(c->err, node, "unknown listen flag '%.*s' (known: proxy_protocol)",
-                                 (int)n, p);
+        } else {
+            tw_conf_error(c->err, node, "unknown listen flag '%.*s' (known: tls, proxy_protocol)",
+                          (int)n, p);
+            return NULL;
+        }
         p += n;
     }
+    return addr;
 }
 
 static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *node, size_t *lcap)
@@ -1066,31 +1081,34 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
         struct sockaddr_storage addr;
         socklen_t len;
         const char *why;
-        const char *text = tw_conf_scalar(items[i]);
-        bool proxy_protocol = false;
-        const char *flags = strpbrk(text, " \t");
-        if (flags) {
-            /* "ADDR:PORT [flag ...]" */
-            if (!(text = tw_conf_arena_strndup(c->s->arena, text, (size_t)(flags - text))))
-                return oom(c, items[i]);
-            if (parse_listen_flags(c, items[i], flags, &proxy_protocol))
-                return -1;
-        }
+        bool tls = false, proxy_protocol = false;
+        const char *text = listen_flags(c, items[i], &tls, &proxy_protocol);
+        if (!text)
+            return -1;
         if (tw_settings_parse_listen(text, &addr, &len, &why))
             return tw_conf_error(c->err, items[i],
                                  "expected a listen address (127.0.0.1:8080, [::1]:8080, *:8080 "
                                  "or 8080), got '%s': %s",
                                  text, why);
-        size_t idx = 0, before = c->s->nlisteners;
+        size_t idx = 0;
+        size_t before = c->s->nlisteners;
         if (add_listener(c, items[i], &addr, len, lcap, &idx))
             return -1;
-        if (idx == before)
+        if (idx == before) {
+            c->s->listeners[idx].tls = tls;
             c->s->listeners[idx].proxy_protocol = proxy_protocol;
-        else if (c->s->listeners[idx].proxy_protocol != proxy_protocol)
+        } else if (c->s->listeners[idx].tls != tls) {
+            return tw_conf_error(c->err, items[i],
+                                 "%s is listed with%s 'tls' here but with%s it at line %u",
+                                 c->s->listeners[idx].text, tls ? "" : "out", tls ? "out" : "",
+                                 tw_conf_line(c->s->listeners[idx].node));
+        } else if (c->s->listeners[idx].proxy_protocol != proxy_protocol) {
             return tw_conf_error(c->err, items[i],
                                  "%s is listed elsewhere %s proxy_protocol: a listener either "
                                  "expects a PROXY header on every connection or on none",
-                                 c->s->listeners[idx].text, proxy_protocol ? "without" : "with");
+                                 c->s->listeners[idx].text,
+                                 proxy_protocol ? "without" : "with");
+        }
         for (size_t j = 0; j < srv->nlisteners; j++)
             if (srv->listeners[j] == idx)
                 return tw_conf_error(c->err, items[i], "%s is already listed in this server",
@@ -1127,6 +1145,20 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
                                    : tw_conf_path(node);
     if (!srv->name)
         return oom(c, node);
+
+    if ((n = tw_conf_map_get(node, "tls"))) {
+        tw_tls_conf_t *tls;
+        if (tw_tls_settings_parse(c->s->arena, c->s->config_dir, n, &tls, c->err))
+            return -1;
+        srv->tls = tls;
+        bool any = false;
+        for (size_t i = 0; i < srv->nlisteners; i++)
+            any |= c->s->listeners[srv->listeners[i]].tls;
+        if (!any)
+            return tw_conf_error(c->err, n,
+                                 "tls: is set but none of this server's listen addresses has "
+                                 "the 'tls' flag (\"ADDR:PORT tls\")");
+    }
 
     if ((n = tw_conf_map_get(node, "routes"))) {
         if (tw_conf_type(n) != TW_CONF_LIST)
@@ -1176,6 +1208,21 @@ static int parse_servers(ctx_t *c, const tw_conf_node_t *root)
                                      b->text, a->text, tw_conf_line(a->node));
         }
     }
+    /* A TLS listener needs its default server's certificate: servers
+     * without one are still reached there, by SNI falling back to it. */
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].tls) {
+            const tw_server_conf_t *def = NULL;
+            for (size_t k = 0; k < s->nservers && !def; k++)
+                for (size_t j = 0; j < s->servers[k].nlisteners; j++)
+                    if (s->servers[k].listeners[j] == i)
+                        def = &s->servers[k];
+            if (def && !def->tls)
+                return tw_conf_error(c->err, s->listeners[i].node,
+                                     "%s has the 'tls' flag but its first server (%s) has no "
+                                     "tls: block (certificate and key)",
+                                     s->listeners[i].text, def->name);
+        }
     /* Each listener's servers, in config order. */
     for (size_t l = 0; l < s->nlisteners; l++) {
         tw_listener_conf_t *lc = &s->listeners[l];

@@ -34,7 +34,9 @@
  *                              # what `max` crashes of one module within
  *                              # `within` do: quarantine | restart | stop
  *   servers:
- *     - listen: ["127.0.0.1:8080", "[::1]:8080", "8080", "*:8080"]
+ *     - listen: ["127.0.0.1:8080", "[::1]:8080", "8080", "*:8080",
+ *                "127.0.0.1:8443 tls"]    # flags after the address
+ *       tls: { certificate: ..., key: ... }   # tls/tls_settings.h
  *       server_names: [localhost, "*.example.com"]
  *       routes:
  *         - path: /hello | prefix: /static/ | regex: '^/u/([0-9]+)$'
@@ -56,6 +58,7 @@
 
 #include "config.h"
 #include "route.h"
+#include "tls/tls_settings.h"
 #include "twister/conf.h"
 #include "twister/log.h"
 
@@ -116,6 +119,7 @@ struct tw_server_conf {
     size_t nlisteners;                        /* number of listeners (at least 1) */
     tw_route_t *routes;                       /* routes, config order */
     size_t nroutes;                           /* number of routes (may be 0: everything 404s) */
+    const tw_tls_conf_t *tls;                 /* `tls:` block, or NULL */
     const tw_conf_node_t *node;               /* the server's map */
 };
 
@@ -130,6 +134,7 @@ typedef struct {
                                        * the default (no Host match) */
     size_t nservers;                  /* number of servers (at least 1) */
     bool proxy_protocol;              /* "proxy_protocol" flag: a PROXY header comes first */
+    bool tls;                         /* "ADDR:PORT tls": TLS is terminated here */
 } tw_listener_conf_t;
 
 /* Per-request limits (`limits:`). */

@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "stream_transport.h"
 #include "twister/log.h"
 
 #define RBUF_INITIAL 4096            /* first read buffer, and first read size */
@@ -178,6 +179,10 @@ struct tw_stream {
     bool shrink_wanted;            /* tw_stream_shrink called while delivering */
     bool probing;                  /* adopted: the first read comes before any EPOLLIN */
     bool not_socket;               /* recv(2) said ENOTSOCK: read(2) it is */
+
+    /* What the stream reads and writes through (TLS), or NULL: the socket. */
+    const tw_stream_transport_t *tp;
+    void *tp_ctx;
 };
 
 static const char empty_data[1] = "";
@@ -275,6 +280,8 @@ static void stream_update_events(tw_stream_t *s)
         m |= TW_EV_READ;
     if (s->want_out && s->cork == 0)
         m |= TW_EV_WRITE;
+    if (s->tp)
+        m |= s->tp->events(s->tp_ctx);
     if (tw_loop_set_events(s->loop, s->fd, m) < 0) {
         /* epoll_ctl failed (ENOMEM, ENOSPC): we could wait forever. */
         int e = errno;
@@ -471,10 +478,13 @@ static int stream_fill(tw_stream_t *s)
     s->probing = false;
     /* recv, not read: a socket's read(2) goes through the VFS layers for
      * nothing. A stream on something else (a pipe) falls back to read. */
-    do
-        n = s->not_socket ? read(s->fd, s->rbuf + s->rend, want)
-                          : recv(s->fd, s->rbuf + s->rend, want, 0);
-    while (n < 0 && errno == EINTR);
+    if (s->tp)
+        n = s->tp->recv(s->tp_ctx, s->rbuf + s->rend, want);
+    else
+        do
+            n = s->not_socket ? read(s->fd, s->rbuf + s->rend, want)
+                              : recv(s->fd, s->rbuf + s->rend, want, 0);
+        while (n < 0 && errno == EINTR);
     if (n < 0 && errno == ENOTSOCK && !s->not_socket) {
         s->not_socket = true;
         do
@@ -487,8 +497,10 @@ static int stream_fill(tw_stream_t *s)
             if (s->rhint < s->opt.read_chunk_size)
                 s->rhint =
                     s->rhint * 2 < s->opt.read_chunk_size ? s->rhint * 2 : s->opt.read_chunk_size;
-        } else {
-            s->readable = false; /* short read: the socket is drained */
+        } else if (!s->tp || s->tp->drained(s->tp_ctx)) {
+            /* Short read: the socket is drained. (A transport says: a TLS
+             * read returns one record, and others may wait behind it.) */
+            s->readable = false;
         }
         return FILL_OK;
     }
@@ -834,7 +846,9 @@ static int flush_iov(tw_stream_t *s)
     }
     ssize_t n;
     for (;;) {
-        if (cnt == 1) {
+        if (s->tp) {
+            n = s->tp->send(s->tp_ctx, iov, cnt);
+        } else if (cnt == 1) {
             n = send(s->fd, iov[0].iov_base, iov[0].iov_len, flags);
         } else {
             struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
@@ -853,7 +867,8 @@ static int flush_file(tw_stream_t *s, wrec_t *r)
 {
     while (r->len > 0) {
         size_t want = r->len < SENDFILE_MAX ? r->len : SENDFILE_MAX;
-        ssize_t n = sendfile(s->fd, r->file_fd, &r->u.off, want);
+        ssize_t n = s->tp ? s->tp->sendfile(s->tp_ctx, r->file_fd, &r->u.off, want)
+                          : sendfile(s->fd, r->file_fd, &r->u.off, want);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -906,7 +921,8 @@ static inline bool can_send_now(const tw_stream_t *s)
 static ssize_t send_direct(tw_stream_t *s, const char *p, size_t len)
 {
     for (;;) {
-        ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+        struct iovec one = {.iov_base = (void *)p, .iov_len = len};
+        ssize_t n = s->tp ? s->tp->send(s->tp_ctx, &one, 1) : send(s->fd, p, len, MSG_NOSIGNAL);
         if (n >= 0)
             return n;
         if (errno == EINTR)
@@ -986,11 +1002,13 @@ static void stream_dispatch(tw_stream_t *s)
 static void stream_on_io(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
     tw_stream_t *s = arg;
-    if ((events & TW_EV_WRITE) && s->cork == 0 && s->wq_done < s->wq_len)
+    /* Under a transport either event may be what the other direction
+     * waited for (a TLS read that had to write first, or the reverse). */
+    if ((events & TW_EV_WRITE || (s->tp && events)) && s->cork == 0 && s->wq_done < s->wq_len)
         stream_flush(s);
     if (s->closed)
         return;
-    if (events & TW_EV_READ)
+    if (events & TW_EV_READ || (s->tp && events))
         s->readable = true;
     stream_dispatch(s);
 }
@@ -1162,7 +1180,7 @@ void tw_stream_shrink(tw_stream_t *s)
 size_t tw_stream_memory(const tw_stream_t *s)
 {
     return sizeof *s + s->rcap + s->wcap + s->wq_cap * sizeof(wrec_t) +
-           (s->dlen > DELIM_INLINE ? s->dlen : 0);
+           (s->dlen > DELIM_INLINE ? s->dlen : 0) + (s->tp ? s->tp->memory(s->tp_ctx) : 0);
 }
 
 /* ---- writes
@@ -1347,6 +1365,10 @@ void tw_stream_close(tw_stream_t *s)
         return;
     s->closed = true;
     read_clear(s);
+    if (s->tp) {
+        s->tp->close(s->tp_ctx);
+        s->tp = NULL;
+    }
     if (s->fd >= 0) {
         tw_loop_unwatch(s->loop, s->fd); /* no epoll_ctl if it was never armed */
         close(s->fd);
@@ -1391,4 +1413,10 @@ int tw_stream_fd(const tw_stream_t *s)
 tw_loop_t *tw_stream_loop(const tw_stream_t *s)
 {
     return s->loop;
+}
+
+void tw_stream_set_transport(tw_stream_t *s, const tw_stream_transport_t *t, void *ctx)
+{
+    s->tp = t;
+    s->tp_ctx = ctx;
 }

@@ -31,7 +31,8 @@ need_pkgs() {
 need_build_deps() {
     need_pkgs gcc:gcc cc:gcc meson:meson ninja:ninja-build pkg-config:pkg-config \
         /usr/include/yaml.h:libyaml-dev /usr/include/check.h:check \
-        /usr/lib/x86_64-linux-gnu/pkgconfig/check.pc:check
+        /usr/lib/x86_64-linux-gnu/pkgconfig/check.pc:check \
+        /usr/include/openssl/ssl.h:libssl-dev
 }
 
 # setup_build DIR [meson options...] — configures DIR once; later calls are

@@ -54,6 +54,7 @@
  * closes a connection whose queued response makes no progress for
  * send_timeout_ms. */
 #include "http1/h1.h"
+#include "tls/tls_context.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -247,6 +248,15 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
             c->transport.peer_len = (socklen_t)sizeof peer->sa_family;
         }
     }
+    int tls = tw_tls_server_attach(srv->tls, c->stream, listener_index, &c->transport.tls_facts);
+    if (tls < 0) {
+        int e = errno;
+        tw_stream_close(c->stream); /* its close callback is not set: nothing follows */
+        tw_block_free(c, sizeof *c);
+        errno = e;
+        return -1;
+    }
+    c->transport.tls = tls == 1;
     tw_stream_set_close_cb(c->stream, conn_on_close, c);
     tw_stream_set_drain_cb(c->stream, tw_h1_on_drain, c);
 

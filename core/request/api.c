@@ -97,6 +97,21 @@ const struct sockaddr *tw_request_peer(const tw_request_t *r, socklen_t *len)
     return r->t->peer;
 }
 
+const char *tw_request_scheme(const tw_request_t *r)
+{
+    return r->t->tls ? "https" : "http";
+}
+
+const char *tw_request_tls_protocol(const tw_request_t *r)
+{
+    return r->t->tls ? r->t->tls_facts.protocol : NULL;
+}
+
+const char *tw_request_tls_cipher(const tw_request_t *r)
+{
+    return r->t->tls ? r->t->tls_facts.cipher : NULL;
+}
+
 const char *tw_request_peer_text(const tw_request_t *r)
 {
     if (r->peer_text)

@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include "http_parser.h"
+#include "tls/tls_facts.h"
 #include "twister/http.h"
 
 typedef struct tw_http_server tw_http_server_t;
@@ -88,6 +89,9 @@ struct tw_transport {
     const struct sockaddr *peer; /* the client's address (peer_len 0: unknown) */
     socklen_t peer_len;
     size_t listener_index; /* which listener it arrived on (for FIND_ROUTE) */
+    bool tls;              /* it arrived on a TLS listener */
+    /* Its TLS protocol and cipher, once the handshake is done. */
+    tw_tls_facts_t tls_facts;
 };
 
 /* ---- the engine, for a transport ------------------------------------------ */

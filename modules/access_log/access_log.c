@@ -381,7 +381,11 @@ static int access_log_handler(tw_request_t *r)
         put_header(&l, r, "Referer", true);
         put(&l, "\",\"http_user_agent\":\"", 21);
         put_header(&l, r, "User-Agent", true);
-        put(&l, "\"}", 2);
+        const char *proto = tw_request_tls_protocol(r), *cipher = tw_request_tls_cipher(r);
+        putf(&l, "\",\"scheme\":\"%s\"", tw_request_scheme(r));
+        if (proto && cipher) /* OpenSSL's names: nothing to escape */
+            putf(&l, ",\"tls_protocol\":\"%s\",\"tls_cipher\":\"%s\"", proto, cipher);
+        put(&l, "}", 1);
     } else {
         putf(&l, " %d %llu", tw_response_status(r), bytes);
         if (state.conf->format == FORMAT_COMBINED) {

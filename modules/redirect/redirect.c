@@ -24,7 +24,7 @@ typedef enum {
     VAR_IS_ARGS,     /* "?" if there is a query, else "" */
     VAR_REQUEST_URI, /* the request target as received, from the path on */
     VAR_HOST,        /* the Host, without port */
-    VAR_SCHEME,      /* "http" */
+    VAR_SCHEME,      /* "https" on a TLS listener, else "http" */
 } var_t;
 
 static const char *const var_names[] = {
@@ -235,8 +235,10 @@ static tw_str_t piece_value(tw_request_t *r, const piece_t *pc, const vars_t *va
         return vars->request_uri;
     case VAR_HOST:
         return tw_request_host(r);
-    case VAR_SCHEME:
-        return (tw_str_t){"http", 4};
+    case VAR_SCHEME: {
+        const char *scheme = tw_request_scheme(r);
+        return (tw_str_t){scheme, strlen(scheme)};
+    }
     case VAR_NONE:
         break;
     }

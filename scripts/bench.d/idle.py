@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Idle keep-alive memory probe for scripts/bench (scenario 7).
+"""Idle keep-alive memory probe for scripts/bench (scenarios 7 and 12).
+
+With --tls each connection first completes a TLS handshake (certificate
+not verified: the bench's own self-signed one), so scenario 12 measures
+what an idle TLS keep-alive connection costs.
 
 Opens COUNT connections to HOST:PORT, sends one `GET PATH` on each and
 reads the whole response (so every connection is a real keep-alive
@@ -26,6 +30,7 @@ import argparse
 import os
 import selectors
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -83,12 +88,13 @@ def sockets_per_process(procs):
 
 
 class Conn:
-    __slots__ = ("sock", "buf", "state")
+    __slots__ = ("sock", "buf", "state", "raw")
 
     def __init__(self, sock):
         self.sock = sock
         self.buf = b""
         self.state = "connecting"
+        self.raw = sock
 
 
 def parse(buf):
@@ -124,12 +130,18 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--stall", type=float, default=5.0)
     ap.add_argument("--settle", type=float, default=1.0)
+    ap.add_argument("--tls", action="store_true", help="speak TLS (no verification)")
     a = ap.parse_args()
 
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.host.startswith("127."):
         sys.exit("idle.py: loopback addresses only")
     request = (f"GET {a.path} HTTP/1.1\r\nHost: localhost\r\n\r\n").encode()
     expect = a.expect.encode()
+    tls_ctx = None
+    if a.tls:
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls_ctx.check_hostname = False
+        tls_ctx.verify_mode = ssl.CERT_NONE
 
     pss0, rss0, _ = memory(a.pid)
 
@@ -151,6 +163,7 @@ def main():
         except (KeyError, ValueError):
             pass
         c.sock.close()
+        c.raw.close()
 
     while True:
         now = time.monotonic()
@@ -185,6 +198,26 @@ def main():
                 if err:
                     fail(c, f"connect:{os.strerror(err)}")
                     continue
+                if tls_ctx is not None:
+                    sel.unregister(s)
+                    c.sock = s = tls_ctx.wrap_socket(s, server_hostname="localhost",
+                                                     do_handshake_on_connect=False)
+                    sel.register(s, selectors.EVENT_WRITE, c)
+                    c.state = "handshake"
+            if c.state == "handshake":
+                try:
+                    s.do_handshake()
+                except ssl.SSLWantReadError:
+                    sel.modify(s, selectors.EVENT_READ, c)
+                    continue
+                except ssl.SSLWantWriteError:
+                    sel.modify(s, selectors.EVENT_WRITE, c)
+                    continue
+                except (OSError, ssl.SSLError) as e:
+                    fail(c, f"handshake:{type(e).__name__}")
+                    continue
+                c.state = "sending"
+            if c.state in ("connecting", "sending"):
                 try:
                     s.send(request)  # ~40 bytes into an empty socket buffer
                 except OSError as e:
@@ -195,7 +228,7 @@ def main():
             else:
                 try:
                     data = s.recv(65536)
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     continue
                 except OSError as e:
                     fail(c, f"recv:{e.strerror}")
@@ -227,7 +260,15 @@ def main():
     probe = selectors.DefaultSelector()
     for s in held:
         probe.register(s, selectors.EVENT_READ)
-    closed = len(probe.select(timeout=0))
+    # Under TLS a readable socket may only hold a session ticket: peek.
+    closed = 0
+    for key, _ in probe.select(timeout=0):
+        try:
+            closed += key.fileobj.recv(1) == b""
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except OSError:
+            closed += 1
     probe.close()
 
     err_text = ",".join(k.replace(" ", "_") + ":" + str(v) for k, v in errors.items()) or "-"

@@ -2,7 +2,7 @@
 """Turns scripts/bench's raw results into the markdown report (stdout).
 
 Input (argv[1]), tab-separated lines written by scripts/bench:
-  SCEN <id> <kind> <label>              kind: rps | mbps | mem
+  SCEN <id> <kind> <label>              kind: rps | mbps | mem | hs (handshakes/s)
   RUN  <k=v k=v ...>                    one run of one server in one round
 argv[2]: clock ticks per second (getconf CLK_TCK).
 """
@@ -23,7 +23,7 @@ def num(x):
 def fmt(v, kind):
     if v is None:
         return "—"
-    if kind == "rps":
+    if kind in ("rps", "hs"):
         return f"{v:,.0f}"
     if kind == "mbps":
         return f"{v:,.1f}"
@@ -60,7 +60,7 @@ def main():
             elif parts[0] == "RUN":
                 runs.append(kv(parts[1]))
 
-    units = {"rps": "req/s", "mbps": "MB/s", "mem": "KiB/conn"}
+    units = {"rps": "req/s", "mbps": "MB/s", "mem": "KiB/conn", "hs": "handshakes/s"}
     rows, notes, raw, mem_notes = [], [], [], []
     for sid, kind, label in scenarios:
         per = {s: [r for r in runs if r["id"] == sid and r["server"] == s] for s in SERVERS}
@@ -102,9 +102,10 @@ def main():
                 for r in per[s]:
                     reqs = int(r["requests"])
                     secs = int(r["duration_us"]) / 1e6
-                    v = reqs / secs if kind == "rps" else int(r["bytes"]) / secs / 1e6
+                    v = int(r["bytes"]) / secs / 1e6 if kind == "mbps" else reqs / secs
                     vals.append(v)
-                    p99s.append(int(r["p99_us"]) / 1000)
+                    if kind != "hs":  # s_time measures no latency
+                        p99s.append(int(r["p99_us"]) / 1000)
                     c = int(r["cpu_ticks"]) / clk / reqs * 1e5 if reqs else None
                     if c is not None:
                         cpus.append(c)

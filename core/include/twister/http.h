@@ -170,6 +170,14 @@ const tw_header_t *tw_request_header_at(const tw_request_t *r, size_t i);
 const struct sockaddr *tw_request_peer(const tw_request_t *r, socklen_t *len);
 /* The peer's address as text ("127.0.0.1" or "::1"), NUL-terminated. */
 const char *tw_request_peer_text(const tw_request_t *r);
+/* "https" if r arrived on a TLS listener, else "http" (static; ABI 1.2). */
+const char *tw_request_scheme(const tw_request_t *r);
+/* The TLS protocol of r's connection ("TLSv1.3"; static), or NULL on
+ * plaintext (ABI 1.2). */
+const char *tw_request_tls_protocol(const tw_request_t *r);
+/* The TLS cipher of r's connection ("TLS_AES_256_GCM_SHA384"; static), or
+ * NULL on plaintext (ABI 1.2). */
+const char *tw_request_tls_cipher(const tw_request_t *r);
 /* Content-Length of the request body, 0 if there is no body, or -1 if the
  * body is chunked. */
 int64_t tw_request_content_length(const tw_request_t *r);
