@@ -529,7 +529,7 @@ static const struct {
     {"servers: [{listen: 80, routes: [{regex: ''}]}]\n",
      F "1:41: servers[0].routes[0].regex: expected a regular expression, got an empty value"},
     {"servers: [{listen: ['80 tls_maybe']}]\n",
-     F "1:21: servers[0].listen[0]: unknown listen flag 'tls_maybe' (known: proxy_protocol)"},
+     F "1:21: servers[0].listen[0]: unknown listen flag 'tls_maybe' (known: tls, proxy_protocol)"},
     {"servers: [{listen: ['80 proxy_protocol', '0.0.0.0:80']}]\n",
      F "1:42: servers[0].listen[1]: 0.0.0.0:80 is listed elsewhere with proxy_protocol: a "
        "listener either expects a PROXY header on every connection or on none"},

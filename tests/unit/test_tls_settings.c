@@ -88,7 +88,7 @@ typedef struct {
 
 static const error_case_t errors[] = {
     {"servers:\n  - listen: [\"8443 tsl\"]\n",
-     NAME ":2:14: servers[0].listen[0]: unknown listen flag 'tsl' (expected tls)"},
+     NAME ":2:14: servers[0].listen[0]: unknown listen flag 'tsl' (known: tls, proxy_protocol)"},
     {"servers:\n  - listen: [\"8443 tls\"]\n",
      NAME ":2:14: servers[0].listen[0]: 0.0.0.0:8443 has the 'tls' flag but its first server "
           "(servers[0]) has no tls: block (certificate and key)"},
