@@ -140,6 +140,7 @@ struct tw_stream {
     void *close_arg;
     tw_stream_drain_cb drain_cb;
     void *drain_arg;
+    tw_stream_t **tie; /* cleared at teardown: the owner's pointer (stream_connect.c) */
 
     int fd;
     int error;
@@ -1006,6 +1007,8 @@ static void stream_teardown(tw_stream_t *s)
             r.release((void *)r.base, r.release_arg);
     }
     s->wq_done = 0;
+    if (s->tie)
+        *s->tie = NULL;
     s->depth++;
     if (s->close_cb)
         s->close_cb(s, s->close_arg);
@@ -1391,4 +1394,11 @@ int tw_stream_fd(const tw_stream_t *s)
 tw_loop_t *tw_stream_loop(const tw_stream_t *s)
 {
     return s->loop;
+}
+
+tw_stream_t **tw_stream_set_tie(tw_stream_t *s, tw_stream_t **slot)
+{
+    tw_stream_t **old = s->tie;
+    s->tie = slot;
+    return old;
 }
