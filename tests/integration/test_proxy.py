@@ -1,0 +1,382 @@
+"""The proxy module against real backends started here on loopback: Tornado
+apps (tests/integration/proxy_backend.py) and raw sockets that send
+malformed responses."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from harness import Client, Server, free_port, request, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def backend_python():
+    """An interpreter with Tornado: this one, or Debian's (python3-tornado)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([exe, "-c", "import tornado"], stderr=subprocess.DEVNULL).returncode == 0:
+            return exe
+    raise unittest.SkipTest("no python with tornado (apt-get install python3-tornado)")
+
+
+class Backend:
+    """A Tornado backend process."""
+
+    def __init__(self, name):
+        self.name = name
+        self.port = free_port()
+        self.proc = subprocess.Popen([backend_python(), os.path.join(HERE, "proxy_backend.py"),
+                                      str(self.port), name], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        line = self.proc.stdout.readline()
+        if b"ready" not in line:
+            raise AssertionError("backend did not start: %r" % line)
+
+    def stats(self):
+        r = request(self.port, path="/stats")
+        return json.loads(r.body)["connections"]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class RawBackend(threading.Thread):
+    """Answers every request with `reply` (bytes), then closes."""
+
+    def __init__(self, reply):
+        super().__init__(daemon=True)
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.sock.close()
+
+
+def config(upstreams, routes):
+    return ("modules: [proxy, hello]\nproxy:\n  upstreams:\n" + upstreams +
+            "servers:\n  - listen: [\"127.0.0.1:{port}\"]\n    routes:\n" + routes +
+            "      - path: /hello\n        handler: hello\n")
+
+
+def get(port, path, headers=None):
+    return request(port, path=path, headers=headers)
+
+
+class ProxyBasics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = Backend("a")
+        cls.b = Backend("b")
+        cls.server = Server(config(
+            "    app:\n      servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+            "      keepalive: 8\n" % (cls.a.port, cls.b.port),
+            "      - prefix: /\n        handler: proxy\n"
+            "        proxy: { pass: app, read_timeout: 1s, set_headers: { X-Request-Id: abc } }\n"),
+            workers=1).start()
+        cls.port = cls.server.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls.a.stop()
+        cls.b.stop()
+
+    def test_get_headers_both_ways(self):
+        r = request(self.port, path="/echo?q=1",
+                    headers={"X-Forwarded-For": "10.0.0.1", "Connection": "close, X-Drop",
+                             "X-Drop": "1", "Keep-Alive": "300", "TE": "trailers",
+                             "X-Keep": "yes"})
+        self.assertEqual(r.status, 200, r.body)
+        got = json.loads(r.body)
+        h = {k.lower(): v for k, v in got["headers"].items()}
+        self.assertEqual(got["method"], "GET")
+        self.assertEqual(got["uri"], "/echo?q=1")
+        self.assertEqual(h["host"], "localhost")
+        self.assertEqual(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-forwarded-host"], "localhost")
+        self.assertEqual(h["x-request-id"], "abc")
+        self.assertEqual(h["x-keep"], "yes")
+        for hop in ("x-drop", "keep-alive", "te"):
+            self.assertNotIn(hop, h)
+        # and on the way back: Connection-listed and hop-by-hop fields go
+        self.assertIsNone(r.header("X-Secret"))
+        self.assertIsNone(r.header("Keep-Alive"))
+        self.assertIn(r.header("X-Backend"), ("a", "b"))
+
+    def test_head_post_put(self):
+        r = request(self.port, method="HEAD", path="/echo")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Length"), "123")
+        self.assertEqual(r.body, b"")
+        for method in ("POST", "PUT"):
+            body = b"k=v" * 1000
+            r = request(self.port, method=method, path="/echo", body=body)
+            self.assertEqual(r.status, 200, r.body)
+            got = json.loads(r.body)
+            self.assertEqual(got["method"], method)
+            self.assertEqual(got["body_len"], len(body))
+
+    def test_chunked_upload(self):
+        c = Client(self.port)
+        try:
+            pieces = [b"a" * 5000, b"b" * 70000, b"c"]
+            body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                   b"Connection: close\r\n\r\n" + body)
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(json.loads(r.body)["body_len"], 75001)
+        finally:
+            c.close()
+
+    def test_keepalive_reuse(self):
+        before = self.a.stats() + self.b.stats()
+        c = Client(self.port)
+        try:
+            for _ in range(40):
+                c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(c.read_response().status, 200)
+        finally:
+            c.close()
+        for _ in range(20):
+            self.assertEqual(get(self.port, "/echo").status, 200)
+        # the two /stats calls themselves are 2 connections of the 60 + 2
+        used = self.a.stats() + self.b.stats() - before - 2
+        self.assertLess(used, 10, "backends saw %d connections for 60 requests" % used)
+
+    def test_round_robin_spread(self):
+        seen = {"a": 0, "b": 0}
+        for _ in range(20):
+            seen[get(self.port, "/echo").header("X-Backend")] += 1
+        self.assertEqual(seen, {"a": 10, "b": 10})
+
+    def test_slow_backend_504(self):
+        r = get(self.port, "/slow")
+        self.assertEqual(r.status, 504)
+        wait_for(lambda: "timed out waiting for the response" in self.server.log(),
+                 what="the 504 in the log")
+        self.assertIn("127.0.0.1:", self.server.log())
+
+    def test_large_response_slow_client_bounded_memory(self):
+        size = 50 * 1024 * 1024
+        pid = self.server.worker_pids()[0]
+
+        def rss():
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        base = rss()
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % size)
+        got = 0
+        peak = base
+        deadline = time.time() + 120
+        s.settimeout(10)
+        while time.time() < deadline:
+            data = s.recv(256 * 1024)
+            if not data:
+                break
+            got += len(data)
+            if got % (4 << 20) < len(data):
+                peak = max(peak, rss())
+                time.sleep(0.05)  # a slow reader
+        s.close()
+        self.assertGreater(got, size)
+        self.assertLess(peak - base, 16 * 1024, "worker RSS grew by %d KiB" % (peak - base))
+
+
+class ProxyFailures(unittest.TestCase):
+    def test_one_down_no_client_error_then_all_down_502(self):
+        a = Backend("a")
+        dead = free_port()
+        try:
+            with Server(config(
+                    "    app:\n      servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+                    "      max_fails: 1\n      fail_timeout: 30s\n" % (dead, a.port),
+                    "      - prefix: /\n        handler: proxy\n"
+                    "        proxy: { pass: app, connect_timeout: 1s }\n")) as s:
+                for _ in range(10):
+                    r = get(s.port, "/echo")
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(r.header("X-Backend"), "a")
+                a.stop()
+                r = get(s.port, "/echo")
+                self.assertEqual(r.status, 502)
+                wait_for(lambda: "Connection refused" in s.log(), what="the reason in the log")
+        finally:
+            a.stop()
+
+    def test_least_conn_prefers_idle_server(self):
+        a, b = Backend("a"), Backend("b")
+        try:
+            with Server(config(
+                    "    app:\n      servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+                    "      balance: least_conn\n" % (a.port, b.port),
+                    "      - prefix: /\n        handler: proxy\n        proxy: { pass: app }\n")) as s:
+                slow = Client(s.port)
+                slow.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.5)  # let the slow request reach its backend
+                seen = set()
+                for _ in range(6):
+                    seen.add(get(s.port, "/echo").header("X-Backend"))
+                self.assertEqual(len(seen), 1, seen)
+                r = slow.read_response()
+                self.assertEqual(r.status, 200)
+                self.assertNotIn(r.header("X-Backend"), seen)
+                slow.close()
+        finally:
+            a.stop()
+            b.stop()
+
+    def test_malformed_responses_502_client_in_sync(self):
+        bad = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 2\r\n\r\nhi",
+            b"HTTP/9.9 200 OK\r\n\r\n",
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        ]
+        for reply in bad:
+            backend = RawBackend(reply)
+            try:
+                with Server(config(
+                        "    app:\n      servers: [\"127.0.0.1:%d\"]\n" % backend.port,
+                        "      - prefix: /up\n        handler: proxy\n"
+                        "        proxy: { pass: app }\n")) as s:
+                    c = Client(s.port)
+                    c.send(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if reply.endswith(b"short"):
+                        # the head went out: the client sees a cut body and a close
+                        r = c.read_response(head_only=True)
+                        self.assertEqual(r.status, 200)
+                        self.assertTrue(c.closed())
+                    else:
+                        r = c.read_response()
+                        self.assertEqual(r.status, 502, reply)
+                        self.assertNotIn(b"hello", r.body)
+                        # same connection, next request: still in sync
+                        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                        self.assertEqual(c.read_response().status, 200)
+                    c.close()
+                    wait_for(lambda: "malformed response" in s.log() or
+                             "in the middle of the body" in s.log(),
+                             what="the reason logged for %r:\n%s" % (reply, s.log()))
+            finally:
+                backend.stop()
+
+    def test_unix_socket_upstream(self):
+        path = "/tmp/twister-proxy-%d.sock" % os.getpid()
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nunix"
+        srv = socket.socket(socket.AF_UNIX)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        srv.bind(path)
+        srv.listen(4)
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                conn.sendall(reply)
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            with Server(config("    app:\n      servers: [\"unix:%s\"]\n" % path,
+                               "      - prefix: /\n        handler: proxy\n"
+                               "        proxy: { pass: app }\n")) as s:
+                r = get(s.port, "/x")
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.body, b"unix")
+        finally:
+            srv.close()
+            os.unlink(path)
+
+    def test_bad_config_points_at_the_key(self):
+        s = Server(config("    app:\n      servers: [\"127.0.0.1:1 weight=0\"]\n",
+                          "      - prefix: /\n        handler: proxy\n        proxy: { pass: app }\n"))
+        rc, out = s.run("-t")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("weight", out)
+        self.assertRegex(out, r"twister\.yaml:\d+:\d+")
+        s2 = Server(config("    app:\n      servers: [\"127.0.0.1:1\"]\n",
+                           "      - prefix: /\n        handler: proxy\n        proxy: { pass: nope }\n"))
+        rc, out = s2.run("-t")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no upstream named 'nope'", out)
+
+
+class ProxyReload(unittest.TestCase):
+    def test_reload_during_traffic(self):
+        a = Backend("a")
+        try:
+            cfg = config("    app:\n      servers: [\"127.0.0.1:%d\"]\n" % a.port,
+                         "      - prefix: /\n        handler: proxy\n        proxy: { pass: app }\n")
+            with Server(cfg, workers=2) as s:
+                failures = []
+                stop = threading.Event()
+
+                def load():
+                    n = 0
+                    while not stop.is_set() and n < 2000:
+                        n += 1
+                        try:
+                            r = get(s.port, "/echo")
+                            if r.status != 200:
+                                failures.append(r.status)
+                        except Exception as e:  # a failed request
+                            failures.append(repr(e))
+                threads = [threading.Thread(target=load) for _ in range(3)]
+                for t in threads:
+                    t.start()
+                import signal
+                for _ in range(3):
+                    time.sleep(0.5)
+                    s.send_signal(signal.SIGHUP)
+                time.sleep(0.5)
+                stop.set()
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(failures, [])
+        finally:
+            a.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
