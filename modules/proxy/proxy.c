@@ -525,6 +525,9 @@ typedef struct {
     bool response_started; /* a byte of the response arrived */
     bool client_slow;
     bool finished;
+    bool upgrade;        /* the client asked for a protocol switch (WebSocket) */
+    tw_stream_t *client; /* after a 101: the client's raw stream */
+    bool tunnel_client_waits, tunnel_upstream_waits;
     tw_http_response_t resp;
     tw_http_decoder_t *decoder;
     int last_status;        /* of the last failed attempt: the answer if none is left */
@@ -535,6 +538,7 @@ typedef struct {
 
 static void attach(proxy_ctx_t *c, tw_stream_t *s);
 static void complete(proxy_ctx_t *c);
+static void tunnel_start(proxy_ctx_t *c);
 static void try_next(proxy_ctx_t *c);
 
 static void uncount(proxy_ctx_t *c)
@@ -588,6 +592,12 @@ static void finish(proxy_ctx_t *c, int rc)
     if (c->connecting)
         tw_connect_cancel(c->connecting);
     c->connecting = NULL;
+    if (c->client) {
+        /* The connection is the server's again (to close it): our read
+         * must not outlive this context. */
+        tw_stream_cancel_read(c->client);
+        c->client = NULL;
+    }
     release_upstream(c, false);
     uncount(c);
     tw_request_resume(c->r, rc);
@@ -658,6 +668,10 @@ static void on_upstream_close(tw_stream_t *s, void *arg)
     if (c->us != s)
         return;
     c->us = NULL;
+    if (c->client) {
+        finish(c, TW_DONE); /* the tunnel ends with either side */
+        return;
+    }
     if (c->decoder && tw_http_decoder_eof(c->decoder) == TW_HTTP_DECODE_DONE) {
         /* A close-delimited body ended while the client was catching up. */
         c->resp.keep_alive = false;
@@ -771,7 +785,7 @@ static int build_head(proxy_ctx_t *c)
     tw_pool_t *pool = tw_request_pool(r);
     size_t n = tw_request_header_count(r);
     tw_header_t *in = tw_request_alloc(r, (n + 1) * sizeof *in);
-    tw_header_t *out = tw_request_alloc(r, (n + 8 + c->conf->set_count) * sizeof *out);
+    tw_header_t *out = tw_request_alloc(r, (n + 10 + c->conf->set_count) * sizeof *out);
     if (!in || !out)
         return -1;
     for (size_t i = 0; i < n; i++)
@@ -802,6 +816,13 @@ static int build_head(proxy_ctx_t *c)
             continue;
         }
         out[k++] = in[i];
+    }
+    const tw_header_t *upgrade = tw_request_header(r, "Upgrade");
+    c->upgrade = upgrade && connection_lists(in, n, str("upgrade")) &&
+                 tw_request_content_length(r) == 0;
+    if (c->upgrade) {
+        out[k++] = (tw_header_t){str("Upgrade"), upgrade->value};
+        out[k++] = (tw_header_t){str("Connection"), str("upgrade")};
     }
     const char *peer = tw_request_peer_text(r);
     if (c->conf->host)
@@ -869,10 +890,19 @@ static int build_head(proxy_ctx_t *c)
     return c->head ? 0 : -1;
 }
 
+static void tunnel_read_client(proxy_ctx_t *c);
+
 static void on_upstream_drain(tw_stream_t *s, void *arg)
 {
     (void)s;
     proxy_ctx_t *c = arg;
+    if (c->client) {
+        if (c->tunnel_client_waits) {
+            c->tunnel_client_waits = false;
+            tunnel_read_client(c);
+        }
+        return;
+    }
     if (c->body_paused) {
         c->body_paused = false;
         wait_for(c, WAIT_READ);
@@ -1024,6 +1054,102 @@ static size_t on_body_data(tw_stream_t *s, int status, const char *data, size_t 
     return len;
 }
 
+/* ---- tunnels (after a 101) ----------------------------------------------------- */
+
+/* Bytes from one side go to the other as they come; a side whose peer is
+ * not keeping up is not read until that peer drains. The tunnel ends when
+ * either side closes (or the worker's drain times out: the abort). */
+
+static size_t tunnel_from_upstream(tw_stream_t *s, int status, const char *data, size_t len,
+                                   void *arg);
+
+static void tunnel_read_upstream(proxy_ctx_t *c)
+{
+    if (c->us && tw_stream_read_some(c->us, tunnel_from_upstream, c) < 0)
+        finish(c, TW_DONE);
+}
+
+static void tunnel_client_drained(tw_request_t *r, void *arg)
+{
+    (void)r;
+    proxy_ctx_t *c = arg;
+    if (!c->finished && c->tunnel_upstream_waits) {
+        c->tunnel_upstream_waits = false;
+        tunnel_read_upstream(c);
+    }
+}
+
+static size_t tunnel_from_upstream(tw_stream_t *s, int status, const char *data, size_t len,
+                                   void *arg)
+{
+    (void)s;
+    proxy_ctx_t *c = arg;
+    int w = len ? tw_stream_write(c->client, data, len, NULL, NULL) : 0;
+    if (status != TW_STREAM_OK || w < 0) {
+        finish(c, TW_DONE);
+        return len;
+    }
+    if (w == 1) {
+        c->tunnel_upstream_waits = true;
+        if (tw_response_on_drain(c->r, tunnel_client_drained, c) < 0)
+            finish(c, TW_DONE);
+    } else {
+        tunnel_read_upstream(c);
+    }
+    return len;
+}
+
+static size_t tunnel_from_client(tw_stream_t *s, int status, const char *data, size_t len,
+                                 void *arg)
+{
+    (void)s;
+    proxy_ctx_t *c = arg;
+    int w = len && c->us ? tw_stream_write(c->us, data, len, NULL, NULL) : 0;
+    if (status != TW_STREAM_OK || w < 0 || !c->us) {
+        finish(c, TW_DONE);
+        return len;
+    }
+    if (w == 1)
+        c->tunnel_client_waits = true; /* on_upstream_drain reads on */
+    else
+        tunnel_read_client(c);
+    return len;
+}
+
+static void tunnel_read_client(proxy_ctx_t *c)
+{
+    if (tw_stream_read_some(c->client, tunnel_from_client, c) < 0)
+        finish(c, TW_DONE);
+}
+
+static void tunnel_start(proxy_ctx_t *c)
+{
+    tw_http_response_t *resp = &c->resp;
+    tw_header_t *fields = tw_request_alloc(c->r, (resp->count + 2) * sizeof *fields);
+    if (!fields) {
+        upstream_failed(c, 502, "out of memory", false);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < resp->count; i++) {
+        tw_str_t name = resp->fields[i].name;
+        if (name_eq(name, "Upgrade") ||
+            (!is_hop_by_hop(name) && !connection_lists(resp->fields, resp->count, name) &&
+             !name_eq(name, "Content-Length") && !name_eq(name, "Date") &&
+             !name_eq(name, "Server")))
+            fields[k++] = resp->fields[i];
+    }
+    fields[k++] = (tw_header_t){str("Connection"), str("upgrade")};
+    c->client = tw_request_upgrade(c->r, fields, k);
+    if (!c->client) {
+        upstream_failed(c, 502, "cannot switch the client connection", false);
+        return;
+    }
+    wait_for(c, WAIT_NONE);
+    tunnel_read_upstream(c); /* bytes after the 101 head are already buffered */
+    tunnel_read_client(c);
+}
+
 static void pass_response_head(proxy_ctx_t *c)
 {
     tw_request_t *r = c->r;
@@ -1083,7 +1209,12 @@ static void on_head(tw_stream_t *s, int status, const char *data, size_t len, vo
     }
     if (c->resp.status < 200) {
         if (c->resp.status == 101) {
-            upstream_failed(c, 502, "unexpected 101 Switching Protocols", true);
+            if (!c->upgrade) {
+                upstream_failed(c, 502, "101 Switching Protocols without an Upgrade request",
+                                true);
+                return;
+            }
+            tunnel_start(c);
             return;
         }
         /* 100 Continue, 103 Early Hints: interim, the final one follows. */

@@ -342,6 +342,122 @@ class ProxyFailures(unittest.TestCase):
         self.assertIn("no upstream named 'nope'", out)
 
 
+def interpreter_with(module):
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([exe, "-c", "import " + module], stderr=subprocess.DEVNULL).returncode == 0:
+            return exe
+    raise unittest.SkipTest("no python with %s" % module)
+
+
+def ws_frame(payload, opcode=1):
+    """A masked client frame."""
+    import struct
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(sock):
+    """One unmasked server frame: (opcode, payload)."""
+    import struct
+
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("closed after %d of %d bytes" % (len(buf), n))
+            buf += chunk
+        return buf
+    b0, b1 = exact(2)
+    n = b1 & 0x7f
+    if n == 126:
+        n = struct.unpack("!H", exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exact(8))[0]
+    return b0 & 0x0f, exact(n)
+
+
+class ProxyWebSocket(unittest.TestCase):
+    def test_echo_through_the_proxy(self):
+        port = free_port()
+        ws = subprocess.Popen([interpreter_with("websockets"), os.path.join(HERE, "ws_backend.py"),
+                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            self.assertIn(b"ready", ws.stdout.readline())
+            with Server(config("    ws:\n      servers: [\"127.0.0.1:%d\"]\n" % port,
+                               "      - prefix: /ws\n        handler: proxy\n"
+                               "        proxy: { pass: ws }\n")) as s:
+                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += sock.recv(1)
+                self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+                self.assertIn(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)
+                self.assertIn(b"upgrade: websocket", head.lower())
+                for msg in (b"hello", b"x" * 300000, "\u00e9t\u00e9".encode()):
+                    sock.sendall(ws_frame(msg))
+                    opcode, payload = ws_read(sock)
+                    self.assertEqual(opcode, 1)
+                    self.assertEqual(payload, msg)
+                sock.sendall(ws_frame(b"\x03\xe8", opcode=8))  # close
+                opcode, _ = ws_read(sock)
+                self.assertEqual(opcode, 8)
+                sock.settimeout(10)
+                self.assertEqual(sock.recv(100), b"")  # the tunnel ends with the backend
+                sock.close()
+                # the worker serves on
+                self.assertEqual(get(s.port, "/hello").status, 200)
+        finally:
+            ws.kill()
+            ws.wait()
+
+
+    def test_tunnel_lives_through_a_reload_until_the_drain_timeout(self):
+        port = free_port()
+        ws = subprocess.Popen([interpreter_with("websockets"), os.path.join(HERE, "ws_backend.py"),
+                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            self.assertIn(b"ready", ws.stdout.readline())
+            cfg = ("timeouts: { shutdown: 2s }\n" +
+                   config("    ws:\n      servers: [\"127.0.0.1:%d\"]\n" % port,
+                          "      - prefix: /ws\n        handler: proxy\n"
+                          "        proxy: { pass: ws }\n"))
+            with Server(cfg) as s:
+                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += sock.recv(1)
+                self.assertIn(b" 101 ", head)
+                import signal
+                s.send_signal(signal.SIGHUP)
+                wait_for(lambda: "generation 2 is serving" in s.log(), what="the new generation")
+                sock.sendall(ws_frame(b"still there"))
+                self.assertEqual(ws_read(sock), (1, b"still there"))
+                # the old worker ends it at its drain timeout, not before the reload
+                sock.settimeout(15)
+                with self.assertRaises((EOFError, ConnectionResetError)):
+                    while True:
+                        ws_read(sock)
+                sock.close()
+                self.assertEqual(get(s.port, "/hello").status, 200)
+        finally:
+            ws.kill()
+            ws.wait()
+
+
 class ProxyReload(unittest.TestCase):
     def test_reload_during_traffic(self):
         a = Backend("a")

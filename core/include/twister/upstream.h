@@ -72,6 +72,21 @@ int tw_request_tie_stream(tw_request_t *r, tw_stream_t *s);
 /* Undoes tw_request_tie_stream (e.g. to give the stream to a pool). */
 void tw_stream_untie(tw_stream_t *s);
 
+/* ---- taking over the client connection ---------------------------------- */
+
+/* Answers r with "101 Switching Protocols" and fields (Upgrade,
+ * Connection, Sec-WebSocket-Accept, ...) and hands over the client's
+ * stream: read and write it directly (set no close callback: the client
+ * closing is reported through tw_request_on_abort; for back-pressure use
+ * tw_response_on_drain). Call it from a suspended CONTENT handler; the
+ * stream is closed when you resume the request (the drain timeout of a
+ * reload and a hard stop end it like any request: abort callbacks run).
+ * Bytes the client pipelined behind its request head before the 101 are
+ * not delivered. Errors (NULL): EALREADY once a response was started,
+ * EINVAL for a request with a body or a bad field, EPIPE if the client is
+ * gone, EOPNOTSUPP, ENOMEM. */
+tw_stream_t *tw_request_upgrade(tw_request_t *r, const tw_header_t *fields, size_t count);
+
 /* ---- keep-alive pools --------------------------------------------------- */
 
 typedef struct tw_conn_pool tw_conn_pool_t;
