@@ -81,6 +81,7 @@ START_TEST(test_connect_and_refused)
     ck_assert_int_eq(r.err, 0);
     ck_assert_ptr_nonnull(r.stream);
     tw_stream_close(r.stream);
+    tw_loop_run_once(loop, 0);
     close(lfd); /* nothing listens there now */
     result_t refused = {0};
     ck_assert_ptr_nonnull(tw_stream_connect(loop, &addr, 2000, on_connect, &refused));
@@ -154,6 +155,7 @@ START_TEST(test_pool_reuse_and_eof)
     ck_assert_int_eq(gone, 1);
     ck_assert_ptr_null(tw_conn_pool_get(pool, &addr));
     tw_conn_pool_free(pool);
+    tw_loop_run_once(loop, 0); /* the closed stream is freed from the loop */
     close(lfd);
     tw_loop_free(loop);
 }
