@@ -303,6 +303,78 @@ class ProxyFailures(unittest.TestCase):
             finally:
                 backend.stop()
 
+    def test_hash_sticks_and_names_resolve(self):
+        a, b = Backend("a"), Backend("b")
+        try:
+            with Server(config(
+                    "    app:\n      servers: [\"localhost:%d\", \"127.0.0.1:%d\"]\n"
+                    "      balance: hash\n      hash_key: X-User\n      resolve: 1s\n"
+                    % (a.port, b.port),
+                    "      - prefix: /\n        handler: proxy\n        proxy: { pass: app }\n")) as s:
+                seen = {}
+                for user in ("ann", "bob", "cy", "dee", "eve", "fay"):
+                    got = {get(s.port, "/echo", {"X-User": user}).header("X-Backend")
+                           for _ in range(4)}
+                    self.assertEqual(len(got), 1, (user, got))
+                    seen[user] = got.pop()
+                self.assertEqual(set(seen.values()), {"a", "b"}, seen)
+                time.sleep(1.5)  # a background re-resolution ran meanwhile
+                self.assertEqual(get(s.port, "/echo", {"X-User": "ann"}).header("X-Backend"),
+                                 seen["ann"])
+        finally:
+            a.stop()
+            b.stop()
+
+    def test_nginx_as_backend(self):
+        nginx = "/usr/sbin/nginx"
+        if not os.path.exists(nginx):
+            self.skipTest("nginx is not installed")
+        import tempfile
+        d = tempfile.mkdtemp(prefix="twister-nginx-")
+        port = free_port()
+        os.makedirs(d + "/www/files")
+        body = os.urandom(300000)
+        with open(d + "/www/files/blob.bin", "wb") as f:
+            f.write(body)
+        for path in (d, d + "/www", d + "/www/files"):  # nginx's workers may run as nobody
+            os.chmod(path, 0o755)
+        os.chmod(d + "/www/files/blob.bin", 0o644)
+        with open(d + "/nginx.conf", "w") as f:
+            f.write("""worker_processes 1; pid %(d)s/nginx.pid; error_log %(d)s/error.log;
+events { worker_connections 64; }
+http { access_log %(d)s/access.log; client_body_temp_path %(d)s/body;
+  proxy_temp_path %(d)s/p; fastcgi_temp_path %(d)s/f; uwsgi_temp_path %(d)s/u;
+  scgi_temp_path %(d)s/s; keepalive_requests 1000;
+  server { listen 127.0.0.1:%(port)d; root %(d)s/www; } }
+""" % {"d": d, "port": port})
+        proc = subprocess.Popen([nginx, "-p", d + "/", "-c", d + "/nginx.conf", "-e",
+                                 d + "/error.log", "-g", "daemon off;"])
+        try:
+            def up():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+            wait_for(up, what="nginx")
+            with Server(config("    web:\n      servers: [\"127.0.0.1:%d\"]\n" % port,
+                               "      - prefix: /files/\n        handler: proxy\n"
+                               "        proxy: { pass: web }\n")) as s:
+                for _ in range(5):
+                    r = get(s.port, "/files/blob.bin")
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(r.body, body)
+                r = request(s.port, method="HEAD", path="/files/blob.bin")
+                self.assertEqual(r.header("Content-Length"), str(len(body)))
+                self.assertEqual(get(s.port, "/files/missing").status, 404)
+                r = request(s.port, method="POST", path="/files/blob.bin", body=b"x" * 10)
+                self.assertEqual(r.status, 405)
+        finally:
+            proc.terminate()
+            proc.wait()
+            import shutil
+            shutil.rmtree(d, ignore_errors=True)
+
     def test_unix_socket_upstream(self):
         path = "/tmp/twister-proxy-%d.sock" % os.getpid()
         reply = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nunix"
