@@ -522,6 +522,9 @@ typedef struct {
     size_t head_len;
     bool is_head;
     bool has_body, body_chunked, body_started, body_sent_any, body_done, body_paused;
+    char *pending; /* a piece of the client's body that arrived between attempts */
+    size_t pending_len;
+    bool pending_last, has_pending;
     bool response_started; /* a byte of the response arrived */
     bool client_slow;
     bool finished;
@@ -634,7 +637,10 @@ static void upstream_failed(proxy_ctx_t *c, int status, const char *reason, bool
                       tw_request_method_is(c->r, "PUT") ||
                       tw_request_method_is(c->r, "DELETE") ||
                       tw_request_method_is(c->r, "OPTIONS");
-    bool resendable = !c->body_started || (!c->has_body && idempotent);
+    /* A request can go to another server while no byte of its body went
+     * out; an idempotent one with no body at all, always (before any
+     * response byte, which the caller checks). */
+    bool resendable = !c->body_sent_any || (!c->has_body && idempotent);
     c->last_status = status;
     if (!c->response_started && resendable && (status == 502 || c->connect_timed_out) &&
         !tw_response_head_sent(c->r)) {
@@ -918,22 +924,10 @@ static int send_upstream(proxy_ctx_t *c, const void *data, size_t len)
     return rc;
 }
 
-static int on_body_chunk(tw_request_t *r, int status, const char *data, size_t len, bool last,
-                         void *arg)
+/* Sends one piece of the client's body (framed as announced upstream).
+ * Returns 0, 1 (the upstream is full: pause the client's body) or -1. */
+static int send_body_piece(proxy_ctx_t *c, const char *data, size_t len, bool last)
 {
-    (void)r;
-    proxy_ctx_t *c = arg;
-    if (c->finished)
-        return -1;
-    if (status != 0) {
-        /* The client's body failed (framing, timeout, limit, gone): the
-         * upstream got a partial request and must not be reused. */
-        release_upstream(c, false);
-        finish(c, status);
-        return -1;
-    }
-    if (!c->us)
-        return -1;
     int rc = 0;
     if (len) {
         c->body_sent_any = true;
@@ -955,13 +949,47 @@ static int on_body_chunk(tw_request_t *r, int status, const char *data, size_t l
         c->body_done = true;
     }
     if (rc < 0)
-        return 0; /* the close callback reports the failure */
+        return -1;
     if (rc == 1 && !last) {
         c->body_paused = true;
         wait_for(c, WAIT_SEND);
         return 1;
     }
+    wait_for(c, WAIT_READ); /* progress: the read timeout starts again */
     return 0;
+}
+
+static int on_body_chunk(tw_request_t *r, int status, const char *data, size_t len, bool last,
+                         void *arg)
+{
+    (void)r;
+    proxy_ctx_t *c = arg;
+    if (c->finished)
+        return 1; /* answered already (an early upstream response): read no more */
+    if (status != 0) {
+        /* The client's body failed (framing, timeout, limit, gone): the
+         * upstream got a partial request and must not be reused. */
+        release_upstream(c, false);
+        finish(c, status);
+        return 0;
+    }
+    if (!c->us) {
+        /* Between two attempts (nothing of the body was sent yet, or there
+         * would be none): hold this piece until the next connection. */
+        c->pending = len ? tw_request_alloc(c->r, len) : NULL;
+        if (len && !c->pending) {
+            finish(c, TW_ERROR);
+            return 1;
+        }
+        if (len)
+            memcpy(c->pending, data, len);
+        c->pending_len = len;
+        c->pending_last = last;
+        c->has_pending = true;
+        return 1;
+    }
+    int rc = send_body_piece(c, data, len, last);
+    return rc < 0 ? 0 : rc; /* a failed write: the close callback reports it */
 }
 
 /* ---- response from the upstream -------------------------------------------- */
@@ -1259,6 +1287,14 @@ static void attach(proxy_ctx_t *c, tw_stream_t *s)
         c->body_started = true;
         if (tw_request_stream_body(c->r, on_body_chunk, c) < 0)
             finish(c, 400);
+    } else if (c->has_pending) {
+        c->has_pending = false;
+        int rc = send_body_piece(c, c->pending, c->pending_len, c->pending_last);
+        if (rc == 0 && !c->pending_last)
+            tw_request_resume_body(c->r);
+    } else if (c->body_paused) {
+        c->body_paused = false; /* paused for the failed connection */
+        tw_request_resume_body(c->r);
     } else if (!c->has_body) {
         c->body_done = true;
     }

@@ -55,9 +55,10 @@ class Backend:
 class RawBackend(threading.Thread):
     """Answers every request with `reply` (bytes), then closes."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, linger=False):
         super().__init__(daemon=True)
         self.reply = reply
+        self.linger = linger  # read what the client still sends, so the close is no reset
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -79,6 +80,11 @@ class RawBackend(threading.Thread):
                     data += chunk
                 try:
                     conn.sendall(self.reply)
+                    if self.linger:
+                        conn.shutdown(socket.SHUT_WR)
+                        conn.settimeout(5)
+                        while conn.recv(65536):
+                            pass
                 except OSError:
                     pass
 
@@ -232,10 +238,14 @@ class ProxyFailures(unittest.TestCase):
                     "      max_fails: 1\n      fail_timeout: 30s\n" % (dead, a.port),
                     "      - prefix: /\n        handler: proxy\n"
                     "        proxy: { pass: app, connect_timeout: 1s }\n")) as s:
-                for _ in range(10):
-                    r = get(s.port, "/echo")
+                for i in range(10):
+                    # a refused connect sent nothing: a POST goes to the next server too
+                    r = (get(s.port, "/echo") if i % 2 else
+                         request(s.port, method="POST", path="/echo", body=b"p" * 100000))
                     self.assertEqual(r.status, 200)
                     self.assertEqual(r.header("X-Backend"), "a")
+                    if i % 2 == 0:
+                        self.assertEqual(json.loads(r.body)["body_len"], 100000)
                 a.stop()
                 r = get(s.port, "/echo")
                 self.assertEqual(r.status, 502)
@@ -374,6 +384,26 @@ http { access_log %(d)s/access.log; client_body_temp_path %(d)s/body;
             proc.wait()
             import shutil
             shutil.rmtree(d, ignore_errors=True)
+
+    def test_early_upstream_answer_to_an_upload(self):
+        backend = RawBackend(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
+                             b"Connection: close\r\n\r\ntoo big\n", linger=True)
+        try:
+            with Server(config("    app:\n      servers: [\"127.0.0.1:%d\"]\n" % backend.port,
+                               "      - prefix: /\n        handler: proxy\n"
+                               "        proxy: { pass: app }\n")) as s:
+                c = Client(s.port)
+                c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n")
+                try:
+                    c.send(b"z" * 900000)
+                except OSError:
+                    pass  # the server may stop reading once it has answered
+                r = c.read_response()
+                self.assertEqual(r.status, 413, s.log()[-1500:])
+                self.assertEqual(r.body, b"too big\n")
+                c.close()
+        finally:
+            backend.stop()
 
     def test_unix_socket_upstream(self):
         path = "/tmp/twister-proxy-%d.sock" % os.getpid()
