@@ -509,6 +509,7 @@ typedef enum {
 
 typedef struct {
     tw_request_t *r;
+    tw_loop_t *loop;
     const proxy_route_t *conf;
     upstream_t *up;
     int server; /* index, -1 before the first pick */
@@ -555,7 +556,7 @@ static void uncount(proxy_ctx_t *c)
 static void ctx_cleanup(void *arg)
 {
     proxy_ctx_t *c = arg;
-    tw_timer_stop(tw_request_loop(c->r), &c->timer);
+    tw_timer_stop(c->loop, &c->timer);
     if (c->connecting)
         tw_connect_cancel(c->connecting);
     c->connecting = NULL;
@@ -576,7 +577,7 @@ static void release_upstream(proxy_ctx_t *c, bool reusable)
     tw_stream_untie(s);
     if (reusable && c->up->keepalive > 0) {
         if (!c->up->pool)
-            c->up->pool = tw_conn_pool_new(tw_request_loop(c->r), c->up->keepalive,
+            c->up->pool = tw_conn_pool_new(c->loop, c->up->keepalive,
                                            c->up->keepalive_ms);
         if (c->up->pool) {
             tw_conn_pool_put(c->up->pool, &c->up->servers[c->server].addr, s);
@@ -591,7 +592,7 @@ static void finish(proxy_ctx_t *c, int rc)
     if (c->finished)
         return;
     c->finished = true;
-    tw_timer_stop(tw_request_loop(c->r), &c->timer);
+    tw_timer_stop(c->loop, &c->timer);
     if (c->connecting)
         tw_connect_cancel(c->connecting);
     c->connecting = NULL;
@@ -611,9 +612,9 @@ static void wait_for(proxy_ctx_t *c, wait_t what)
     c->waiting = what;
     uint64_t ms = what == WAIT_READ ? c->conf->read_ms : c->conf->send_ms;
     if (what == WAIT_NONE || ms == 0)
-        tw_timer_stop(tw_request_loop(c->r), &c->timer);
+        tw_timer_stop(c->loop, &c->timer);
     else
-        tw_timer_start(tw_request_loop(c->r), &c->timer, ms);
+        tw_timer_start(c->loop, &c->timer, ms);
 }
 
 static const char *server_text(const proxy_ctx_t *c)
@@ -630,7 +631,7 @@ static void upstream_failed(proxy_ctx_t *c, int status, const char *reason, bool
                  tw_request_method(c->r).ptr, tw_request_path(c->r).ptr, c->up->name,
                  server_text(c), reason, c->reused ? " (reused connection)" : "");
     if (server_fault && c->server >= 0)
-        server_failed(c->up, &c->up->servers[c->server], tw_loop_now(tw_request_loop(c->r)));
+        server_failed(c->up, &c->up->servers[c->server], tw_loop_now(c->loop));
     release_upstream(c, false);
     uncount(c);
     bool idempotent = tw_request_method_is(c->r, "GET") || tw_request_method_is(c->r, "HEAD") ||
@@ -727,7 +728,7 @@ static void try_next(proxy_ctx_t *c)
         return;
     }
     c->reused = false;
-    c->connecting = tw_stream_connect(tw_request_loop(c->r), &s->addr, c->conf->connect_ms,
+    c->connecting = tw_stream_connect(c->loop, &s->addr, c->conf->connect_ms,
                                       on_connected, c);
     if (!c->connecting)
         upstream_failed(c, 502, strerror(errno), false);
@@ -1235,6 +1236,10 @@ static void on_head(tw_stream_t *s, int status, const char *data, size_t len, vo
         upstream_failed(c, 502, why, true);
         return;
     }
+    if (c->resp.status > 599) {
+        upstream_failed(c, 502, "malformed response head: status over 599", true);
+        return;
+    }
     if (c->resp.status < 200) {
         if (c->resp.status == 101) {
             if (!c->upgrade) {
@@ -1312,6 +1317,7 @@ static int proxy_content(tw_request_t *r)
         return TW_ERROR;
     memset(c, 0, sizeof *c);
     c->r = r;
+    c->loop = tw_request_loop(r);
     c->conf = conf;
     c->up = conf->upstream;
     c->server = -1;

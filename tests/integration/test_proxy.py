@@ -283,6 +283,7 @@ class ProxyFailures(unittest.TestCase):
             b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 2\r\n\r\nhi",
             b"HTTP/9.9 200 OK\r\n\r\n",
             b"garbage\r\n\r\n",
+            b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
         ]
         for reply in bad:
