@@ -88,8 +88,7 @@ int tw_http_response_parse(tw_pool_t *pool, const char *data, size_t len, bool h
     }
     const char *p = copy, *end = copy + len - 2; /* the final CRLF */
     /* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
-    if (end - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
-        p[8] != ' ')
+    if (end - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ')
         return fail(out, "bad status line");
     out->version = p[7] == '1' ? 11 : 10;
     for (int i = 9; i < 12; i++)

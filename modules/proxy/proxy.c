@@ -32,7 +32,7 @@
 
 TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
-#define MAX_SERVERS 64      /* per upstream: the tried set is a 64-bit mask */
+#define MAX_SERVERS 64       /* per upstream: the tried set is a 64-bit mask */
 #define HEAD_MAX (64 * 1024) /* an upstream response head larger than this is a 502 */
 
 typedef enum {
@@ -146,9 +146,9 @@ static upstream_t *upstream_new(tw_configure_t *cf, proxy_global_t *g, const cha
 static int parse_upstream(tw_configure_t *cf, proxy_global_t *g, const char *name,
                           const tw_conf_node_t *node, tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"servers",   "balance",   "hash_key",     "keepalive",
-                                       "keepalive_timeout",      "max_fails",    "fail_timeout",
-                                       "resolve",   NULL};
+    static const char *const keys[] = {"servers",      "balance",           "hash_key",
+                                       "keepalive",    "keepalive_timeout", "max_fails",
+                                       "fail_timeout", "resolve",           NULL};
     if (tw_conf_check_keys(node, keys, err))
         return -1;
     for (upstream_t *o = g->upstreams; o; o = o->next)
@@ -159,7 +159,8 @@ static int parse_upstream(tw_configure_t *cf, proxy_global_t *g, const char *nam
         return tw_conf_error(err, node, "out of memory");
     const tw_conf_node_t *servers = tw_conf_map_get(node, "servers");
     if (tw_conf_type(servers) != TW_CONF_LIST || tw_conf_count(servers) == 0)
-        return tw_conf_error(err, servers ? servers : node, "servers: expected a list of addresses");
+        return tw_conf_error(err, servers ? servers : node,
+                             "servers: expected a list of addresses");
     u->count = tw_conf_count(servers);
     if (u->count > MAX_SERVERS)
         return tw_conf_error(err, servers, "at most %d servers per upstream", MAX_SERVERS);
@@ -238,9 +239,9 @@ static int configure_global(tw_configure_t *cf, const tw_conf_node_t *node, void
 static int configure_route(tw_configure_t *cf, const tw_conf_node_t *node, void **conf,
                            tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"pass",        "connect_timeout", "read_timeout",
-                                       "send_timeout", "set_headers",    "buffering",
-                                       "host",        "forwarded",       NULL};
+    static const char *const keys[] = {"pass",         "connect_timeout", "read_timeout",
+                                       "send_timeout", "set_headers",     "buffering",
+                                       "host",         "forwarded",       NULL};
     if (!node)
         return 0; /* the handler then answers 500 and says why */
     if (tw_conf_check_keys(node, keys, err))
@@ -512,7 +513,7 @@ typedef struct {
     tw_loop_t *loop;
     const proxy_route_t *conf;
     upstream_t *up;
-    int server; /* index, -1 before the first pick */
+    int server;   /* index, -1 before the first pick */
     bool counted; /* server's active count includes us */
     uint64_t tried;
     unsigned attempts;
@@ -577,8 +578,7 @@ static void release_upstream(proxy_ctx_t *c, bool reusable)
     tw_stream_untie(s);
     if (reusable && c->up->keepalive > 0) {
         if (!c->up->pool)
-            c->up->pool = tw_conn_pool_new(c->loop, c->up->keepalive,
-                                           c->up->keepalive_ms);
+            c->up->pool = tw_conn_pool_new(c->loop, c->up->keepalive, c->up->keepalive_ms);
         if (c->up->pool) {
             tw_conn_pool_put(c->up->pool, &c->up->servers[c->server].addr, s);
             return;
@@ -635,8 +635,7 @@ static void upstream_failed(proxy_ctx_t *c, int status, const char *reason, bool
     release_upstream(c, false);
     uncount(c);
     bool idempotent = tw_request_method_is(c->r, "GET") || tw_request_method_is(c->r, "HEAD") ||
-                      tw_request_method_is(c->r, "PUT") ||
-                      tw_request_method_is(c->r, "DELETE") ||
+                      tw_request_method_is(c->r, "PUT") || tw_request_method_is(c->r, "DELETE") ||
                       tw_request_method_is(c->r, "OPTIONS");
     /* A request can go to another server while no byte of its body went
      * out; an idempotent one with no body at all, always (before any
@@ -728,8 +727,7 @@ static void try_next(proxy_ctx_t *c)
         return;
     }
     c->reused = false;
-    c->connecting = tw_stream_connect(c->loop, &s->addr, c->conf->connect_ms,
-                                      on_connected, c);
+    c->connecting = tw_stream_connect(c->loop, &s->addr, c->conf->connect_ms, on_connected, c);
     if (!c->connecting)
         upstream_failed(c, 502, strerror(errno), false);
 }
@@ -738,8 +736,8 @@ static void try_next(proxy_ctx_t *c)
 
 static bool is_hop_by_hop(tw_str_t name)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
-                                      "Transfer-Encoding", "Upgrade", "Trailer", NULL};
+    static const char *const hop[] = {"Connection",        "Keep-Alive", "Proxy-Connection", "TE",
+                                      "Transfer-Encoding", "Upgrade",    "Trailer",          NULL};
     for (const char *const *h = hop; *h; h++)
         if (name.len == strlen(*h) && strncasecmp(name.ptr, *h, name.len) == 0)
             return true;
@@ -825,8 +823,8 @@ static int build_head(proxy_ctx_t *c)
         out[k++] = in[i];
     }
     const tw_header_t *upgrade = tw_request_header(r, "Upgrade");
-    c->upgrade = upgrade && connection_lists(in, n, str("upgrade")) &&
-                 tw_request_content_length(r) == 0;
+    c->upgrade =
+        upgrade && connection_lists(in, n, str("upgrade")) && tw_request_content_length(r) == 0;
     if (c->upgrade) {
         out[k++] = (tw_header_t){str("Upgrade"), upgrade->value};
         out[k++] = (tw_header_t){str("Connection"), str("upgrade")};
@@ -1191,8 +1189,8 @@ static void pass_response_head(proxy_ctx_t *c)
             continue;
         /* Parsed names and values are NUL-terminated (twister/upstream.h). */
         if (tw_response_add_header(r, name.ptr, resp->fields[i].value.ptr) < 0)
-            tw_log_warn("proxy: upstream %s (%s): dropped header %s", c->up->name,
-                        server_text(c), name.ptr);
+            tw_log_warn("proxy: upstream %s (%s): dropped header %s", c->up->name, server_text(c),
+                        name.ptr);
     }
     if (resp->body == TW_HTTP_BODY_LENGTH ||
         (resp->body == TW_HTTP_BODY_NONE && (c->is_head || resp->status == 304) &&
@@ -1243,8 +1241,7 @@ static void on_head(tw_stream_t *s, int status, const char *data, size_t len, vo
     if (c->resp.status < 200) {
         if (c->resp.status == 101) {
             if (!c->upgrade) {
-                upstream_failed(c, 502, "101 Switching Protocols without an Upgrade request",
-                                true);
+                upstream_failed(c, 502, "101 Switching Protocols without an Upgrade request", true);
                 return;
             }
             tunnel_start(c);

@@ -39,9 +39,8 @@ START_TEST(test_framing_choices)
 {
     tw_pool_t *pool = tw_pool_new(0);
     tw_http_response_t r;
-    ck_assert_int_eq(parse(pool, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                           false, &r),
-                     0);
+    ck_assert_int_eq(
+        parse(pool, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, &r), 0);
     ck_assert_int_eq(r.body, TW_HTTP_BODY_CHUNKED);
     ck_assert_int_eq(parse(pool, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, &r),
                      0);
@@ -55,11 +54,12 @@ START_TEST(test_framing_choices)
     ck_assert_int_eq(parse(pool, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, &r), 0);
     ck_assert_int_eq(r.body, TW_HTTP_BODY_NONE);
     ck_assert_uint_eq(r.content_length, 5);
-    ck_assert_int_eq(parse(pool, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                           false, &r),
-                     0);
+    ck_assert_int_eq(
+        parse(pool, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false, &r),
+        0);
     ck_assert(!r.keep_alive);
-    ck_assert_int_eq(parse(pool, "HTTP/1.0 200\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+    ck_assert_int_eq(parse(pool,
+                           "HTTP/1.0 200\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
                            false, &r),
                      0);
     ck_assert(r.keep_alive);
@@ -126,9 +126,8 @@ START_TEST(test_bodies)
     tw_pool_t *pool = tw_pool_new(0);
     tw_http_response_t r;
     int final;
-    ck_assert_int_eq(parse(pool, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false,
-                           &r),
-                     0);
+    ck_assert_int_eq(
+        parse(pool, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, &r), 0);
     tw_http_decoder_t *d = tw_http_decoder_new(pool, &r);
     const char chunked[] = "5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n";
     ck_assert_str_eq(decode_bytewise(d, chunked, sizeof chunked - 1, &final), "hello world");

@@ -55,8 +55,8 @@ START_TEST(test_addr_parse)
     ck_assert_str_eq(a.text, "[::1]:8080");
     ck_assert_int_eq(tw_addr_parse("unix:/run/app.sock", &a), 0);
     ck_assert_str_eq(a.text, "unix:/run/app.sock");
-    static const char *const bad[] = {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:80",
-                                      "unix:", "example.com:80", "1.2.3.4:8x"};
+    static const char *const bad[] = {"127.0.0.1", "127.0.0.1:0",    "127.0.0.1:70000", "::1:80",
+                                      "unix:",     "example.com:80", "1.2.3.4:8x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         errno = 0;
         ck_assert_msg(tw_addr_parse(bad[i], &a) == -1 && errno == EINVAL, "%s", bad[i]);
