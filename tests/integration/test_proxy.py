@@ -185,6 +185,20 @@ class ProxyBasics(unittest.TestCase):
         used = self.a.stats() + self.b.stats() - before - 2
         self.assertLess(used, 10, "backends saw %d connections for 60 requests" % used)
 
+    def test_client_leaves_while_upstream_works(self):
+        # The request ends while its upstream connection is busy: the tie
+        # must close it without any callback reaching the freed request.
+        for path in ("/slow", "/big?n=20000000"):
+            c = Client(self.port)
+            c.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            time.sleep(0.3)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            c.close()  # a reset, at once
+        time.sleep(0.5)
+        for _ in range(4):
+            self.assertEqual(get(self.port, "/echo").status, 200)
+        self.assertEqual(len(self.server.worker_pids()), 1)
+
     def test_round_robin_spread(self):
         seen = {"a": 0, "b": 0}
         for _ in range(20):
