@@ -84,6 +84,7 @@ typedef struct {
     const char *host; /* Host sent upstream; NULL: the client's */
     bool buffering;   /* accepted for nginx users; the proxy always streams */
     bool forwarded;   /* also send RFC 7239 Forwarded */
+    bool via;         /* add "Via: 1.1 twister" both ways (RFC 9110 7.6.3) */
 } proxy_route_t;
 
 /* ---- configuration ------------------------------------------------------- */
@@ -239,9 +240,11 @@ static int configure_global(tw_configure_t *cf, const tw_conf_node_t *node, void
 static int configure_route(tw_configure_t *cf, const tw_conf_node_t *node, void **conf,
                            tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"pass",         "connect_timeout", "read_timeout",
-                                       "send_timeout", "set_headers",     "buffering",
-                                       "host",         "forwarded",       NULL};
+    static const char *const keys[] = {"pass",         "connect_timeout",
+                                       "read_timeout", "send_timeout",
+                                       "set_headers",  "buffering",
+                                       "host",         "forwarded",
+                                       "via",          NULL};
     if (!node)
         return 0; /* the handler then answers 500 and says why */
     if (tw_conf_check_keys(node, keys, err))
@@ -284,6 +287,8 @@ static int configure_route(tw_configure_t *cf, const tw_conf_node_t *node, void 
     if ((n = tw_conf_map_get(node, "buffering")) && tw_conf_get_bool(n, &c->buffering, err))
         return -1;
     if ((n = tw_conf_map_get(node, "forwarded")) && tw_conf_get_bool(n, &c->forwarded, err))
+        return -1;
+    if ((n = tw_conf_map_get(node, "via")) && tw_conf_get_bool(n, &c->via, err))
         return -1;
     if ((n = tw_conf_map_get(node, "host")) && tw_conf_get_string(n, &c->host, err))
         return -1;
@@ -790,7 +795,7 @@ static int build_head(proxy_ctx_t *c)
     tw_pool_t *pool = tw_request_pool(r);
     size_t n = tw_request_header_count(r);
     tw_header_t *in = tw_request_alloc(r, (n + 1) * sizeof *in);
-    tw_header_t *out = tw_request_alloc(r, (n + 10 + c->conf->set_count) * sizeof *out);
+    tw_header_t *out = tw_request_alloc(r, (n + 11 + c->conf->set_count) * sizeof *out);
     if (!in || !out)
         return -1;
     for (size_t i = 0; i < n; i++)
@@ -864,6 +869,8 @@ static int build_head(proxy_ctx_t *c)
                      host->value.ptr);
         out[k++] = (tw_header_t){str("Forwarded"), str(fwd)};
     }
+    if (c->conf->via)
+        out[k++] = (tw_header_t){str("Via"), str("1.1 twister")};
     int64_t cl = tw_request_content_length(r);
     c->has_body = cl != 0;
     c->body_chunked = cl < 0;
@@ -1192,6 +1199,8 @@ static void pass_response_head(proxy_ctx_t *c)
             tw_log_warn("proxy: upstream %s (%s): dropped header %s", c->up->name, server_text(c),
                         name.ptr);
     }
+    if (c->conf->via)
+        tw_response_add_header(r, "Via", "1.1 twister");
     if (resp->body == TW_HTTP_BODY_LENGTH ||
         (resp->body == TW_HTTP_BODY_NONE && (c->is_head || resp->status == 304) &&
          resp->content_length > 0)) /* HEAD and 304 keep the length a GET had */

@@ -111,7 +111,7 @@ class ProxyBasics(unittest.TestCase):
             "    app:\n      servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
             "      keepalive: 8\n" % (cls.a.port, cls.b.port),
             "      - prefix: /\n        handler: proxy\n"
-            "        proxy: { pass: app, read_timeout: 1s, set_headers: { X-Request-Id: abc } }\n"),
+            "        proxy: { pass: app, read_timeout: 1s, via: on, set_headers: { X-Request-Id: abc } }\n"),
             workers=1, env=SMALL_QUARANTINE).start()
         cls.port = cls.server.port
 
@@ -136,6 +136,8 @@ class ProxyBasics(unittest.TestCase):
         self.assertEqual(h["x-forwarded-proto"], "http")
         self.assertEqual(h["x-forwarded-host"], "localhost")
         self.assertEqual(h["x-request-id"], "abc")
+        self.assertEqual(h["via"], "1.1 twister")
+        self.assertEqual(r.header("Via"), "1.1 twister")
         self.assertEqual(h["x-keep"], "yes")
         for hop in ("x-drop", "keep-alive", "te"):
             self.assertNotIn(hop, h)
