@@ -75,4 +75,17 @@ bool tw_loop_deferred_queued(const tw_loop_deferred_t *d);
  * armed, since the request has usually arrived already. */
 tw_stream_t *tw_stream_adopt(tw_loop_t *loop, int fd, const tw_stream_options_t *opts);
 
+/* Makes the stream store NULL into *slot when it is freed (NULL: no
+ * slot); returns the previous slot. For ties (stream_connect.c). */
+tw_stream_t **tw_stream_set_tie(tw_stream_t *s, tw_stream_t **slot);
+
+/* ---- work.c ---- */
+
+typedef struct tw_work_queue tw_work_queue_t;
+/* Stops the loop's worker threads (after the work running now) and frees
+ * the queue; done callbacks of unfinished work never run. NULL is a no-op. */
+void tw_work_queue_free(tw_work_queue_t *q);
+/* The loop's work queue slot (loop.c). */
+tw_work_queue_t **tw_loop_work_slot(tw_loop_t *loop);
+
 #endif /* TWISTER_INTERNAL_H */

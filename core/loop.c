@@ -104,6 +104,8 @@ struct tw_loop {
         void *arg;
     } sigs[_NSIG];
 
+    tw_work_queue_t *work; /* tw_loop_queue_work's threads, started on first use */
+
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -137,6 +139,7 @@ void tw_loop_free(tw_loop_t *loop)
 {
     if (!loop)
         return;
+    tw_work_queue_free(loop->work); /* first: it unwatches its eventfd */
     /* Timers still armed belong to their owners: leave them idle. */
     for (size_t i = 0; i < loop->heap_len; i++)
         loop->heap[i]->heap_index = SIZE_MAX;
@@ -749,4 +752,9 @@ int tw_loop_run(tw_loop_t *loop)
     }
     loop->stop = false;
     return rc;
+}
+
+tw_work_queue_t **tw_loop_work_slot(tw_loop_t *loop)
+{
+    return &loop->work;
 }

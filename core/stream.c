@@ -141,6 +141,7 @@ struct tw_stream {
     void *close_arg;
     tw_stream_drain_cb drain_cb;
     void *drain_arg;
+    tw_stream_t **tie; /* cleared at teardown: the owner's pointer (stream_connect.c) */
 
     int fd;
     int error;
@@ -1024,6 +1025,8 @@ static void stream_teardown(tw_stream_t *s)
             r.release((void *)r.base, r.release_arg);
     }
     s->wq_done = 0;
+    if (s->tie)
+        *s->tie = NULL;
     s->depth++;
     if (s->close_cb)
         s->close_cb(s, s->close_arg);
@@ -1419,4 +1422,11 @@ void tw_stream_set_transport(tw_stream_t *s, const tw_stream_transport_t *t, voi
 {
     s->tp = t;
     s->tp_ctx = ctx;
+}
+
+tw_stream_t **tw_stream_set_tie(tw_stream_t *s, tw_stream_t **slot)
+{
+    tw_stream_t **old = s->tie;
+    s->tie = slot;
+    return old;
 }

@@ -243,5 +243,7 @@ void tw_h1_on_drain(tw_stream_t *s, void *arg);
 void tw_h1_on_send_timer(tw_loop_t *loop, tw_timer_t *t, void *arg);
 /* Queues raw bytes (copied). Returns 0, 1 over the high-water mark, -1. */
 int tw_h1_write(tw_http_conn_t *c, const void *data, size_t len);
+/* The transport's upgrade op (h1_upgrade.c). */
+tw_stream_t *tw_h1_upgrade(tw_transport_t *t, const tw_header_t *fields, size_t count);
 
 #endif

@@ -1044,4 +1044,5 @@ static const tw_transport_ops_t h1_ops = {
     .drop = h1_drop,
     .peer_text = h1_peer_text,
     .done = h1_done,
+    .upgrade = tw_h1_upgrade,
 };

@@ -28,6 +28,7 @@
 #include "http_parser.h"
 #include "tls/tls_facts.h"
 #include "twister/http.h"
+#include "twister/stream.h"
 
 typedef struct tw_http_server tw_http_server_t;
 typedef struct tw_transport tw_transport_t;
@@ -80,6 +81,11 @@ typedef struct {
      * on this connection. The transport frees the request's pool: the
      * request is gone when this returns. */
     void (*done)(tw_transport_t *t, bool close);
+    /* Sends "101 Switching Protocols" with fields and stops reading
+     * requests: the connection's stream is the caller's to read and write
+     * until the request ends, which closes it. NULL (EOPNOTSUPP) for a
+     * transport that cannot; may be NULL. */
+    tw_stream_t *(*upgrade)(tw_transport_t *t, const tw_header_t *fields, size_t count);
 } tw_transport_ops_t;
 
 /* The transport a request runs on; a protocol layer embeds it in its

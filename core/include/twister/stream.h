@@ -12,6 +12,10 @@
  * once, from a fresh loop iteration, and the stream is freed right after
  * it returns. Pending read and write callbacks never run after close.
  * tw_stream_close is safe from inside any of the stream's own callbacks.
+ * Because the close callback runs later, a stream whose callbacks point
+ * into a request's memory must not be closed from that request's pool
+ * cleanup: tie it with tw_request_tie_stream (twister/upstream.h), which
+ * clears its callbacks before closing it when the request ends.
  *
  * Callback timing: a callback never runs inside the call that caused it.
  * Called from inside one of this stream's callbacks, a read that the buffer
