@@ -18,6 +18,7 @@
 #include "twister/conf.h"
 
 typedef struct tw_settings tw_settings_t;
+struct tw_zone_region;
 
 /* A module file snapshot: the bytes of the .so copied into a memfd when the
  * config was read, so that a rebuilt plugin takes effect on reload and
@@ -35,6 +36,8 @@ typedef struct tw_generation {
     tw_snapshot_t *snapshots;
     size_t snapshot_count;
     int *listen_fds; /* per settings listener, set by the master */
+    struct tw_zone_region *zones; /* the master's shared-zone region, or NULL */
+    uint64_t config_hash;         /* FNV-1a of the main config file's bytes */
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -66,5 +69,7 @@ unsigned tw_generation_max_draining(const tw_generation_t *g);
 int tw_generation_backlog(const tw_generation_t *g);
 /* Per-worker connection cap. */
 unsigned tw_generation_worker_connections(const tw_generation_t *g);
+/* The configured size of the shared-zone region (shared_zones). */
+size_t tw_generation_shared_zones(const tw_generation_t *g);
 
 #endif

@@ -13,5 +13,6 @@
 #include "twister/module.h"
 #include "twister/pool.h"
 #include "twister/stream.h"
+#include "twister/zone.h"
 
 #endif
