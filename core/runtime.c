@@ -22,6 +22,7 @@
 #include "settings.h"
 #include "twister/pool.h"
 #include "twister/twister.h"
+#include "counters.h"
 #include "zone.h"
 
 /* What a worker is to the plugin API (module.h's tw_worker_t). */
@@ -51,6 +52,8 @@ struct tw_runtime {
     tw_zone_list_t zones;            /* declared by configure hooks */
     tw_zone_region_t *zones_region;  /* where they are attached */
     tw_zone_region_t *private_zones; /* mapped here when no master gave one */
+    tw_counter_list_t counters;      /* tw_metrics_counter_declare */
+    tw_zone_t *counters_zone;        /* the core zone they live in */
 };
 
 struct tw_configure {
@@ -181,6 +184,21 @@ int tw_server_stats(const tw_worker_t *worker, tw_server_stats_t *out)
     return 0;
 }
 
+int tw_metrics_counter_declare(tw_configure_t *cf, const char *name, const char *help,
+                               const char *labels, tw_metrics_counter_t **out)
+{
+    return tw_counter_list_add(&cf->rt->counters, cf->rt->pool, name, help, labels, out);
+}
+
+int tw_metrics_counters_each(const tw_worker_t *worker, tw_metrics_counter_fn fn, void *arg)
+{
+    if (!worker || !tw_zone_data(worker->runtime->counters_zone)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return tw_counters_each(tw_zone_data(worker->runtime->counters_zone), fn, arg);
+}
+
 bool tw_worker_draining(const tw_worker_t *worker)
 {
     return worker->runtime->http_ready && worker->runtime->http.draining;
@@ -199,10 +217,17 @@ static int attach_zones(tw_runtime_t *rt, tw_conf_error_t *err)
         }
     }
     rt->zones_region = region;
-    if (!rt->zones.head)
-        return 0;
-    return tw_zone_list_attach(&rt->zones, region, rt->gen->number, err->message,
-                               sizeof err->message);
+    if (tw_zone_list_add(&rt->zones, rt->pool, "twister", "counters", tw_counters_zone_size(), NULL,
+                         NULL, tw_zone_region_size(region), &rt->counters_zone) != 0) {
+        snprintf(err->message, sizeof err->message, "shared zones: the counters zone: %s",
+                 strerror(errno));
+        return -1;
+    }
+    if (tw_zone_list_attach(&rt->zones, region, rt->gen->number, err->message,
+                            sizeof err->message) != 0)
+        return -1;
+    tw_counter_list_attach(&rt->counters, tw_zone_data(rt->counters_zone));
+    return 0;
 }
 
 /* ---- activating (worker, -t) ------------------------------------------------ */

@@ -13,6 +13,7 @@
 #include "twister/module.h"
 #include "twister/pool.h"
 #include "twister/stream.h"
+#include "twister/metrics.h"
 #include "twister/zone.h"
 
 #endif
