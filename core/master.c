@@ -563,6 +563,7 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     int state = w->state;
     pid_t pid = w->pid;
     uint64_t lived = tw_loop_now(m->loop) - w->started_ms;
+    tw_counter_add(&stats(m)->workers_reaped, 1);
     ge->alive--;
     unlink_worker(m, w);
 

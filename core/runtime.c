@@ -181,6 +181,7 @@ int tw_server_stats(const tw_worker_t *worker, tw_server_stats_t *out)
     out->worker_exits = tw_counter_get(&s->worker_exits);
     out->worker_start_failures = tw_counter_get(&s->worker_start_failures);
     out->started_unix = tw_counter_get(&s->started_unix);
+    out->workers_reaped = tw_counter_get(&s->workers_reaped);
     return 0;
 }
 

@@ -140,6 +140,9 @@ typedef struct {
     uint64_t worker_exits;        /* serving workers that exited unasked */
     uint64_t worker_start_failures; /* workers that failed to start */
     uint64_t started_unix;        /* when the master started, seconds */
+    uint64_t workers_reaped;      /* worker processes that ended, any generation:
+                                     when it moves, counts a dead worker owned in a
+                                     zone can be reclaimed (tw_zone_owner_alive) */
 } tw_server_stats_t;
 
 /* Copies the server's counters into *out; -1 with EINVAL outside a worker. */
