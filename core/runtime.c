@@ -200,6 +200,23 @@ int tw_metrics_counters_each(const tw_worker_t *worker, tw_metrics_counter_fn fn
     return tw_counters_each(tw_zone_data(worker->runtime->counters_zone), fn, arg);
 }
 
+int tw_worker_conn_stats(const tw_worker_t *worker, tw_worker_conn_stats_t *out)
+{
+    if (!worker || !worker->runtime->http_ready) {
+        errno = EINVAL;
+        return -1;
+    }
+    const tw_http_server_t *h = &worker->runtime->http;
+    out->accepted = h->counters.accepted;
+    out->open = tw_http_server_connections(h);
+    out->closed = out->accepted > out->open ? out->accepted - out->open : 0;
+    out->timeouts = h->counters.timeouts;
+    out->requests = h->counters.requests;
+    out->aborted = h->counters.aborted;
+    out->idle = tw_http_server_resting(h);
+    return 0;
+}
+
 bool tw_worker_draining(const tw_worker_t *worker)
 {
     return worker->runtime->http_ready && worker->runtime->http.draining;

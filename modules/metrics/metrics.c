@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <twister/twister.h>
 
@@ -56,9 +57,25 @@ typedef struct {
     uint64_t buckets[MAX_BUCKETS]; /* KIND_ROUTE: per bucket, not cumulative */
 } series_t;
 
+/* Connection counters: each worker publishes its own (a process-local
+ * tw_worker_conn_stats_t) into its slot once a second and before it
+ * answers a scrape; the slot of a worker that has died is folded into
+ * `retired` by the next worker to take the lock, so totals span every
+ * worker since the zone was made. */
+enum { C_ACCEPTED, C_CLOSED, C_TIMEOUTS, C_REQUESTS, C_ABORTED, C_OPEN, C_IDLE, C_COUNT };
+#define C_TOTALS C_OPEN /* the ones before it add up; the rest are gauges */
+#define WORKER_SLOTS 512
+
+typedef struct {
+    int64_t pid; /* 0: free */
+    uint64_t values[C_COUNT];
+} worker_slot_t;
+
 typedef struct {
     uint64_t capacity;
     uint64_t dropped; /* requests not counted: the table was full */
+    uint64_t retired[C_TOTALS];
+    worker_slot_t workers[WORKER_SLOTS];
     uint32_t nbuckets;
     uint32_t reserved;
     double bounds[MAX_BUCKETS];
@@ -102,6 +119,9 @@ static struct {
     const metrics_conf_t *conf;
     table_t *table;
     tw_worker_t *worker;
+    worker_slot_t *slot; /* this worker's, or NULL if none was free */
+    tw_timer_t timer;    /* publishes into slot */
+    bool timer_armed;
     cache_entry_t cache[CACHE_SIZE];
 } state;
 
@@ -430,6 +450,62 @@ static int metrics_log(tw_request_t *r)
     return TW_NEXT;
 }
 
+/* ---- connection counters ------------------------------------------------------- */
+
+#define PUBLISH_MS 1000
+
+static void publish(void)
+{
+    tw_worker_conn_stats_t st;
+    if (!state.slot || tw_worker_conn_stats(state.worker, &st) != 0)
+        return;
+    uint64_t v[C_COUNT] = {st.accepted, st.closed, st.timeouts, st.requests,
+                           st.aborted,  st.open,   st.idle};
+    for (int i = 0; i < C_COUNT; i++)
+        __atomic_store_n(&state.slot->values[i], v[i], __ATOMIC_RELAXED);
+}
+
+static void publish_tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
+{
+    (void)arg;
+    publish();
+    tw_timer_start(loop, timer, PUBLISH_MS);
+}
+
+/* Folds the slots of dead workers into the totals; the zone lock is held.
+ * A worker killed here may leave one dead worker's counts added twice or
+ * not at all (a bounded error, never a torn table). */
+static void fold_dead(table_t *t)
+{
+    for (size_t i = 0; i < WORKER_SLOTS; i++) {
+        worker_slot_t *w = &t->workers[i];
+        if (w->pid == 0 || tw_zone_owner_alive((pid_t)w->pid))
+            continue;
+        for (int k = 0; k < C_TOTALS; k++)
+            __atomic_add_fetch(&t->retired[k], w->values[k], __ATOMIC_RELAXED);
+        memset(w->values, 0, sizeof w->values);
+        w->pid = 0;
+    }
+}
+
+static void claim_slot(table_t *t, int64_t pid)
+{
+    if (tw_zone_lock(state.conf->zone) < 0)
+        return;
+    fold_dead(t);
+    for (size_t i = 0; i < WORKER_SLOTS && !state.slot; i++) {
+        if (t->workers[i].pid == 0) {
+            memset(t->workers[i].values, 0, sizeof t->workers[i].values);
+            t->workers[i].pid = pid;
+            state.slot = &t->workers[i];
+        }
+    }
+    tw_zone_unlock(state.conf->zone);
+    if (!state.slot)
+        tw_log_warn("metrics: more than %d live workers: this one's connections are not counted",
+                    WORKER_SLOTS);
+}
+
 /* ---- rendering (CONTENT) --------------------------------------------------------- */
 
 typedef struct {
@@ -535,6 +611,38 @@ static void render_table(out_t *o, table_t *t)
                                (uint64_t *)((char *)s + bytes[k].offset)));
         }
     }
+    uint64_t sums[C_COUNT] = {0};
+    if (tw_zone_lock(state.conf->zone) >= 0) {
+        fold_dead(t);
+        tw_zone_unlock(state.conf->zone);
+    }
+    for (int k = 0; k < C_TOTALS; k++)
+        sums[k] = tw_counter_get(&t->retired[k]);
+    for (size_t i = 0; i < WORKER_SLOTS; i++) {
+        if (__atomic_load_n(&t->workers[i].pid, __ATOMIC_RELAXED) == 0)
+            continue;
+        for (int k = 0; k < C_COUNT; k++)
+            sums[k] += tw_counter_get(&t->workers[i].values[k]);
+    }
+    uint64_t idle = sums[C_IDLE] < sums[C_OPEN] ? sums[C_IDLE] : sums[C_OPEN];
+    uint64_t closed_timeout =
+        sums[C_TIMEOUTS] < sums[C_CLOSED] ? sums[C_TIMEOUTS] : sums[C_CLOSED];
+    family(o, "twister_connections_accepted_total", "counter", "Connections accepted.");
+    out_printf(o, "twister_connections_accepted_total %llu\n",
+               (unsigned long long)sums[C_ACCEPTED]);
+    family(o, "twister_connections_closed_total", "counter", "Connections closed, by reason.");
+    out_printf(o, "twister_connections_closed_total{reason=\"timeout\"} %llu\n",
+               (unsigned long long)closed_timeout);
+    out_printf(o, "twister_connections_closed_total{reason=\"other\"} %llu\n",
+               (unsigned long long)(sums[C_CLOSED] - closed_timeout));
+    family(o, "twister_connections", "gauge", "Open connections, by state.");
+    out_printf(o, "twister_connections{state=\"active\"} %llu\n",
+               (unsigned long long)(sums[C_OPEN] - idle));
+    out_printf(o, "twister_connections{state=\"idle\"} %llu\n", (unsigned long long)idle);
+    family(o, "twister_http_requests_aborted_total", "counter",
+           "Requests whose client went away before the end of the response.");
+    out_printf(o, "twister_http_requests_aborted_total %llu\n",
+               (unsigned long long)sums[C_ABORTED]);
     family(o, "twister_metrics_dropped_total", "counter",
            "Requests not counted because the series table (max_series) was full.");
     out_printf(o, "twister_metrics_dropped_total %llu\n",
@@ -640,6 +748,7 @@ static int metrics_content(tw_request_t *r)
                    : TW_DONE;
     }
     out_t o = {0};
+    publish();
     if (state.table)
         render_table(&o, state.table);
     render_server(&o);
@@ -669,7 +778,23 @@ static int metrics_init_worker(tw_worker_t *worker, tw_conf_error_t *err)
     state.worker = worker;
     state.conf = tw_worker_global_conf(worker, &twister_module_v1);
     state.table = state.conf ? tw_zone_data(state.conf->zone) : NULL;
+    if (state.table) {
+        claim_slot(state.table, getpid());
+        tw_timer_init(&state.timer, publish_tick, NULL);
+        tw_timer_start(tw_worker_loop(worker), &state.timer, PUBLISH_MS);
+        state.timer_armed = true;
+    }
     return 0;
+}
+
+/* The last numbers go in before the worker ends; the slot stays until the
+ * next worker folds it (this process is still alive here). */
+static void metrics_exit_worker(tw_worker_t *worker)
+{
+    publish();
+    if (state.timer_armed)
+        tw_timer_stop(tw_worker_loop(worker), &state.timer);
+    state.timer_armed = false;
 }
 
 TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
@@ -680,5 +805,6 @@ TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
     .configure = metrics_configure,
     .register_phases = metrics_register,
     .init_worker = metrics_init_worker,
+    .exit_worker = metrics_exit_worker,
     .content = metrics_content,
 };

@@ -90,6 +90,20 @@ class MetricsTest(unittest.TestCase):
             self.assertIn('le="0.001"', text)
             self.assertEqual(value(text, "twister_generation"), 1)
 
+            # Connections: each request above had its own. Workers publish
+            # theirs once a second, so wait (bounded) for both to have.
+            scrapes = [0]
+
+            def accepted():
+                scrapes[0] += 1
+                return value(scrape(s.port), "twister_connections_accepted_total")
+
+            wait_for(lambda: accepted() >= 300 + 3, what="connection counts")
+            self.assertLessEqual(accepted(), 300 + 3 + scrapes[0])
+            text = scrape(s.port)
+            self.assertGreaterEqual(value(text, 'twister_connections_closed_total{reason="other"}'), 300)
+            self.assertGreaterEqual(value(text, 'twister_connections{state="active"}'), 1)
+
             rc, out = s.run("-s", "reload")
             self.assertEqual(rc, 0, out)
             text = scrape(s.port)

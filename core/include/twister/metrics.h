@@ -57,6 +57,22 @@ typedef void (*tw_metrics_counter_fn)(const char *name, const char *help, const 
  * outside a worker. */
 int tw_metrics_counters_each(const tw_worker_t *worker, tw_metrics_counter_fn fn, void *arg);
 
+/* One worker's own connection counters since it started (process-local:
+ * the metrics module adds them up across workers). */
+typedef struct {
+    uint64_t accepted; /* connections accepted */
+    uint64_t closed;   /* connections that ended, for any reason */
+    uint64_t timeouts; /* ... of which a timeout closed */
+    uint64_t requests; /* request heads read */
+    uint64_t aborted;  /* requests whose client went away first */
+    uint64_t open;     /* connections open now */
+    uint64_t idle;     /* ... of which are between requests */
+} tw_worker_conn_stats_t;
+
+/* Fills *out with the calling worker's connection counters. Returns 0, or
+ * -1 with EINVAL outside a worker. */
+int tw_worker_conn_stats(const tw_worker_t *worker, tw_worker_conn_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif
