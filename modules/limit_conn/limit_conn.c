@@ -272,6 +272,7 @@ static int limit_conn_access(tw_request_t *r)
     held_t *h = tw_request_alloc(r, sizeof *h);
     if (!t || !h)
         return t ? TW_ERROR : TW_DECLINED;
+    memset(h, 0, sizeof *h); /* tw_request_alloc does not zero */
     h->zone = z;
     h->len = lt_key_of(&z->key, r, h->key, &h->hash);
     if (!h->len)
