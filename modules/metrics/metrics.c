@@ -7,6 +7,7 @@
  *         - { path: /metrics, handler: metrics, metrics: { allow: [127.0.0.1, "::1"] } }
  *         - { path: /ready, handler: metrics, metrics: { serve: ready } }
  *         - { path: /live, handler: metrics, metrics: { serve: live } }
+ *         - { path: /health, handler: hello, metrics: { off: true } }  # not counted
  *
  * A LOG-phase handler counts every request of every route into a shared
  * zone, so the numbers hold across all workers and (the zone being kept
@@ -97,6 +98,7 @@ typedef struct {
     tw_zone_t *zone;
     /* route */
     int serve;
+    bool off; /* this route's requests are not counted */
     cidr_t allow[ALLOW_MAX];
     size_t nallow; /* 0: anyone */
 } metrics_conf_t;
@@ -246,7 +248,7 @@ static int configure_global(tw_configure_t *cf, const tw_conf_node_t *node, metr
 
 static int configure_route(const tw_conf_node_t *node, metrics_conf_t *c, tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"serve", "allow", NULL};
+    static const char *const keys[] = {"serve", "allow", "off", NULL};
     if (!node || (tw_conf_type(node) == TW_CONF_SCALAR && !*tw_conf_scalar(node)))
         return 0;
     if (tw_conf_check_keys(node, keys, err))
@@ -265,6 +267,8 @@ static int configure_route(const tw_conf_node_t *node, metrics_conf_t *c, tw_con
         else
             return tw_conf_error(err, n, "expected metrics, ready or live, got '%s'", s);
     }
+    if ((n = tw_conf_map_get(node, "off")) && tw_conf_get_bool(n, &c->off, err))
+        return -1;
     if ((n = tw_conf_map_get(node, "allow"))) {
         if (tw_conf_type(n) != TW_CONF_LIST || tw_conf_count(n) == 0 ||
             tw_conf_count(n) > ALLOW_MAX)
@@ -392,6 +396,9 @@ static int metrics_log(tw_request_t *r)
 {
     table_t *t = state.table;
     if (!t)
+        return TW_NEXT;
+    const metrics_conf_t *rc = tw_request_route_conf(r, &twister_module_v1);
+    if (rc && rc->off)
         return TW_NEXT;
     const char *route = tw_request_route_label(r), *server = tw_request_server_label(r);
     unsigned method = method_index(r);

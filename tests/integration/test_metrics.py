@@ -13,7 +13,9 @@ import threading
 import time
 import unittest
 
-from harness import Client, Server, request, wait_for
+from harness import BUILD_DIR, Client, Server, request, wait_for
+
+HITS_SO = os.path.join(BUILD_DIR, "tests", "plugins", "hits.so")
 
 CONFIG = """
 modules: [hello, metrics]
@@ -37,6 +39,9 @@ servers:
       - path: /live
         handler: metrics
         metrics: { serve: live }
+      - path: /uncounted
+        handler: hello
+        metrics: { off: true }
 """
 
 HELLO = 'twister_http_requests_total{server="servers[0] (localhost)",route="/hello",method="GET",code="200"}'
@@ -138,6 +143,10 @@ class MetricsTest(unittest.TestCase):
         with Server(CONFIG, workers=1) as s:
             self.assertEqual(request(s.port, path="/metrics-elsewhere").status, 403)
             self.assertEqual(request(s.port, path="/live").status, 200)
+            self.assertEqual(request(s.port, path="/uncounted").status, 200)
+            text = scrape(s.port)
+            self.assertIn('route="/live"', text)
+            self.assertNotIn('route="/uncounted"', text)
             r = request(s.port, path="/ready")
             self.assertEqual((r.status, r.body), (200, b"ready\n"))
             # On a kept-alive connection, a draining worker says 503.
@@ -203,6 +212,25 @@ class MetricsTest(unittest.TestCase):
             # and the counter moves by exactly what is sent now.
             self.assertEqual(hammer(s.port, 50), [200] * 50)
             self.assertEqual(value(scrape(s.port), HELLO) - counted, 50)
+
+    def test_the_guides_zone_example_counts_across_workers_and_reloads(self):
+        config = """
+modules: [metrics, %s]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - { path: /hits, handler: hits }
+      - { path: /metrics, handler: metrics }
+""" % HITS_SO
+        with Server(config, workers=2) as s:
+            bodies = [request(s.port, path="/hits").body.decode() for _ in range(40)]
+            self.assertEqual([b.split(";")[0] for b in bodies], ["hit %d" % i for i in range(1, 41)])
+            self.assertTrue(bodies[0].endswith("previous visitor nobody\n"), bodies[0])
+            self.assertTrue(bodies[1].endswith("previous visitor 127.0.0.1\n"), bodies[1])
+            rc, out = s.run("-s", "reload")
+            self.assertEqual(rc, 0, out)
+            self.assertTrue(request(s.port, path="/hits").body.startswith(b"hit 41;"))
+            self.assertEqual(value(scrape(s.port), "hits_served_total"), 41)
 
 
 if __name__ == "__main__":
