@@ -411,7 +411,7 @@ static int metrics_log(tw_request_t *r)
     cache_entry_t *e = &state.cache[(key ^ (key >> 12)) % CACHE_SIZE];
     if (e->route != route || e->server != server || e->method != method || e->status != status ||
         !e->requests) {
-        char labels[LABELS_MAX], code[8];
+        char labels[LABELS_MAX], code[16];
         size_t at = route_labels(labels, sizeof labels, server, route);
         series_t *per_route = series_find(t, KIND_ROUTE, labels);
         if (!status)
