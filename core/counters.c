@@ -9,7 +9,11 @@
 
 #include "twister/log.h"
 
-enum { SLOT_EMPTY = 0, SLOT_CLAIMED = 1, SLOT_READY = 2 };
+enum {
+    SLOT_EMPTY = 0,
+    SLOT_CLAIMED = 1,
+    SLOT_READY = 2
+};
 
 typedef struct {
     uint32_t state;

@@ -47,7 +47,6 @@
 #endif
 
 #include "activity.h"
-#include "zone.h"
 #include "config.h"
 #include "generation.h"
 #include "listener.h"
@@ -56,6 +55,7 @@
 #include "twister/log.h"
 #include "twister/loop.h"
 #include "worker.h"
+#include "zone.h"
 
 enum {
     GEN_STARTING,
@@ -578,13 +578,14 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     } else if (ge->state == GEN_SERVING && !m->stopping) {
         char activity[1024];
         tw_activity_describe(&ge->slots[index], activity, sizeof activity);
-        if (abnormal || state != W_DRAINING)
-            tw_counter_add(WIFSIGNALED(status) ? &stats(m)->worker_crashes
-                                               : &stats(m)->worker_exits,
+        if (abnormal || state != W_DRAINING) {
+            tw_counter_add(state == W_STARTING   ? &stats(m)->worker_start_failures
+                           : WIFSIGNALED(status) ? &stats(m)->worker_crashes
+                                                 : &stats(m)->worker_exits,
                            1);
-        if (abnormal || state != W_DRAINING)
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
+        }
         /* Back off when a worker keeps dying right after it starts. */
         unsigned delay = 0;
         if (lived < QUICK_DEATH_MS) {

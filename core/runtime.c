@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
@@ -22,7 +23,6 @@
 #include "settings.h"
 #include "twister/pool.h"
 #include "twister/twister.h"
-#include "counters.h"
 #include "zone.h"
 
 /* What a worker is to the plugin API (module.h's tw_worker_t). */

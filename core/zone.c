@@ -28,15 +28,18 @@
 #define MAX_ZONES 256
 #define KEY_MAX (2 * (TW_ZONE_NAME_MAX + 1))
 
-enum { ENTRY_FREE = 0, ENTRY_USED = 1 };
+enum {
+    ENTRY_FREE = 0,
+    ENTRY_USED = 1
+};
 
 typedef struct {
     uint32_t state;
     uint32_t initialized;
     uint32_t last_generation;
     uint32_t reserved;
-    uint64_t offset; /* from the region's start */
-    uint64_t size;   /* page-rounded */
+    uint64_t offset;   /* from the region's start */
+    uint64_t size;     /* page-rounded */
     char key[KEY_MAX]; /* "module/name" */
     pthread_mutex_t lock;
 } entry_t;
@@ -216,8 +219,7 @@ static bool valid_name(const char *name)
 }
 
 int tw_zone_list_add(tw_zone_list_t *list, tw_pool_t *pool, const char *module, const char *name,
-                     size_t size, tw_zone_init_fn init, void *arg, size_t capacity,
-                     tw_zone_t **out)
+                     size_t size, tw_zone_init_fn init, void *arg, size_t capacity, tw_zone_t **out)
 {
     if (!out || !valid_name(name) || !valid_name(module) || size == 0 ||
         !(size = tw_zone_region_cost(size))) {
@@ -431,8 +433,8 @@ uint64_t tw_counter_sub(uint64_t *counter, uint64_t delta)
     uint64_t old = __atomic_load_n(counter, __ATOMIC_RELAXED), new;
     do {
         new = old > delta ? old - delta : 0;
-    } while (!__atomic_compare_exchange_n(counter, &old, new, true, __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
+    } while (
+        !__atomic_compare_exchange_n(counter, &old, new, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     return new;
 }
 

@@ -265,9 +265,10 @@ static int limit_req_access(tw_request_t *r)
     if (refuse) {
         char shown[LT_KEY_MAX + 1];
         printable(shown, sizeof shown, key, len);
-        tw_log_warn("limit_req: %s request by zone %s, key \"%s\" (%s), excess %.3f over burst %lld",
-                    c->dry_run ? "would refuse (dry run)" : "refused", z->name, shown,
-                    z->key.text, (double)excess / 1000, (long long)z->burst);
+        tw_log_warn(
+            "limit_req: %s request by zone %s, key \"%s\" (%s), excess %.3f over burst %lld",
+            c->dry_run ? "would refuse (dry run)" : "refused", z->name, shown, z->key.text,
+            (double)excess / 1000, (long long)z->burst);
         tw_metrics_counter_add(c->dry_run ? z->would_refuse : z->refused, 1);
         if (c->dry_run)
             return TW_DECLINED;

@@ -22,7 +22,11 @@
 #define LT_KEY_MAX 72
 #define LT_WINDOW 32
 
-typedef enum { KEY_REMOTE_ADDR, KEY_HEADER, KEY_ROUTE } lt_key_kind_t;
+typedef enum {
+    KEY_REMOTE_ADDR,
+    KEY_HEADER,
+    KEY_ROUTE
+} lt_key_kind_t;
 
 typedef struct {
     lt_key_kind_t kind;

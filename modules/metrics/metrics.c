@@ -39,22 +39,32 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 #define LABELS_MAX 232
 #define ALLOW_MAX 32
 
-static const double default_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5,   1,    2.5,   5,    10};
+static const double default_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
-enum { SERIES_EMPTY = 0, SERIES_CLAIMED = 1, SERIES_READY = 2 };
-enum { KIND_REQUESTS = 1, KIND_ROUTE = 2 };
-enum { SERVE_METRICS, SERVE_READY, SERVE_LIVE };
+enum {
+    SERIES_EMPTY = 0,
+    SERIES_CLAIMED = 1,
+    SERIES_READY = 2
+};
+enum {
+    KIND_REQUESTS = 1,
+    KIND_ROUTE = 2
+};
+enum {
+    SERVE_METRICS,
+    SERVE_READY,
+    SERVE_LIVE
+};
 
 typedef struct {
     uint32_t state;
     uint32_t kind;
     uint64_t hash;
     char labels[LABELS_MAX];
-    uint64_t count;     /* requests */
-    uint64_t sum_us;    /* KIND_ROUTE: total duration */
-    uint64_t bytes_in;  /* KIND_ROUTE: request body bytes */
-    uint64_t bytes_out; /* KIND_ROUTE: response body bytes */
+    uint64_t count;                /* requests */
+    uint64_t sum_us;               /* KIND_ROUTE: total duration */
+    uint64_t bytes_in;             /* KIND_ROUTE: request body bytes */
+    uint64_t bytes_out;            /* KIND_ROUTE: response body bytes */
     uint64_t buckets[MAX_BUCKETS]; /* KIND_ROUTE: per bucket, not cumulative */
 } series_t;
 
@@ -63,7 +73,16 @@ typedef struct {
  * answers a scrape; the slot of a worker that has died is folded into
  * `retired` by the next worker to take the lock, so totals span every
  * worker since the zone was made. */
-enum { C_ACCEPTED, C_CLOSED, C_TIMEOUTS, C_REQUESTS, C_ABORTED, C_OPEN, C_IDLE, C_COUNT };
+enum {
+    C_ACCEPTED,
+    C_CLOSED,
+    C_TIMEOUTS,
+    C_REQUESTS,
+    C_ABORTED,
+    C_OPEN,
+    C_IDLE,
+    C_COUNT
+};
 #define C_TOTALS C_OPEN /* the ones before it add up; the rest are gauges */
 #define WORKER_SLOTS 512
 
@@ -127,8 +146,8 @@ static struct {
     cache_entry_t cache[CACHE_SIZE];
 } state;
 
-static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
-                                      "OPTIONS", "PATCH",   "CONNECT", "TRACE", "other"};
+static const char *const methods[] = {"GET",     "HEAD",  "POST",    "PUT",   "DELETE",
+                                      "OPTIONS", "PATCH", "CONNECT", "TRACE", "other"};
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
 /* ---- configure ------------------------------------------------------------- */
@@ -167,8 +186,7 @@ static int parse_cidr(const char *text, cidr_t *out)
 
 static int parse_buckets(metrics_conf_t *c, const tw_conf_node_t *n, tw_conf_error_t *err)
 {
-    if (tw_conf_type(n) != TW_CONF_LIST || tw_conf_count(n) == 0 ||
-        tw_conf_count(n) > MAX_BUCKETS)
+    if (tw_conf_type(n) != TW_CONF_LIST || tw_conf_count(n) == 0 || tw_conf_count(n) > MAX_BUCKETS)
         return tw_conf_error(err, n, "expected a list of 1 to %d bucket bounds in seconds",
                              MAX_BUCKETS);
     c->nbuckets = (unsigned)tw_conf_count(n);
@@ -613,9 +631,9 @@ static void render_table(out_t *o, table_t *t)
         for (uint64_t i = 0; i < cap; i++) {
             series_t *s = ready_series(t, i, KIND_ROUTE);
             if (s)
-                out_printf(o, "%s{%s} %llu\n", bytes[k].name, s->labels,
-                           (unsigned long long)tw_counter_get(
-                               (uint64_t *)((char *)s + bytes[k].offset)));
+                out_printf(
+                    o, "%s{%s} %llu\n", bytes[k].name, s->labels,
+                    (unsigned long long)tw_counter_get((uint64_t *)((char *)s + bytes[k].offset)));
         }
     }
     uint64_t sums[C_COUNT] = {0};
@@ -632,8 +650,7 @@ static void render_table(out_t *o, table_t *t)
             sums[k] += tw_counter_get(&t->workers[i].values[k]);
     }
     uint64_t idle = sums[C_IDLE] < sums[C_OPEN] ? sums[C_IDLE] : sums[C_OPEN];
-    uint64_t closed_timeout =
-        sums[C_TIMEOUTS] < sums[C_CLOSED] ? sums[C_TIMEOUTS] : sums[C_CLOSED];
+    uint64_t closed_timeout = sums[C_TIMEOUTS] < sums[C_CLOSED] ? sums[C_TIMEOUTS] : sums[C_CLOSED];
     family(o, "twister_connections_accepted_total", "counter", "Connections accepted.");
     out_printf(o, "twister_connections_accepted_total %llu\n",
                (unsigned long long)sums[C_ACCEPTED]);
@@ -762,9 +779,8 @@ static int metrics_content(tw_request_t *r)
     counters_ctx_t cc = {.o = &o};
     tw_metrics_counters_each(state.worker, render_counter, &cc);
     int rc = TW_ERROR;
-    if (!o.failed &&
-        tw_response_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", o.data ? o.data : "",
-                         o.len) == 0)
+    if (!o.failed && tw_response_send(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                      o.data ? o.data : "", o.len) == 0)
         rc = TW_DONE;
     free(o.data);
     return rc;

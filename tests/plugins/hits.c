@@ -12,8 +12,8 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
 /* The zone's layout. It is shared by every worker, so: no pointers. */
 typedef struct {
-    uint64_t hits;       /* one word, changed with tw_counter_add: never torn */
-    char last_peer[64];  /* several words: changed under the zone's lock only */
+    uint64_t hits;      /* one word, changed with tw_counter_add: never torn */
+    char last_peer[64]; /* several words: changed under the zone's lock only */
 } hits_zone_t;
 
 typedef struct {
@@ -72,8 +72,8 @@ static int hits_content(tw_request_t *r)
 
     tw_metrics_counter_add(c->served, 1);
     char body[160];
-    int len = snprintf(body, sizeof body, "hit %llu; previous visitor %s\n",
-                       (unsigned long long)n, previous);
+    int len = snprintf(body, sizeof body, "hit %llu; previous visitor %s\n", (unsigned long long)n,
+                       previous);
     return tw_response_send(r, 200, "text/plain", body, (size_t)len) == 0 ? TW_DONE : TW_ERROR;
 }
 

@@ -24,15 +24,15 @@ START_TEST(test_declarations_are_checked)
     tw_pool_t *pool = tw_pool_new(0);
     tw_counter_list_t list = {0};
     tw_metrics_counter_t *c = NULL;
-    static const char *const bad_names[] = {"", "1abc_total", "a-b_total", "no_suffix",
-                                            "_total"};
+    static const char *const bad_names[] = {"", "1abc_total", "a-b_total", "no_suffix", "_total"};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
         errno = 0;
         ck_assert_int_eq(tw_counter_list_add(&list, pool, bad_names[i], "", "", &c), -1);
         ck_assert_int_eq(errno, EINVAL);
     }
-    static const char *const bad_labels[] = {"a", "a=b", "a=\"b", "a=\"b\",", "a:b=\"c\"",
-                                             "a=\"\\x\"", "a=\"b\"c=\"d\"", "a=\"line\nbreak\""};
+    static const char *const bad_labels[] = {
+        "a",         "a=b",       "a=\"b",          "a=\"b\",",
+        "a:b=\"c\"", "a=\"\\x\"", "a=\"b\"c=\"d\"", "a=\"line\nbreak\""};
     for (size_t i = 0; i < sizeof bad_labels / sizeof bad_labels[0]; i++)
         ck_assert_msg(tw_counter_list_add(&list, pool, "x_total", "", bad_labels[i], &c) == -1,
                       "accepted labels %s", bad_labels[i]);
@@ -75,7 +75,10 @@ START_TEST(test_bound_across_processes_and_generations)
 {
     void *zone = shared_zone();
     tw_pool_t *pool = tw_pool_new(0);
-    enum { PROCS = 3, EACH = 20000 };
+    enum {
+        PROCS = 3,
+        EACH = 20000
+    };
     pid_t pids[PROCS];
     for (int i = 0; i < PROCS; i++) {
         pids[i] = fork();

@@ -232,7 +232,10 @@ START_TEST(test_counters_from_many_processes)
     tw_zone_t *z = declare(&list, pool, "count", 4096, NULL, NULL);
     ck_assert_int_eq(attach(&list, region, 1), 0);
     uint64_t *counter = tw_zone_data(z);
-    enum { PROCS = 4, EACH = 100000 };
+    enum {
+        PROCS = 4,
+        EACH = 100000
+    };
     pid_t pids[PROCS];
     for (int i = 0; i < PROCS; i++) {
         pids[i] = fork();

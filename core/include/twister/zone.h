@@ -132,17 +132,17 @@ size_t tw_slots_repair(void *mem);
 /* ---- the server's own counters (kept by the master in a core zone) ------- */
 
 typedef struct {
-    uint64_t generation;          /* the serving generation's number */
-    uint64_t config_hash;         /* FNV-1a of the serving config file */
-    uint64_t reloads_ok;          /* reloads that reached READY */
-    uint64_t reloads_failed;      /* reloads rolled back (config or start-up) */
-    uint64_t worker_crashes;      /* serving workers that died of a signal */
-    uint64_t worker_exits;        /* serving workers that exited unasked */
+    uint64_t generation;            /* the serving generation's number */
+    uint64_t config_hash;           /* FNV-1a of the serving config file */
+    uint64_t reloads_ok;            /* reloads that reached READY */
+    uint64_t reloads_failed;        /* reloads rolled back (config or start-up) */
+    uint64_t worker_crashes;        /* serving workers that died of a signal */
+    uint64_t worker_exits;          /* serving workers that exited unasked */
     uint64_t worker_start_failures; /* workers that failed to start */
-    uint64_t started_unix;        /* when the master started, seconds */
-    uint64_t workers_reaped;      /* worker processes that ended, any generation:
-                                     when it moves, counts a dead worker owned in a
-                                     zone can be reclaimed (tw_zone_owner_alive) */
+    uint64_t started_unix;          /* when the master started, seconds */
+    uint64_t workers_reaped;        /* worker processes that ended, any generation:
+                                       when it moves, counts a dead worker owned in a
+                                       zone can be reclaimed (tw_zone_owner_alive) */
 } tw_server_stats_t;
 
 /* Copies the server's counters into *out; -1 with EINVAL outside a worker. */
