@@ -131,6 +131,38 @@ class LimitReqTest(unittest.TestCase):
             self.assertEqual(metric(s.port, 'twister_limit_req_refused_total{zone="by_key",dry_run="true"}'), 1)
             self.assertGreaterEqual(metric(s.port, 'twister_limit_req_delayed_total{zone="slow"}'), 1)
 
+    def test_reload_keeps_a_zone_and_a_resize_starts_afresh(self):
+        with Server(CONFIG, workers=1) as s:
+            c = Client(s.port)
+            try:
+                self.assertEqual(keepalive_get(c, "/by-key", "X-Api-Key: k\r\n").status, 200)
+                self.assertEqual(keepalive_get(c, "/by-key", "X-Api-Key: k\r\n").status, 429)
+            finally:
+                c.close()
+            # Same name and size: the bucket (1r/m) is still full.
+            rc, out = s.run("-s", "reload")
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(request(s.port, path="/by-key", headers={"X-Api-Key": "k"}).status, 429)
+            # Another size: a new, empty zone, and the old one is freed
+            # once its generation has drained.
+            with open(s.config_path) as f:
+                text = f.read()
+            with open(s.config_path, "w") as f:
+                f.write(text.replace("burst: 0, nodelay: true }", "burst: 0, nodelay: true, size: 2m }"))
+            rc, out = s.run("-s", "reload")
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(request(s.port, path="/by-key", headers={"X-Api-Key": "k"}).status, 200)
+            self.assertIn("shared zone limit_req/by_key changed size from 1048576 to 2097152 bytes", s.log())
+            wait_for(lambda: "shared zone limit_req/by_key (1048576 bytes) is no longer used: freed" in s.log(),
+                     what="the old zone to be freed\n" + s.log())
+
+    def test_a_zone_larger_than_the_region_is_a_config_error(self):
+        s = Server(CONFIG.replace("size: 1m }", "size: 2g }", 1), workers=1)
+        rc, out = s.run("-t")
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"twister\.yaml:\d+:\d+: .*limit_req zone per_ip: larger than what shared_zones has left")
+        s.__exit__(None, None, None)
+
 
 def parallel(port, path, n):
     results = [None] * n
