@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "module.h"
@@ -19,6 +21,34 @@
 #include "tls/tls_context.h"
 
 /* ---- preparing (master) ------------------------------------------------- */
+
+/* Tells operators (through metrics) which config a generation runs. Only
+ * a regular file is hashed (opened non-blocking: a FIFO must not stall
+ * the master); 0 otherwise. */
+static uint64_t hash_file(const char *path)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
+    char buf[8192];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+    }
+    close(fd);
+    return h;
+}
 
 tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
                                        unsigned number, tw_conf_error_t *err)
@@ -47,6 +77,7 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         tw_generation_free(g);
         return NULL;
     }
+    g->config_hash = hash_file(config_path);
     g->workers = s->workers ? s->workers : tw_os_available_cpus();
     g->snapshots = calloc(s->nmodules ? s->nmodules : 1, sizeof *g->snapshots);
     if (!g->snapshots) {
@@ -212,4 +243,9 @@ uint64_t tw_generation_crash_within_ms(const tw_generation_t *g)
 int tw_generation_crash_action(const tw_generation_t *g)
 {
     return (int)g->settings->crash_policy.action;
+}
+
+size_t tw_generation_shared_zones(const tw_generation_t *g)
+{
+    return (size_t)g->settings->shared_zones;
 }

@@ -19,6 +19,7 @@
 #include "twister/conf.h"
 
 typedef struct tw_settings tw_settings_t;
+struct tw_zone_region;
 
 /* A module file snapshot: the bytes of the .so copied into a memfd when the
  * config was read, so that a rebuilt plugin takes effect on reload and
@@ -42,6 +43,8 @@ typedef struct tw_generation {
     /* Certificates and keys read by the master (tls/tls_context.h), NULL
      * without TLS. */
     struct tw_tls_material *tls;
+    struct tw_zone_region *zones; /* the master's shared-zone region, or NULL */
+    uint64_t config_hash;         /* FNV-1a of the main config file's bytes */
 } tw_generation_t;
 
 /* Reads config_path and snapshots every module file. module_dir is the
@@ -90,5 +93,7 @@ unsigned tw_generation_worker_connections(const tw_generation_t *g);
 unsigned tw_generation_crash_max(const tw_generation_t *g);
 uint64_t tw_generation_crash_within_ms(const tw_generation_t *g);
 int tw_generation_crash_action(const tw_generation_t *g);
+/* The configured size of the shared-zone region (shared_zones). */
+size_t tw_generation_shared_zones(const tw_generation_t *g);
 
 #endif

@@ -58,6 +58,7 @@
 #include "twister/log.h"
 #include "twister/loop.h"
 #include "worker.h"
+#include "zone.h"
 
 enum {
     GEN_STARTING,
@@ -232,11 +233,33 @@ struct master {
     int exit_status;
     unsigned long fd_limit; /* RLIMIT_NOFILE in force, for connection caps */
     tw_timer_t stop_timer;
+    tw_zone_region_t *zones; /* shared zones, mapped before the first fork */
 };
 
 static void start_generation(master_t *m);
 static void gen_failed(gen_t *ge, const char *why);
 static void begin_stop(master_t *m, int sig);
+
+/* The server's counters in the shared-zone region (the master writes only
+ * these core-owned words there, and never runs plugin code on them). */
+static tw_server_stats_t *stats(master_t *m)
+{
+    return tw_zone_region_stats(m->zones);
+}
+
+/* Frees the shared zones that no live generation attaches any more. */
+static void collect_zones(master_t *m)
+{
+    unsigned oldest = m->generation_counter + 1;
+    gen_t *live[2] = {m->serving, m->starting};
+    for (size_t i = 0; i < 2; i++)
+        if (live[i] && live[i]->g->number < oldest)
+            oldest = live[i]->g->number;
+    for (gen_t *d = m->draining; d; d = d->next)
+        if (d->g->number < oldest)
+            oldest = d->g->number;
+    tw_zone_region_collect(m->zones, oldest);
+}
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -794,10 +817,12 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     int state = w->state;
     pid_t pid = w->pid;
     uint64_t lived = tw_loop_now(m->loop) - w->started_ms;
+    tw_counter_add(&stats(m)->workers_reaped, 1);
     ge->alive--;
     unlink_worker(m, w);
 
     if (ge->state == GEN_STARTING) {
+        tw_counter_add(&stats(m)->worker_start_failures, 1);
         char why[2048];
         char activity[1024];
         tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
@@ -809,9 +834,14 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     } else if (ge->state == GEN_SERVING && !m->stopping) {
         char activity[1024];
         tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
-        if (abnormal || state != W_DRAINING)
+        if (abnormal || state != W_DRAINING) {
+            tw_counter_add(state == W_STARTING   ? &stats(m)->worker_start_failures
+                           : WIFSIGNALED(status) ? &stats(m)->worker_crashes
+                                                 : &stats(m)->worker_exits,
+                           1);
             tw_log_error("worker %u (pid %d) of generation %u crashed with %s%s%s; respawning",
                          index, (int)pid, ge->g->number, how, activity[0] ? " " : "", activity);
+        }
         if (WIFSIGNALED(status)) {
             log_crash_report(ge, index, pid);
             if (count_crash(m, ge, index, pid, WTERMSIG(status))) {
@@ -863,6 +893,7 @@ static void worker_exited(master_t *m, worker_t *w, int status)
             }
             free_gen(ge);
             close_unused_listeners(m);
+            collect_zones(m);
         }
     }
     maybe_finish_stop(m);
@@ -977,6 +1008,10 @@ static void generation_ready(gen_t *ge)
     m->serving = ge;
     m->starting = NULL;
     char quarantined[512];
+    __atomic_store_n(&stats(m)->generation, ge->g->number, __ATOMIC_RELAXED);
+    __atomic_store_n(&stats(m)->config_hash, ge->g->config_hash, __ATOMIC_RELAXED);
+    if (old)
+        tw_counter_add(&stats(m)->reloads_ok, 1);
     tw_log_info("generation %u is serving with %u worker%s", ge->g->number, ge->g->workers,
                 ge->g->workers == 1 ? "" : "s");
     if (list_quarantined(ge, quarantined, sizeof quarantined))
@@ -1013,6 +1048,7 @@ static void gen_failed(gen_t *ge, const char *why)
     m->failed_number = ge->g->number;
     m->failed_at = time(NULL);
     snprintf(m->failed_why, sizeof m->failed_why, "%s", why);
+    tw_counter_add(&stats(m)->reloads_failed, 1);
     tw_timer_stop(m->loop, &ge->timer);
     /* Kill its workers; they are reaped by SIGCHLD and the generation is
      * freed once none is left. */
@@ -1062,6 +1098,7 @@ static void start_generation(master_t *m)
         tw_generation_prepare(m->config_path, m->module_dir, m->generation_counter + 1, &err);
     if (!g) {
         char text[2200];
+        tw_counter_add(&stats(m)->reloads_failed, 1);
         tw_log_error("reload failed: %s", err.message);
         if (m->serving)
             tw_log_error("keeping generation %u", m->serving->g->number);
@@ -1083,6 +1120,8 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
     char text[2200];
     char why[1024];
     if (open_listeners(m, g, why, sizeof why) != 0) {
+        if (!quarantine)
+            tw_counter_add(&stats(m)->reloads_failed, 1);
         tw_log_error("%s failed: %s", quarantine ? "quarantine" : "reload", why);
         snprintf(text, sizeof text, "ERROR %s\n", why);
         tw_generation_free(g);
@@ -1093,6 +1132,10 @@ static void launch_generation(master_t *m, tw_generation_t *g, const gen_t *quar
     }
     if (m->serving)
         tw_generation_follow(g, m->serving->g);
+    g->zones = m->zones;
+    if (tw_zone_region_cost(tw_generation_shared_zones(g)) != tw_zone_region_size(m->zones))
+        tw_log_warn("shared_zones: the region stays %zu bytes until a restart",
+                    tw_zone_region_size(m->zones));
     gen_t *ge = calloc(1, sizeof *ge);
     unsigned n = g->workers;
     if (ge) {
@@ -1654,6 +1697,12 @@ int tw_master_run(const char *config_path, const char *module_dir)
         tw_log_info("open files limit is %lu (the hard limit): each worker takes at most %u "
                     "connections instead of worker_connections %u",
                     m.fd_limit, connection_cap(&m, probe), tw_generation_worker_connections(probe));
+    m.zones = tw_zone_region_map(tw_generation_shared_zones(probe));
+    if (!m.zones) {
+        tw_log_error("cannot map the shared_zones region: %s", strerror(errno));
+        tw_generation_free(probe);
+        return 1;
+    }
     char pid_path[PATH_MAX] = "";
     if (tw_generation_pid_file(probe))
         snprintf(pid_path, sizeof pid_path, "%s", tw_generation_pid_file(probe));
@@ -1717,6 +1766,7 @@ int tw_master_run(const char *config_path, const char *module_dir)
     if (m.pid_path[0])
         unlink(m.pid_path);
     tw_loop_free(m.loop);
+    tw_zone_region_unmap(m.zones);
     tw_log_info("master exiting");
     return m.exit_status;
 }

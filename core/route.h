@@ -14,6 +14,8 @@
 
 typedef struct tw_http_route {
     const char *name;           /* for logs: "servers[0].routes[2] (/hello)" */
+    const char *label;          /* the route's pattern as written: "/hello" */
+    const char *server_label;   /* its server's name for logs */
     const tw_module_t *handler; /* the module whose content handler answers */
     tw_handler_fn content;      /* handler->content, cached */
     void **module_conf;         /* per module index: its TW_SCOPE_ROUTE conf or NULL */

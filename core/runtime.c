@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "crash_report.h"
+#include "counters.h"
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
@@ -24,6 +25,7 @@
 #include "tls/tls_context.h"
 #include "twister/pool.h"
 #include "twister/twister.h"
+#include "zone.h"
 
 /* What a worker is to the plugin API (module.h's tw_worker_t). */
 struct tw_worker {
@@ -51,6 +53,11 @@ struct tw_runtime {
     bool has_worker; /* false in the -t checker: no init/exit hooks */
     struct tw_worker worker;
     size_t inited; /* modules whose init_worker succeeded */
+    tw_zone_list_t zones;            /* declared by configure hooks */
+    tw_zone_region_t *zones_region;  /* where they are attached */
+    tw_zone_region_t *private_zones; /* mapped here when no master gave one */
+    tw_counter_list_t counters;      /* tw_metrics_counter_declare */
+    tw_zone_t *counters_zone;        /* the core zone they live in */
 };
 
 struct tw_configure {
@@ -149,6 +156,100 @@ static bool extra_method_filter(const char *method, size_t len, void *arg)
         if (strlen(rt->extra_methods[i]) == len && memcmp(rt->extra_methods[i], method, len) == 0)
             return true;
     return false;
+}
+
+/* ---- shared zones (twister/zone.h) ------------------------------------------- */
+
+int tw_zone_declare(tw_configure_t *cf, const char *name, size_t size, tw_zone_init_fn init,
+                    void *arg, tw_zone_t **out)
+{
+    tw_runtime_t *rt = cf->rt;
+    size_t capacity = rt->gen->zones ? tw_zone_region_size(rt->gen->zones)
+                                     : (size_t)rt->gen->settings->shared_zones;
+    return tw_zone_list_add(&rt->zones, rt->pool, rt->modules[cf->module_index]->name, name, size,
+                            init, arg, capacity, out);
+}
+
+int tw_server_stats(const tw_worker_t *worker, tw_server_stats_t *out)
+{
+    if (!worker || !worker->runtime->zones_region) {
+        errno = EINVAL;
+        return -1;
+    }
+    const tw_server_stats_t *s = tw_zone_region_stats(worker->runtime->zones_region);
+    out->generation = tw_counter_get(&s->generation);
+    out->config_hash = tw_counter_get(&s->config_hash);
+    out->reloads_ok = tw_counter_get(&s->reloads_ok);
+    out->reloads_failed = tw_counter_get(&s->reloads_failed);
+    out->worker_crashes = tw_counter_get(&s->worker_crashes);
+    out->worker_exits = tw_counter_get(&s->worker_exits);
+    out->worker_start_failures = tw_counter_get(&s->worker_start_failures);
+    out->started_unix = tw_counter_get(&s->started_unix);
+    out->workers_reaped = tw_counter_get(&s->workers_reaped);
+    return 0;
+}
+
+int tw_metrics_counter_declare(tw_configure_t *cf, const char *name, const char *help,
+                               const char *labels, tw_metrics_counter_t **out)
+{
+    return tw_counter_list_add(&cf->rt->counters, cf->rt->pool, name, help, labels, out);
+}
+
+int tw_metrics_counters_each(const tw_worker_t *worker, tw_metrics_counter_fn fn, void *arg)
+{
+    if (!worker || !tw_zone_data(worker->runtime->counters_zone)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return tw_counters_each(tw_zone_data(worker->runtime->counters_zone), fn, arg);
+}
+
+int tw_worker_conn_stats(const tw_worker_t *worker, tw_worker_conn_stats_t *out)
+{
+    if (!worker || !worker->runtime->http_ready) {
+        errno = EINVAL;
+        return -1;
+    }
+    const tw_http_server_t *h = &worker->runtime->http;
+    out->accepted = h->counters.accepted;
+    out->open = tw_http_server_connections(h);
+    out->closed = out->accepted > out->open ? out->accepted - out->open : 0;
+    out->timeouts = h->counters.timeouts;
+    out->requests = h->counters.requests;
+    out->aborted = h->counters.aborted;
+    out->idle = tw_http_server_resting(h);
+    return 0;
+}
+
+bool tw_worker_draining(const tw_worker_t *worker)
+{
+    return worker->runtime->http_ready && worker->runtime->http.draining;
+}
+
+/* In a worker: puts the declared zones in the master's region (or, for a
+ * runtime driven without a master, in one of its own). */
+static int attach_zones(tw_runtime_t *rt, tw_conf_error_t *err)
+{
+    tw_zone_region_t *region = rt->gen->zones;
+    if (!region) {
+        region = rt->private_zones = tw_zone_region_map(rt->gen->settings->shared_zones);
+        if (!region) {
+            snprintf(err->message, sizeof err->message, "shared zones: mmap: %s", strerror(errno));
+            return -1;
+        }
+    }
+    rt->zones_region = region;
+    if (tw_zone_list_add(&rt->zones, rt->pool, "twister", "counters", tw_counters_zone_size(), NULL,
+                         NULL, tw_zone_region_size(region), &rt->counters_zone) != 0) {
+        snprintf(err->message, sizeof err->message, "shared zones: the counters zone: %s",
+                 strerror(errno));
+        return -1;
+    }
+    if (tw_zone_list_attach(&rt->zones, region, rt->gen->number, err->message,
+                            sizeof err->message) != 0)
+        return -1;
+    tw_counter_list_attach(&rt->counters, tw_zone_data(rt->counters_zone));
+    return 0;
 }
 
 /* ---- activating (worker, -t) ------------------------------------------------ */
@@ -495,7 +596,8 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t 
                                         .activity = worker->activity};
     }
     if (load_modules(rt, err) != 0 || configure_all(rt, err) != 0 || register_all(rt, err) != 0 ||
-        build_http(rt, err) != 0 || (rt->has_worker && init_workers(rt, err) != 0)) {
+        build_http(rt, err) != 0 ||
+        (rt->has_worker && (attach_zones(rt, err) != 0 || init_workers(rt, err) != 0))) {
         tw_runtime_free(rt);
         return NULL;
     }
@@ -520,6 +622,7 @@ void tw_runtime_free(tw_runtime_t *rt)
     tw_tls_server_free(rt->tls);
     tw_phases_free(rt->phases);
     tw_modules_forget(&rt->registry);
+    tw_zone_region_unmap(rt->private_zones);
     tw_pool_free(rt->pool);
     free(rt);
 }

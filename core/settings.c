@@ -39,6 +39,7 @@ static const char *const root_keys[] = {
     "backlog",
     "max_draining_generations",
     "min_body_rate",
+    "shared_zones",
     "server_tokens",
     "server_header",
     "servers",
@@ -677,6 +678,8 @@ static int parse_globals(ctx_t *c, const tw_conf_node_t *root)
         s->max_draining_generations = (unsigned)v;
     if (get_size(c, root, "min_body_rate", 0, UINT64_MAX, &s->min_body_rate))
         return -1;
+    if (get_size(c, root, "shared_zones", 1 << 20, (uint64_t)1 << 40, &s->shared_zones))
+        return -1;
     if ((n = tw_conf_map_get(root, "server_tokens")) &&
         tw_conf_get_bool(n, &s->server_tokens, c->err))
         return -1;
@@ -916,6 +919,8 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
                         : r->kind == TW_MATCH_PREFIX ? "prefix "
                                                      : "regex ";
     r->http.name = tw_conf_arena_printf(c->s->arena, "%s (%s%s)", tw_conf_path(node), label, str);
+    r->http.label = str;
+    r->http.server_label = srv->name;
     return r->http.name ? 0 : oom(c, node);
 }
 
@@ -1267,6 +1272,7 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     s->backlog = 511;
     s->max_draining_generations = 4;
     s->min_body_rate = 1024;
+    s->shared_zones = 64 << 20;
     s->server_tokens = true;
     s->server_header = "twister";
     s->limits = (tw_limits_t){DEF_REQUEST_LINE, DEF_HEADER_SIZE, DEF_HEADERS, DEF_BODY};

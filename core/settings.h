@@ -25,6 +25,8 @@
  *   backlog: 511               # 1..65535, listen(2) backlog
  *   max_draining_generations: 4  # 1..64
  *   min_body_rate: 1k          # bytes/s a body upload must sustain; 0: off
+ *   shared_zones: 64m          # the region every shared zone lives in
+ *                              # (1m..1t; fixed until restart)
  *   server_tokens: true        # "Server: twister/0.1.0" vs "Server: twister"
  *   server_header: twister     # the Server header's name; "" omits it
  *   limits:   { request_line: 8k, header_size: 32k, headers: 100, body: 1m }
@@ -193,6 +195,7 @@ typedef struct tw_settings {
     int backlog;                       /* listen backlog (511) */
     unsigned max_draining_generations; /* old generations kept draining (4) */
     uint64_t min_body_rate;            /* bytes/s; 0 disables the check (1k) */
+    uint64_t shared_zones;             /* bytes of the shared-zone region (64m) */
     bool server_tokens;                /* append "/<version>" to the Server header */
     const char *server_header;         /* Server header name ("twister"); NULL: none */
     tw_limits_t limits;                /* global request limits */

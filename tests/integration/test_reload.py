@@ -108,6 +108,9 @@ class ReloadTest(unittest.TestCase):
         os.makedirs(os.path.dirname(self.plugin))
         build_hello(self.plugin, "Hello from build 0")
         self.server.start()
+        # The master listens before it forks: tests that look at the
+        # workers' pids need both forked.
+        wait_for(lambda: len(self.server.worker_pids()) == 2, what="both workers to be forked")
 
     def tearDown(self):
         self.server.__exit__(None, None, None)

@@ -233,6 +233,13 @@ void tw_request_set_ctx(tw_request_t *r, const tw_module_t *module, void *ctx);
 void *tw_request_route_conf(const tw_request_t *r, const tw_module_t *module);
 /* The module's global configuration (TW_SCOPE_GLOBAL), or NULL. */
 void *tw_request_global_conf(const tw_request_t *r, const tw_module_t *module);
+/* The matched route's pattern as written in the config ("/api/"), or NULL
+ * before FIND_ROUTE or when none matched. Comes from the config, never from
+ * the request, so it is safe as a metrics label. Owned by the server. */
+const char *tw_request_route_label(const tw_request_t *r);
+/* The matched route's server as logs name it ("servers[0] (example.com)"),
+ * or NULL likewise. Owned by the server. */
+const char *tw_request_server_label(const tw_request_t *r);
 
 /* Replaces the URI (path and optional "?query"), normalising the path as
  * the parser does. Called in POST_READ or REWRITE it takes effect in

@@ -14,5 +14,7 @@
 #include "twister/pool.h"
 #include "twister/stream.h"
 #include "twister/upstream.h"
+#include "twister/metrics.h"
+#include "twister/zone.h"
 
 #endif
