@@ -32,7 +32,8 @@ need_build_deps() {
     need_pkgs gcc:gcc cc:gcc meson:meson ninja:ninja-build pkg-config:pkg-config \
         /usr/include/yaml.h:libyaml-dev /usr/include/check.h:check \
         /usr/lib/x86_64-linux-gnu/pkgconfig/check.pc:check \
-        /usr/include/openssl/ssl.h:libssl-dev
+        /usr/include/openssl/ssl.h:libssl-dev /usr/include/zlib.h:zlib1g-dev \
+        /usr/include/crypt.h:libcrypt-dev
 }
 
 # setup_build DIR [meson options...] — configures DIR once; later calls are
