@@ -1,12 +1,19 @@
 /* main.c — the twister command line. */
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "activity.h"
 #include "generation.h"
 #include "log_setup.h"
 #include "master.h"
@@ -59,23 +66,15 @@ static const char *default_module_dir(char *buf, size_t len)
     return TW_INSTALL_MODULE_DIR;
 }
 
-/* -t, -T and -M: the same code a reload runs in a worker, in this process,
- * without binding anything. */
-static int check_config(const char *config, const char *module_dir, char mode)
+/* The child half of -t, -T and -M: the same code a reload runs in a
+ * worker, without binding anything. */
+static int check_in_child(tw_generation_t *g, tw_activity_t *slot, const char *config, char mode)
 {
     tw_conf_error_t err = {{0}};
-    tw_log_set_role("check", 0, -1);
-    tw_generation_t *g = tw_generation_prepare(config, module_dir, 0, &err);
-    if (!g) {
-        fprintf(stderr, "twister: %s\n", err.message);
-        fprintf(stderr, "twister: configuration %s test failed\n", config);
-        return 1;
-    }
-    tw_runtime_t *rt = tw_runtime_activate(g, NULL, &err);
+    tw_runtime_t *rt = tw_runtime_check(g, slot, &err);
     if (!rt) {
         fprintf(stderr, "twister: %s\n", err.message);
         fprintf(stderr, "twister: configuration %s test failed\n", config);
-        tw_generation_free(g);
         return 1;
     }
     if (mode == 'T') {
@@ -90,8 +89,100 @@ static int check_config(const char *config, const char *module_dir, char mode)
         printf("configuration OK\n");
     }
     tw_runtime_free(rt);
-    tw_generation_free(g);
     return 0;
+}
+
+/* Waits for the checker child at most limit_ms. Returns its wait status,
+ * or -1 if it is still running then. */
+static int wait_bounded(pid_t pid, uint64_t limit_ms)
+{
+    struct timespec start, now, step = {0, 10 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status;
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return status;
+        if (got < 0 && errno != EINTR)
+            return 0; /* cannot happen for our own child; count it as success */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t spent_ns = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
+                           (now.tv_nsec - start.tv_nsec);
+        if (spent_ns >= (int64_t)limit_ms * 1000000)
+            return -1;
+        while (nanosleep(&step, &step) != 0 && errno == EINTR)
+            ;
+        step = (struct timespec){0, 10 * 1000 * 1000};
+    }
+}
+
+/* -t, -T and -M. The config is parsed here (no plugin code runs in that),
+ * but the modules' hooks run in a child with a time limit: a hook that
+ * crashes or hangs is then reported with its module and where, and the
+ * checker still exits 1 with a message instead of dying of the signal. */
+static int check_config(const char *config, const char *module_dir, char mode)
+{
+    tw_conf_error_t err = {{0}};
+    tw_log_set_role("check", 0, -1);
+    tw_generation_t *g = tw_generation_prepare(config, module_dir, 0, &err);
+    if (!g) {
+        fprintf(stderr, "twister: %s\n", err.message);
+        fprintf(stderr, "twister: configuration %s test failed\n", config);
+        return 1;
+    }
+    uint64_t limit_ms = g->settings->timeouts.configure_ms;
+    tw_activity_t *slot =
+        mmap(NULL, sizeof *slot, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (slot == MAP_FAILED) {
+        fprintf(stderr, "twister: mmap: %s\n", strerror(errno));
+        tw_generation_free(g);
+        return 1;
+    }
+    memset(slot, 0, sizeof *slot);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "twister: fork: %s\n", strerror(errno));
+        munmap(slot, sizeof *slot);
+        tw_generation_free(g);
+        return 1;
+    }
+    if (pid == 0) {
+        int rc = check_in_child(g, slot, config, mode);
+        tw_generation_free(g);
+        exit(rc);
+    }
+    int status = wait_bounded(pid, limit_ms);
+    char hook[512];
+    bool in_hook = tw_activity_describe_hook(slot, hook, sizeof hook);
+    int rc = 0;
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        in_hook = tw_activity_describe_hook(slot, hook, sizeof hook);
+        fprintf(stderr, "twister: %s did not return within %llu s\n",
+                in_hook ? hook : "the configuration check",
+                (unsigned long long)((limit_ms + 999) / 1000));
+        rc = 1;
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        fprintf(stderr, "twister: %s crashed with SIG%s\n",
+                in_hook ? hook : "the configuration check",
+                sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+        rc = 1;
+    } else if (WEXITSTATUS(status) != 0) {
+        /* A hook that called exit() (or a sanitizer that stopped it). */
+        if (in_hook)
+            fprintf(stderr, "twister: %s exited with status %d\n", hook, WEXITSTATUS(status));
+        rc = 1;
+    }
+    if (rc && (in_hook || status == -1 || WIFSIGNALED(status)))
+        fprintf(stderr, "twister: configuration %s test failed\n", config);
+    munmap(slot, sizeof *slot);
+    tw_generation_free(g);
+    return rc;
 }
 
 int main(int argc, char **argv)

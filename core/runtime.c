@@ -47,6 +47,7 @@ struct tw_runtime {
     tw_http_server_t http;
     bool http_ready;
     bool has_worker; /* false in the -t checker: no init/exit hooks */
+    tw_activity_t *activity; /* crash-safe slot (worker or checker), or NULL */
     struct tw_worker worker;
     size_t inited; /* modules whose init_worker succeeded */
 };
@@ -162,8 +163,8 @@ static int module_index_by_name(const tw_runtime_t *rt, const char *name)
  * the module as its handler without a section for it, or no global
  * section): the message then gets where's file:line:column. */
 static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
-                         const tw_conf_node_t *node, const tw_conf_node_t *where, void **out,
-                         tw_conf_error_t *err)
+                         const tw_conf_node_t *node, const tw_conf_node_t *where,
+                         const char *label, void **out, tw_conf_error_t *err)
 {
     const tw_module_t *m = rt->modules[mi];
     *out = NULL;
@@ -171,7 +172,12 @@ static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
         return 0;
     tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope};
     err->message[0] = '\0';
-    if (m->configure(&cf, scope, node, out, err) != 0) {
+    /* A hook that crashes or hangs is named by the process that waits for
+     * this one (the master, or the -t parent). */
+    tw_activity_enter(rt->activity, m->name, "configure", label, strlen(label));
+    int rc = m->configure(&cf, scope, node, out, err);
+    tw_activity_leave(rt->activity);
+    if (rc != 0) {
         if (!err->message[0])
             snprintf(err->message, sizeof err->message,
                      "module %s: configure failed without saying why", m->name);
@@ -274,14 +280,16 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
         for (size_t k = 0; k < s->nsections; k++)
             if (strcmp(s->sections[k].name, rt->modules[i]->name) == 0)
                 node = s->sections[k].node;
-        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), &rt->global_conf[i],
-                          err) != 0)
+        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), "global section",
+                          &rt->global_conf[i], err) != 0)
             return -1;
     }
     for (size_t si = 0; si < s->nservers; si++) {
         tw_server_conf_t *srv = &s->servers[si];
         for (size_t ri = 0; ri < srv->nroutes; ri++) {
             tw_route_t *route = &srv->routes[ri];
+            char label[96];
+            snprintf(label, sizeof label, "route servers[%zu].routes[%zu]", si, ri);
             void **confs =
                 tw_pool_calloc(rt->pool, (rt->module_count ? rt->module_count : 1) * sizeof *confs);
             if (!confs)
@@ -312,13 +320,13 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
                     return tw_conf_error(err, route->sections[k].key,
                                          "no loaded module is named '%s'", route->sections[k].name);
                 if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
-                                  route->sections[k].key, &confs[mi], err) != 0)
+                                  route->sections[k].key, label, &confs[mi], err) != 0)
                     return -1;
                 if (mi == handler)
                     handler_configured = true;
             }
             if (handler >= 0 && !handler_configured &&
-                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node,
+                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node, label,
                               &confs[handler], err) != 0)
                 return -1;
         }
@@ -339,7 +347,10 @@ static int register_all(tw_runtime_t *rt, tw_conf_error_t *err)
             continue;
         tw_phases_begin_module(rt->phases, m, i);
         err->message[0] = '\0';
-        if (m->register_phases(rt->phases, err) != 0) {
+        tw_activity_enter(rt->activity, m->name, "register_phases", NULL, 0);
+        int rc = m->register_phases(rt->phases, err);
+        tw_activity_leave(rt->activity);
+        if (rc != 0) {
             if (!err->message[0])
                 snprintf(err->message, sizeof err->message,
                          "module %s: register_phases failed without saying why", m->name);
@@ -464,8 +475,8 @@ static int init_workers(tw_runtime_t *rt, tw_conf_error_t *err)
     return 0;
 }
 
-tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
-                                  tw_conf_error_t *err)
+static tw_runtime_t *activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
+                              tw_activity_t *activity, tw_conf_error_t *err)
 {
     tw_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt || !(rt->pool = tw_pool_new(16384))) {
@@ -474,6 +485,7 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t 
         return NULL;
     }
     rt->gen = g;
+    rt->activity = activity;
     if (worker) {
         rt->has_worker = true;
         rt->worker = (struct tw_worker){.runtime = rt,
@@ -488,6 +500,17 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t 
         return NULL;
     }
     return rt;
+}
+
+tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
+                                  tw_conf_error_t *err)
+{
+    return activate(g, worker, worker ? worker->activity : NULL, err);
+}
+
+tw_runtime_t *tw_runtime_check(tw_generation_t *g, tw_activity_t *activity, tw_conf_error_t *err)
+{
+    return activate(g, NULL, activity, err);
 }
 
 void tw_runtime_free(tw_runtime_t *rt)
