@@ -131,7 +131,9 @@ int tw_phases_add_body_filter(tw_phases_t *phases, tw_body_filter_fn filter, int
 tw_loop_t *tw_worker_loop(tw_worker_t *worker);
 /* The worker's index within its generation, from 0. */
 unsigned tw_worker_index(const tw_worker_t *worker);
-/* The generation number (1 for the first, +1 per successful reload). */
+/* The generation number: 1 for the first, then one more for every
+ * generation the master starts (a reload, or a quarantine), whether it
+ * comes up or fails; so numbers of a serving generation can have gaps. */
 unsigned tw_worker_generation(const tw_worker_t *worker);
 /* The module's global conf in this generation (NULL if none). */
 void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module);
