@@ -90,6 +90,7 @@ typedef struct tw_http_server {
                                   method list [NULL: TW_HTTP_ALLOW_ANY]; the
                                   worker appends the modules' extra methods */
     tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
+    struct tw_worker *worker;  /* what tw_request_worker answers; NULL in a check */
 
     tw_http_counters_t counters; /* maintained by the engine */
 

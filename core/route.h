@@ -5,6 +5,7 @@
 #ifndef TWISTER_ROUTE_H
 #define TWISTER_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ typedef struct tw_http_route {
     uint64_t body_limit;        /* max request body bytes for this route */
     const char *const *methods; /* allowed methods, NULL-terminated; NULL: any */
     const char *allow;          /* "GET, HEAD" for 405 answers; NULL if methods is NULL */
+    bool methods_declared;      /* methods came from the handler module
+                                   (tw_configure_set_methods): the core answers
+                                   OPTIONS with allow instead of refusing it */
 } tw_http_route_t;
 
 #endif

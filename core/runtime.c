@@ -19,6 +19,7 @@
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
+#include "request/request.h"
 #include "router.h"
 #include "settings.h"
 #include "twister/pool.h"
@@ -48,6 +49,7 @@ struct tw_runtime {
     bool http_ready;
     bool has_worker; /* false in the -t checker: no init/exit hooks */
     tw_activity_t *activity; /* crash-safe slot (worker or checker), or NULL */
+    void **worker_ctx;       /* per module: tw_worker_set_ctx */
     struct tw_worker worker;
     size_t inited; /* modules whose init_worker succeeded */
 };
@@ -56,6 +58,7 @@ struct tw_configure {
     tw_runtime_t *rt;
     size_t module_index;
     tw_conf_scope_t scope;
+    tw_route_t *route; /* in TW_SCOPE_ROUTE */
 };
 
 /* ---- the worker part of the plugin API (module.h) -------------------------- */
@@ -82,6 +85,33 @@ void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module
         if (rt->modules[i] == module)
             return rt->global_conf[i];
     return NULL;
+}
+
+static int module_slot(const tw_runtime_t *rt, const tw_module_t *module)
+{
+    for (size_t i = 0; i < rt->module_count; i++)
+        if (rt->modules[i] == module)
+            return (int)i;
+    return -1;
+}
+
+int tw_worker_set_ctx(tw_worker_t *worker, const tw_module_t *module, void *ctx)
+{
+    int i = module_slot(worker->runtime, module);
+    if (i < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    worker->runtime->worker_ctx[i] = ctx;
+    return 0;
+}
+
+void *tw_worker_ctx(const tw_worker_t *worker, const tw_module_t *module)
+{
+    if (!worker)
+        return NULL;
+    int i = module_slot(worker->runtime, module);
+    return i < 0 ? NULL : worker->runtime->worker_ctx[i];
 }
 
 /* ---- the configure-time API (module.h) ------------------------------------ */
@@ -141,6 +171,58 @@ int tw_configure_add_method(tw_configure_t *cf, const char *method)
     return 0;
 }
 
+int tw_configure_set_methods(tw_configure_t *cf, const char *const *methods)
+{
+    tw_runtime_t *rt = cf->rt;
+    tw_route_t *route = cf->route;
+    size_t n = 0;
+    bool has_head = false;
+    for (; methods && methods[n]; n++) {
+        if (!is_token(methods[n]) || strlen(methods[n]) > 32) {
+            errno = EINVAL;
+            return -1;
+        }
+        has_head |= strcmp(methods[n], "HEAD") == 0;
+    }
+    if (n == 0 || cf->scope != TW_SCOPE_ROUTE || !route ||
+        route->http.handler != rt->modules[cf->module_index]) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (route->http.methods)
+        return 0; /* the route's own `methods:` list wins */
+    const char **list = tw_pool_calloc(rt->pool, (n + 2) * sizeof *list);
+    size_t allow_len = 1;
+    for (size_t i = 0; i < n; i++)
+        allow_len += strlen(methods[i]) + 2;
+    allow_len += 6; /* ", HEAD" */
+    char *allow = tw_pool_alloc(rt->pool, allow_len);
+    if (!list || !allow) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t k = 0;
+    allow[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!(list[k] = tw_configure_strdup(cf, methods[i]))) {
+            errno = ENOMEM;
+            return -1;
+        }
+        k++;
+        if (strcmp(methods[i], "GET") == 0 && !has_head)
+            list[k++] = "HEAD";
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            strcat(allow, ", ");
+        strcat(allow, list[i]);
+    }
+    route->http.methods = list;
+    route->http.allow = allow;
+    route->http.methods_declared = true;
+    return 0;
+}
+
 static bool extra_method_filter(const char *method, size_t len, void *arg)
 {
     tw_runtime_t *rt = arg;
@@ -162,15 +244,16 @@ static int module_index_by_name(const tw_runtime_t *rt, const char *name)
  * at when the module had no node of its own to blame (a route that names
  * the module as its handler without a section for it, or no global
  * section): the message then gets where's file:line:column. */
-static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
+static int run_configure(tw_runtime_t *rt, size_t mi, tw_route_t *route,
                          const tw_conf_node_t *node, const tw_conf_node_t *where,
                          const char *label, void **out, tw_conf_error_t *err)
 {
     const tw_module_t *m = rt->modules[mi];
+    tw_conf_scope_t scope = route ? TW_SCOPE_ROUTE : TW_SCOPE_GLOBAL;
     *out = NULL;
     if (!m->configure || rt->disabled[mi])
         return 0;
-    tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope};
+    tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope, .route = route};
     err->message[0] = '\0';
     /* A hook that crashes or hangs is named by the process that waits for
      * this one (the master, or the -t parent). */
@@ -217,7 +300,8 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
     rt->modules = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->modules);
     rt->global_conf = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->global_conf);
     rt->disabled = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->disabled);
-    if (!rt->modules || !rt->global_conf || !rt->disabled) {
+    rt->worker_ctx = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->worker_ctx);
+    if (!rt->modules || !rt->global_conf || !rt->disabled || !rt->worker_ctx) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return -1;
     }
@@ -280,7 +364,7 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
         for (size_t k = 0; k < s->nsections; k++)
             if (strcmp(s->sections[k].name, rt->modules[i]->name) == 0)
                 node = s->sections[k].node;
-        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), "global section",
+        if (run_configure(rt, i, NULL, node, tw_conf_root(s->doc), "global section",
                           &rt->global_conf[i], err) != 0)
             return -1;
     }
@@ -319,14 +403,14 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
                 if (mi < 0)
                     return tw_conf_error(err, route->sections[k].key,
                                          "no loaded module is named '%s'", route->sections[k].name);
-                if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
+                if (run_configure(rt, (size_t)mi, route, route->sections[k].node,
                                   route->sections[k].key, label, &confs[mi], err) != 0)
                     return -1;
                 if (mi == handler)
                     handler_configured = true;
             }
             if (handler >= 0 && !handler_configured &&
-                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node, label,
+                run_configure(rt, (size_t)handler, route, NULL, route->handler_node, label,
                               &confs[handler], err) != 0)
                 return -1;
         }
@@ -370,9 +454,12 @@ static int find_route(void *arg, tw_request_t *r, size_t listener_index,
     tw_runtime_t *rt = arg;
     tw_str_t host = tw_request_host(r);
     tw_str_t path = tw_request_path(r);
-    int status = 404;
-    const tw_route_t *route = tw_router_find(rt->gen->settings, listener_index, host.ptr, host.len,
-                                             path.ptr, path.len, &status);
+    const tw_settings_t *s = rt->gen->settings;
+    const tw_server_conf_t *srv = tw_router_find_server(s, listener_index, host.ptr, host.len);
+    tw_route_match_t match;
+    const tw_route_t *route =
+        srv ? tw_router_match_route(s, srv, path.ptr, path.len, &match) : NULL;
+    tw_req_set_captures(r, match.captures, route ? match.count : 0);
     if (!route || !route->http.content)
         return 404;
     *out = &route->http;
@@ -386,6 +473,7 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
     tw_http_server_init(h, rt->has_worker ? rt->worker.loop : NULL);
     rt->http_ready = true;
     h->activity = rt->has_worker ? rt->worker.activity : NULL;
+    h->worker = rt->has_worker ? &rt->worker : NULL;
     h->limits.request_line_max = s->limits.request_line;
     h->limits.header_size_max = s->limits.header_size;
     h->limits.headers_max = s->limits.headers;

@@ -6,7 +6,9 @@ import os
 import time
 import unittest
 
-from harness import Server, request, wait_for
+from harness import BUILD_DIR, Client, Server, request, wait_for
+
+KIT_API = os.path.join(BUILD_DIR, "tests", "plugins", "kit_api.so")
 
 CRASHING_ROUTE = """
 modules: [crash]
@@ -114,6 +116,108 @@ class AbandonedGenerationTest(unittest.TestCase):
             markers = sorted(f for f in os.listdir(s.dir) if f.startswith("worker-"))
             self.assertEqual(markers, ["worker-1-0", "worker-1-1"])
             self.assertEqual(request(s.port, path="/a").status, 200)
+
+
+API = """
+modules: [redirect, static, "%s"]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - regex: "^/items/([a-z]+)/([0-9]+)$"
+        handler: kit_api
+      - path: /plain
+        handler: kit_api
+      - path: /listed
+        handler: kit_api
+        methods: [GET, DELETE]
+      - regex: "^/old/([a-z]+)/(.*)$"
+        handler: redirect
+        redirect: { return: "301 /new/$2?from=$1" }
+      - prefix: /files/
+        handler: static
+        static: { root: "{dir}" }
+""" % KIT_API
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(API, workers=1)
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+    def get(self, path, method="GET", headers=None):
+        return request(self.server.port, method=method, path=path, headers=headers)
+
+    def test_args_are_percent_decoded(self):
+        r = self.get("/plain?x=1&q=a%20b+c%2F&a+b=%7e&q=second")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn(b"arg q=[a b c/]\n", r.body)       # the first q, decoded, '+' a space
+        self.assertIn(b"arg a b=[~]\n", r.body)          # names are decoded too
+        r = self.get("/plain?q")
+        self.assertIn(b"arg q=[]\n", r.body)
+        r = self.get("/plain?qq=1")
+        self.assertIn(b"arg q=none\n", r.body)
+        r = self.get("/plain?q=%zz")
+        self.assertIn(b"arg q=error Invalid argument\n", r.body)
+
+    def test_cookies(self):
+        r = self.get("/plain", headers={"Cookie": 'a=1; sid="x y"; b=2'})
+        self.assertIn(b"cookie sid=[x y]\n", r.body)
+        r = self.get("/plain", headers={"Cookie": "sidx=1;sid=42"})
+        self.assertIn(b"cookie sid=[42]\n", r.body)
+        r = self.get("/plain", headers={"Cookie": "other=1"})
+        self.assertIn(b"cookie sid=none\n", r.body)
+
+    def test_regex_captures(self):
+        r = self.get("/items/books/42")
+        self.assertIn(b"capture 0=[/items/books/42]\ncapture 1=[books]\ncapture 2=[42]\n", r.body)
+        r = self.get("/plain")  # an exact route has none
+        self.assertIn(b"capture 0=none\ncapture 1=none\n", r.body)
+
+    def test_redirect_substitutes_groups(self):
+        r = self.get("/old/news/a%20b/c")
+        self.assertEqual(r.status, 301)
+        self.assertEqual(r.header("location"), "/new/a%20b/c?from=news")
+
+    def test_worker_identity_and_per_worker_state(self):
+        first = self.get("/plain").body
+        second = self.get("/plain").body
+        self.assertRegex(first, rb"worker 0 generation 1 served (\d+)\n")
+        n1 = int(first.rsplit(b"served ", 1)[1])
+        n2 = int(second.rsplit(b"served ", 1)[1])
+        self.assertEqual(n2, n1 + 1)
+
+    def test_request_log_names_module_and_request(self):
+        self.get("/plain?q=logme")
+        wait_for(lambda: "kit_api says hello" in self.server.log(), what="the log line")
+        self.assertRegex(self.server.log(), r"\[warn\] .*module kit_api: kit_api says hello "
+                                            r"\(request 'GET /plain\?q=logme HTTP/1.1', "
+                                            r"client 127.0.0.1\)")
+
+    def test_declared_methods_make_options_and_405_exact(self):
+        r = self.get("/plain", method="OPTIONS")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("allow"), "GET, HEAD, POST")
+        r = self.get("/plain", method="DELETE")
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.header("allow"), "GET, HEAD, POST")
+        self.assertEqual(self.get("/plain", method="POST").status, 200)
+        # A route's own methods: list wins over the declaration.
+        r = self.get("/listed", method="DELETE")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.get("/listed", method="POST").status, 405)
+
+    def test_static_declares_get_and_head(self):
+        r = self.get("/files/x", method="OPTIONS")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("allow"), "GET, HEAD")
+        r = self.get("/files/x", method="PUT")
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.header("allow"), "GET, HEAD")
 
 
 if __name__ == "__main__":
