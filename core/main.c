@@ -1,5 +1,6 @@
 /* main.c — the twister command line. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "explain.h"
 #include "generation.h"
 #include "log_setup.h"
 #include "master.h"
@@ -28,12 +30,17 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: twister [-c FILE] [-t | -T | -M | -s SIGNAL] [-V] [-h]\n"
+    fprintf(out, "usage: twister [-c FILE] [-t | -T | -M | --explain METHOD URL | -s SIGNAL] [-V] [-h]\n"
                  "  -c FILE    configuration file (default conf/twister.yaml)\n"
                  "  -t         check the configuration completely (loads the modules and runs\n"
                  "             their configure hooks, binds nothing) and exit\n"
                  "  -T         check, then print the effective configuration and phase table\n"
                  "  -M         list the configured modules with their version and ABI\n"
+                 "  --explain METHOD URL\n"
+                 "             how the configuration handles one request: the server and\n"
+                 "             route that match and why, every phase's handlers and both\n"
+                 "             filter chains in order, the module settings in effect\n"
+                 "             (URL: http://host[:port]/path?query or /path?query)\n"
                  "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
                  "             (reload waits and prints whether it worked); -s status\n"
                  "             prints its generations, workers, quarantines, last reload\n"
@@ -68,7 +75,13 @@ static const char *default_module_dir(char *buf, size_t len)
 
 /* The child half of -t, -T and -M: the same code a reload runs in a
  * worker, without binding anything. */
-static int check_in_child(tw_generation_t *g, tw_activity_t *slot, const char *config, char mode)
+/* What --explain asks about. */
+typedef struct {
+    const char *method, *url;
+} explain_args_t;
+
+static int check_in_child(tw_generation_t *g, tw_activity_t *slot, const char *config, char mode,
+                          const explain_args_t *explain)
 {
     tw_conf_error_t err = {{0}};
     tw_runtime_t *rt = tw_runtime_check(g, slot, &err);
@@ -85,6 +98,10 @@ static int check_in_child(tw_generation_t *g, tw_activity_t *slot, const char *c
         tw_master_print_quarantine(config, stdout);
     } else if (mode == 'M') {
         tw_runtime_print_modules(rt, stdout);
+    } else if (mode == 'E') {
+        int rc = tw_explain(rt, g, explain->method, explain->url, stdout);
+        tw_runtime_free(rt);
+        return rc;
     } else {
         printf("configuration OK\n");
     }
@@ -120,7 +137,8 @@ static int wait_bounded(pid_t pid, uint64_t limit_ms)
  * but the modules' hooks run in a child with a time limit: a hook that
  * crashes or hangs is then reported with its module and where, and the
  * checker still exits 1 with a message instead of dying of the signal. */
-static int check_config(const char *config, const char *module_dir, char mode)
+static int check_config(const char *config, const char *module_dir, char mode,
+                        const explain_args_t *explain)
 {
     tw_conf_error_t err = {{0}};
     tw_log_set_role("check", 0, -1);
@@ -149,7 +167,7 @@ static int check_config(const char *config, const char *module_dir, char mode)
         return 1;
     }
     if (pid == 0) {
-        int rc = check_in_child(g, slot, config, mode);
+        int rc = check_in_child(g, slot, config, mode, explain);
         tw_generation_free(g);
         exit(rc);
     }
@@ -190,9 +208,18 @@ int main(int argc, char **argv)
     const char *config = "conf/twister.yaml";
     const char *signal_name = NULL;
     char mode = 0;
+    explain_args_t explain = {0};
+    static const struct option long_options[] = {{"explain", required_argument, NULL, 'E'},
+                                                 {"help", no_argument, NULL, 'h'},
+                                                 {"version", no_argument, NULL, 'V'},
+                                                 {NULL, 0, NULL, 0}};
     int opt;
-    while ((opt = getopt(argc, argv, "c:tTMs:Vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tTMs:Vh", long_options, NULL)) != -1) {
         switch (opt) {
+        case 'E':
+            mode = 'E';
+            explain.method = optarg;
+            break;
         case 'c':
             config = optarg;
             break;
@@ -215,6 +242,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (mode == 'E') {
+        if (optind >= argc) {
+            fprintf(stderr, "twister: --explain needs a method and a URL, e.g. --explain GET "
+                            "http://example.com/path\n");
+            return 2;
+        }
+        explain.url = argv[optind++];
+    }
     if (optind < argc) {
         fprintf(stderr, "twister: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -225,6 +260,6 @@ int main(int argc, char **argv)
     if (signal_name)
         return tw_master_signal(config, module_dir, signal_name);
     if (mode)
-        return check_config(config, module_dir, mode);
+        return check_config(config, module_dir, mode, &explain);
     return tw_master_run(config, module_dir);
 }

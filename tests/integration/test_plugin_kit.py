@@ -220,5 +220,80 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(r.header("allow"), "GET, HEAD")
 
 
+EXPLAIN = """
+modules: [access_log, redirect, hello]
+access_log: { path: "{dir}/access.log", format: json }
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    server_names: [example.com, "*.example.org"]
+    routes:
+      - path: /hello
+        handler: hello
+        hello: { message: Hi }
+      - regex: "^/old/([a-z]+)$"
+        handler: redirect
+        redirect: { return: "301 /new/$1" }
+      - prefix: /
+        handler: hello
+      - prefix: /o
+        handler: hello
+        methods: [GET]
+"""
+
+
+class ExplainTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(EXPLAIN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+    def explain(self, method, url):
+        return self.server.run("--explain", method, url)
+
+    def test_regex_route_wins_over_prefix_and_says_why(self):
+        rc, out = self.explain("GET", "http://www.example.org/old/abc?x=1")
+        self.assertEqual(rc, 0, out)
+        # The harness puts 4 lines and a blank one before the config.
+        self.assertRegex(out, r"server   servers\[0\] \(example.com\) at .*twister.yaml:9:5\n"
+                              r"\s+why: Host 'www.example.org' matches server_names entry "
+                              r"'\*.example.org' \(wildcard")
+        self.assertRegex(out, r"route    servers\[0\].routes\[1\] \(regex \^/old/\(\[a-z\]\+\)\$\) "
+                              r"at .*twister.yaml:15:9\n\s+why: the first regex route")
+        self.assertIn("$1 = 'abc'", out)
+        self.assertRegex(out, r"routes\[2\] prefix /\s+matches, but loses to the chosen one")
+        self.assertRegex(out, r"routes\[0\] path   /hello\s+does not match")
+        self.assertRegex(out, r"CONTENT      redirect \(handler: at .*twister.yaml:16:18; loaded "
+                              r"at .*twister.yaml:6:23; route section at .*twister.yaml:17:9\)")
+        self.assertRegex(out, r"  LOG\n    1. access_log\s+order 500\s+loaded at .*twister.yaml:6:11; "
+                              r"no section on this route")
+        self.assertRegex(out, r"access_log \(global section, at .*twister.yaml:7:1\):\n"
+                              r"    path: .*access.log\n    format: json")
+        self.assertIn("redirect (this route, at", out)
+        self.assertIn("return: 301 /new/$1", out)
+
+    def test_default_server_longest_prefix_and_405(self):
+        rc, out = self.explain("POST", "/o/x")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("why: no Host: the listener's first server is the default", out)
+        self.assertRegex(out, r"route    servers\[0\].routes\[3\] \(prefix /o\)")
+        self.assertIn("why: the longest prefix", out)
+        self.assertIn("method   POST: refused 405 with Allow: GET, HEAD", out)
+        rc, out = self.explain("GET", "http://unknown.test/hello")
+        self.assertIn("no server_names entry on 127.0.0.1:%d matches Host 'unknown.test'"
+                      % self.server.port, out)
+        self.assertIn("why: exact path match", out)
+
+    def test_refused_urls_and_usage(self):
+        rc, out = self.explain("GET", "/a/../../etc")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("refused  400", out)
+        rc, out = self.server.run("--explain", "GET")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--explain needs a method and a URL", out)
+
+
 if __name__ == "__main__":
     unittest.main()
