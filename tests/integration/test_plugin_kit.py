@@ -9,6 +9,8 @@ import unittest
 from harness import BUILD_DIR, Client, Server, request, wait_for
 
 KIT_API = os.path.join(BUILD_DIR, "tests", "plugins", "kit_api.so")
+GUARD = os.path.join(BUILD_DIR, "tests", "plugins", "guard.so")
+SOURCE_DIR = os.environ.get("TW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 
 CRASHING_ROUTE = """
 modules: [crash]
@@ -293,6 +295,73 @@ class ExplainTest(unittest.TestCase):
         rc, out = self.server.run("--explain", "GET")
         self.assertEqual(rc, 2, out)
         self.assertIn("--explain needs a method and a URL", out)
+
+
+GUARDED = """
+modules: [static, "%s"]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - prefix: /private/
+        handler: static
+        static: { root: "{dir}/site" }
+        guard: { key: s3cret }
+      - prefix: /
+        handler: static
+        static: { root: "{dir}/site" }
+""" % GUARD
+
+
+class GuideExampleTest(unittest.TestCase):
+    """The guide's worked example (tests/plugins/guard.c is its code)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(GUARDED, extra_files={"site/private/a.txt": "secret\n",
+                                                   "site/open.txt": "open\n"})
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+    def test_guide_shows_the_tested_code(self):
+        with open(os.path.join(SOURCE_DIR, "modules", "README.md")) as f:
+            guide = f.read()
+        with open(os.path.join(SOURCE_DIR, "tests", "plugins", "guard.c")) as f:
+            code = f.read()
+        self.assertIn("```c\n" + code + "```\n", guide)
+
+    def test_access_guard_refuses_without_the_key(self):
+        r = request(self.server.port, path="/private/a.txt")
+        self.assertEqual(r.status, 403)
+        self.assertIsNone(r.header("x-guarded"))  # the core's error page skips the filters
+        wait_for(lambda: "module guard: refused: no valid key (request 'GET /private/a.txt "
+                         "HTTP/1.1', client 127.0.0.1)" in self.server.log(), what="the log line")
+        self.assertEqual(request(self.server.port, path="/private/a.txt?key=nope").status, 403)
+        self.assertEqual(request(self.server.port, path="/private/a.txt?key=%zz").status, 400)
+
+    def test_key_by_argument_or_cookie_passes_and_is_marked(self):
+        for r in (request(self.server.port, path="/private/a.txt?key=s3cret"),
+                  request(self.server.port, path="/private/a.txt?key=s%33cret"),
+                  request(self.server.port, path="/private/a.txt",
+                          headers={"Cookie": "theme=dark; key=s3cret"})):
+            self.assertEqual((r.status, r.body), (200, b"secret\n"))
+            self.assertEqual(r.header("x-guarded"), "passed")
+            self.assertEqual(r.header("cache-control"), "private")
+
+    def test_unguarded_routes_are_untouched(self):
+        r = request(self.server.port, path="/open.txt")
+        self.assertEqual((r.status, r.body), (200, b"open\n"))
+        self.assertIsNone(r.header("x-guarded"))
+
+    def test_explain_lists_the_guard(self):
+        rc, out = self.server.run("--explain", "GET", "/private/a.txt")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"  ACCESS\n    1. guard\s+order 500\s+loaded at .*; route section at")
+        self.assertRegex(out, r"  header\n    1. guard\s+order 500")
+        self.assertIn("guard (this route, at", out)
+        self.assertIn("key: s3cret", out)
 
 
 if __name__ == "__main__":
