@@ -66,7 +66,7 @@ static void explain_server(const tw_settings_t *s, const tw_server_conf_t *srv,
         if (exact || wild) {
             where(srv->server_name_nodes[i], at, sizeof at);
             fprintf(out, "         why: Host '%.*s' matches server_names entry '%s' (%s, at %s)\n",
-                     (int)host_len, host, name, exact ? "exact" : "wildcard", at);
+                    (int)host_len, host, name, exact ? "exact" : "wildcard", at);
             return;
         }
     }
@@ -81,8 +81,7 @@ static void explain_server(const tw_settings_t *s, const tw_server_conf_t *srv,
 }
 
 static void explain_routes(const tw_server_conf_t *srv, const tw_route_t *chosen,
-                           const tw_route_match_t *match, const char *path, size_t len,
-                           FILE *out)
+                           const tw_route_match_t *match, const char *path, size_t len, FILE *out)
 {
     char at[512];
     if (!chosen) {
@@ -108,7 +107,7 @@ static void explain_routes(const tw_server_conf_t *srv, const tw_route_t *chosen
     for (size_t i = 0; i < srv->nroutes; i++) {
         const tw_route_t *r = &srv->routes[i];
         where(r->node, at, sizeof at);
-        const char *verdict = r == chosen               ? "MATCHES (chosen)"
+        const char *verdict = r == chosen                   ? "MATCHES (chosen)"
                               : route_matches(r, path, len) ? "matches, but loses to the chosen one"
                                                             : "does not match";
         fprintf(out, "           routes[%zu] %-6s %-24s %s (%s)\n", i, kind_name(r->kind),
@@ -130,8 +129,7 @@ static void module_note(const tw_generation_t *g, const tw_route_t *route, const
     if (section)
         where(section, sec, sizeof sec);
     snprintf(buf, len, "loaded at %s; %s%s", at,
-             section ? "route section at " : "no section on this route",
-             section ? sec : "");
+             section ? "route section at " : "no section on this route", section ? sec : "");
 }
 
 static size_t module_index(const tw_http_server_t *h, const tw_module_t *m)
@@ -251,8 +249,8 @@ int tw_explain(tw_runtime_t *rt, const tw_generation_t *g, const char *method, c
     if (!head)
         return 1;
     if (absolute)
-        snprintf(head, cap, "%s %s HTTP/1.1\r\nHost: %.*s\r\n\r\n", method, url,
-                 (int)authority_len, scheme_end + 3);
+        snprintf(head, cap, "%s %s HTTP/1.1\r\nHost: %.*s\r\n\r\n", method, url, (int)authority_len,
+                 scheme_end + 3);
     else
         snprintf(head, cap, "%s %s HTTP/1.0\r\n\r\n", method, url);
     tw_http_limits_t limits = {s->limits.request_line, s->limits.header_size, s->limits.headers};

@@ -1,10 +1,10 @@
 /* main.c — the twister command line. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +30,23 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: twister [-c FILE] [-t | -T | -M | --explain METHOD URL | -s SIGNAL] [-V] [-h]\n"
-                 "  -c FILE    configuration file (default conf/twister.yaml)\n"
-                 "  -t         check the configuration completely (loads the modules and runs\n"
-                 "             their configure hooks, binds nothing) and exit\n"
-                 "  -T         check, then print the effective configuration and phase table\n"
-                 "  -M         list the configured modules with their version and ABI\n"
-                 "  --explain METHOD URL\n"
-                 "             how the configuration handles one request: the server and\n"
-                 "             route that match and why, every phase's handlers and both\n"
-                 "             filter chains in order, the module settings in effect\n"
-                 "             (URL: http://host[:port]/path?query or /path?query)\n"
-                 "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
-                 "             (reload waits and prints whether it worked); -s status\n"
-                 "             prints its generations, workers, quarantines, last reload\n"
-                 "  -V         print the version\n"
-                 "  -h         this help\n");
+    fprintf(out,
+            "usage: twister [-c FILE] [-t | -T | -M | --explain METHOD URL | -s SIGNAL] [-V] [-h]\n"
+            "  -c FILE    configuration file (default conf/twister.yaml)\n"
+            "  -t         check the configuration completely (loads the modules and runs\n"
+            "             their configure hooks, binds nothing) and exit\n"
+            "  -T         check, then print the effective configuration and phase table\n"
+            "  -M         list the configured modules with their version and ABI\n"
+            "  --explain METHOD URL\n"
+            "             how the configuration handles one request: the server and\n"
+            "             route that match and why, every phase's handlers and both\n"
+            "             filter chains in order, the module settings in effect\n"
+            "             (URL: http://host[:port]/path?query or /path?query)\n"
+            "  -s SIGNAL  tell the running master: reload, stop, quit or reopen\n"
+            "             (reload waits and prints whether it worked); -s status\n"
+            "             prints its generations, workers, quarantines, last reload\n"
+            "  -V         print the version\n"
+            "  -h         this help\n");
 }
 
 /* The default module directory: $TWISTER_MODULE_DIR, else the build tree's
@@ -123,8 +124,8 @@ static int wait_bounded(pid_t pid, uint64_t limit_ms)
         if (got < 0 && errno != EINTR)
             return 0; /* cannot happen for our own child; count it as success */
         clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t spent_ns = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
-                           (now.tv_nsec - start.tv_nsec);
+        int64_t spent_ns =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 + (now.tv_nsec - start.tv_nsec);
         if (spent_ns >= (int64_t)limit_ms * 1000000)
             return -1;
         while (nanosleep(&step, &step) != 0 && errno == EINTR)

@@ -821,8 +821,7 @@ static void worker_exited(master_t *m, worker_t *w, int status)
         if (WIFSIGNALED(status) && strcmp(ge->slots[index].activity.phase, "init_worker") != 0 &&
             tw_activity_describe_hook(&ge->slots[index].activity, hook, sizeof hook))
             snprintf(why, sizeof why, "%s crashed with SIG%s (worker %u, during start-up)", hook,
-                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
-                     index);
+                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?", index);
         else
             snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
                      activity[0] ? " " : "", activity);

@@ -265,8 +265,7 @@ const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_c
 }
 
 const tw_route_t *tw_router_match_route(const tw_settings_t *s, const tw_server_conf_t *server,
-                                        const char *path, size_t path_len,
-                                        tw_route_match_t *match)
+                                        const char *path, size_t path_len, tw_route_match_t *match)
 {
     tw_route_match_t ignored;
     if (!match)
@@ -294,8 +293,8 @@ const tw_route_t *tw_router_match_route(const tw_settings_t *s, const tw_server_
     for (size_t i = 0; i < t->nregex; i++) {
         const tw_route_t *r = t->regex[i];
         regmatch_t *m = match->captures;
-        size_t slots = r->regex.re_nsub + 1 < TW_ROUTER_CAPTURES ? r->regex.re_nsub + 1
-                                                                 : TW_ROUTER_CAPTURES;
+        size_t slots =
+            r->regex.re_nsub + 1 < TW_ROUTER_CAPTURES ? r->regex.re_nsub + 1 : TW_ROUTER_CAPTURES;
 #ifdef REG_STARTEND
         /* Matches path[0..path_len) in place: no copy, NULs allowed. */
         m[0].rm_so = 0;

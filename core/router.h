@@ -45,7 +45,6 @@ const tw_server_conf_t *tw_router_find_server(const tw_settings_t *s, size_t lis
 const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_conf_t *server,
                                        const char *path, size_t path_len);
 
-
 /* Regex captures kept per match: $0 (the whole match) .. $9. */
 #define TW_ROUTER_CAPTURES 10
 
@@ -61,8 +60,7 @@ typedef struct {
 
 /* tw_router_find_route, also filling *match (which may be NULL). */
 const tw_route_t *tw_router_match_route(const tw_settings_t *s, const tw_server_conf_t *server,
-                                        const char *path, size_t path_len,
-                                        tw_route_match_t *match);
+                                        const char *path, size_t path_len, tw_route_match_t *match);
 
 /* Both steps: the route for (listener, Host, path) with *status = 0, or
  * NULL with *status = 404 when no route matches (or the listener index is

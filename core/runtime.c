@@ -47,7 +47,7 @@ struct tw_runtime {
     tw_phases_t *phases;
     tw_http_server_t http;
     bool http_ready;
-    bool has_worker; /* false in the -t checker: no init/exit hooks */
+    bool has_worker;         /* false in the -t checker: no init/exit hooks */
     tw_activity_t *activity; /* crash-safe slot (worker or checker), or NULL */
     void **worker_ctx;       /* per module: tw_worker_set_ctx */
     struct tw_worker worker;
@@ -244,9 +244,9 @@ static int module_index_by_name(const tw_runtime_t *rt, const char *name)
  * at when the module had no node of its own to blame (a route that names
  * the module as its handler without a section for it, or no global
  * section): the message then gets where's file:line:column. */
-static int run_configure(tw_runtime_t *rt, size_t mi, tw_route_t *route,
-                         const tw_conf_node_t *node, const tw_conf_node_t *where,
-                         const char *label, void **out, tw_conf_error_t *err)
+static int run_configure(tw_runtime_t *rt, size_t mi, tw_route_t *route, const tw_conf_node_t *node,
+                         const tw_conf_node_t *where, const char *label, void **out,
+                         tw_conf_error_t *err)
 {
     const tw_module_t *m = rt->modules[mi];
     tw_conf_scope_t scope = route ? TW_SCOPE_ROUTE : TW_SCOPE_GLOBAL;

@@ -47,7 +47,7 @@ static const char *const root_keys[] = {
 static const char *const crash_policy_keys[] = {"max", "within", "action", NULL};
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
 static const char *const timeout_keys[] = {"header",   "body",      "send", "keepalive",
-                                            "shutdown", "configure", NULL};
+                                           "shutdown", "configure", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", NULL};
 static const char *const route_keys[] = {"path",    "prefix", "regex", "methods",
                                          "handler", "limits", NULL};

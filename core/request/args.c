@@ -156,7 +156,8 @@ void tw_req_set_captures(tw_request_t *r, const regmatch_t *m, size_t count)
         if (m[i].rm_so < 0 || (size_t)m[i].rm_eo > r->path.len || m[i].rm_eo < m[i].rm_so)
             r->captures[i] = (tw_str_t){NULL, 0};
         else
-            r->captures[i] = (tw_str_t){r->path.ptr + m[i].rm_so, (size_t)(m[i].rm_eo - m[i].rm_so)};
+            r->captures[i] =
+                (tw_str_t){r->path.ptr + m[i].rm_so, (size_t)(m[i].rm_eo - m[i].rm_so)};
     }
     r->capture_count = count;
 }

@@ -103,7 +103,7 @@ struct tw_request {
     const tw_http_route_t *route;
     tw_str_t *captures;   /* a regex route's $0..$9, into path (args.c) */
     size_t capture_count; /* 0: not a regex route */
-    void **ctx; /* per module index */
+    void **ctx;           /* per module index */
     unsigned redirects;
     unsigned running; /* plugin code of this request is on the stack */
     bool suspended;

@@ -164,8 +164,8 @@ static int open_log(access_state_t *as, const char **why)
 {
     int fd;
     do
-        fd = open(as->conf->path,
-                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+        fd = open(as->conf->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                  0644);
     while (fd < 0 && errno == EINTR);
     struct stat st;
     if (fd < 0) {
@@ -331,7 +331,7 @@ static const char *local_time(access_state_t *as)
         if (localtime_r(&now, &tm) == NULL ||
             strftime(as->time_text, sizeof as->time_text,
                      as->conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z"
-                                                       : "%d/%b/%Y:%H:%M:%S %z",
+                                                     : "%d/%b/%Y:%H:%M:%S %z",
                      &tm) == 0)
             memcpy(as->time_text, "-", 2);
         as->time_sec = now;

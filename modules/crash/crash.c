@@ -56,9 +56,8 @@ static int get_action(const tw_conf_node_t *map, const char *key, const char *co
     static const struct {
         const char *name;
         action_t act;
-    } names[] = {{"ok", ACT_OK},       {"fail", ACT_FAIL}, {"segv", ACT_SEGV},
-                 {"abort", ACT_ABORT}, {"exit", ACT_EXIT}, {"leak", ACT_LEAK},
-                 {"hang", ACT_HANG}};
+    } names[] = {{"ok", ACT_OK},     {"fail", ACT_FAIL}, {"segv", ACT_SEGV}, {"abort", ACT_ABORT},
+                 {"exit", ACT_EXIT}, {"leak", ACT_LEAK}, {"hang", ACT_HANG}};
     const tw_conf_node_t *node = tw_conf_map_get(map, key);
     const char *s;
     if (node == NULL)

@@ -7,8 +7,8 @@
  * The value is a status, then optionally a URL (for 3xx) or a text (for
  * anything else; surrounding double quotes are dropped). Variables are
  * substituted per request: $uri, $args, $is_args, $request_uri, $host,
- * $scheme, and $1..$9, the groups of the route's `regex:`. The template is compiled at configure time into literal and
- * variable pieces, so a request only copies bytes. See README.md. */
+ * $scheme, and $1..$9, the groups of the route's `regex:`. The template is compiled at configure
+ * time into literal and variable pieces, so a request only copies bytes. See README.md. */
 #include <stdio.h>
 #include <string.h>
 

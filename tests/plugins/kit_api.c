@@ -46,9 +46,10 @@ static void kit_exit_worker(tw_worker_t *w)
 
 static void put_str(char **p, char *end, const char *label, int found, tw_str_t v)
 {
-    int n = found == 1   ? snprintf(*p, (size_t)(end - *p), "%s=[%.*s]\n", label, (int)v.len, v.ptr)
-            : found == 0 ? snprintf(*p, (size_t)(end - *p), "%s=none\n", label)
-                         : snprintf(*p, (size_t)(end - *p), "%s=error %s\n", label, strerror(errno));
+    int n = found == 1 ? snprintf(*p, (size_t)(end - *p), "%s=[%.*s]\n", label, (int)v.len, v.ptr)
+            : found == 0
+                ? snprintf(*p, (size_t)(end - *p), "%s=none\n", label)
+                : snprintf(*p, (size_t)(end - *p), "%s=error %s\n", label, strerror(errno));
     if (n > 0 && n < end - *p)
         *p += n;
 }
@@ -74,8 +75,8 @@ static int kit_content(tw_request_t *r)
     if (!w || !s)
         return TW_ERROR;
     s->served++;
-    p += snprintf(p, (size_t)(end - p), "worker %u generation %u served %lu\n",
-                  tw_worker_index(w), tw_worker_generation(w), s->served);
+    p += snprintf(p, (size_t)(end - p), "worker %u generation %u served %lu\n", tw_worker_index(w),
+                  tw_worker_generation(w), s->served);
     tw_request_log(r, TW_LOG_WARN, "kit_api says hello");
     return tw_response_send(r, 200, "text/plain", body, (size_t)(p - body)) == 0 ? TW_DONE
                                                                                  : TW_ERROR;
