@@ -85,3 +85,27 @@ void tw_activity_describe(const tw_activity_t *a, char *buf, size_t len)
     else
         snprintf(buf, len, "in module %s, phase %s", copy.module, copy.phase);
 }
+
+bool tw_activity_describe_hook(const tw_activity_t *a, char *buf, size_t len)
+{
+    static const char *const hooks[] = {"configure", "register_phases", "init_worker",
+                                        "exit_worker"};
+    buf[0] = '\0';
+    if (!a || !a->module[0])
+        return false;
+    tw_activity_t copy;
+    memcpy(&copy, a, sizeof copy);
+    copy.module[sizeof copy.module - 1] = '\0';
+    copy.phase[sizeof copy.phase - 1] = '\0';
+    copy.request[sizeof copy.request - 1] = '\0';
+    bool is_hook = false;
+    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++)
+        is_hook |= strcmp(copy.phase, hooks[i]) == 0;
+    if (!is_hook)
+        return false;
+    if (copy.request[0])
+        snprintf(buf, len, "module %s: %s (%s)", copy.module, copy.phase, copy.request);
+    else
+        snprintf(buf, len, "module %s: %s", copy.module, copy.phase);
+    return true;
+}

@@ -9,6 +9,7 @@
 #ifndef TWISTER_ACTIVITY_H
 #define TWISTER_ACTIVITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -30,5 +31,11 @@ void tw_activity_leave(tw_activity_t *a);
 /* Formats the record as "in module X, phase Y, request 'Z'" into buf (empty
  * if the record is clear). */
 void tw_activity_describe(const tw_activity_t *a, char *buf, size_t len);
+/* For a record of a start-up hook (configure, register_phases,
+ * init_worker; the request field then says where, e.g. "route
+ * servers[0].routes[2]"): formats "module X: configure (route ...)" into
+ * buf and returns true. Returns false with buf empty for any other
+ * record. */
+bool tw_activity_describe_hook(const tw_activity_t *a, char *buf, size_t len);
 
 #endif

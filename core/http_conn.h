@@ -93,6 +93,7 @@ typedef struct tw_http_server {
     const bool *proxy_protocol; /* per listener index: a PROXY header precedes HTTP */
     size_t proxy_protocol_count;
     struct tw_tls_server *tls; /* TLS per listener (tls/tls_context.h), or NULL */
+    struct tw_worker *worker;  /* what tw_request_worker answers; NULL in a check */
 
     tw_http_counters_t counters; /* maintained by the engine */
 

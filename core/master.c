@@ -71,6 +71,9 @@ enum {
     W_DRAINING
 };
 
+/* How long the workers of a generation that failed to start get to run
+ * their exit_worker hooks after SIGTERM before they are killed. */
+#define ABANDON_GRACE_MS 2000
 /* A worker that dies sooner than this after its start counts as crashing
  * at start-up; its respawn backs off exponentially. */
 #define QUICK_DEATH_MS 2000
@@ -818,16 +821,29 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     pid_t pid = w->pid;
     uint64_t lived = tw_loop_now(m->loop) - w->started_ms;
     tw_counter_add(&stats(m)->workers_reaped, 1);
+    /* A worker that said why it failed and exited: SIGCHLD may come before
+     * the loop read its message, which says more than its exit status. */
+    char peek;
+    while (ge->state == GEN_STARTING && w->control_fd >= 0 &&
+           recv(w->control_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+        control_readable(m->loop, w->control_fd, TW_EV_READ, w);
     ge->alive--;
     unlink_worker(m, w);
 
     if (ge->state == GEN_STARTING) {
         tw_counter_add(&stats(m)->worker_start_failures, 1);
         char why[2048];
-        char activity[1024];
+        char activity[1024], hook[1024];
         tw_activity_describe(&ge->slots[index].activity, activity, sizeof activity);
-        snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
-                 activity[0] ? " " : "", activity);
+        /* configure and register_phases crashes read as -t reports them;
+         * init_worker's keep the wording the log always had for them. */
+        if (WIFSIGNALED(status) && strcmp(ge->slots[index].activity.phase, "init_worker") != 0 &&
+            tw_activity_describe_hook(&ge->slots[index].activity, hook, sizeof hook))
+            snprintf(why, sizeof why, "%s crashed with SIG%s (worker %u, during start-up)", hook,
+                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?", index);
+        else
+            snprintf(why, sizeof why, "worker %u exited during start-up with %s%s%s", index, how,
+                     activity[0] ? " " : "", activity);
         if (WIFSIGNALED(status))
             log_crash_report(ge, index, pid);
         gen_failed(ge, why);
@@ -922,6 +938,15 @@ static void drain_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
     (void)t;
     tw_log_warn("generation %u still has workers after the shutdown timeout; killing them",
                 ge->g->number);
+    signal_generation(ge->master, ge, SIGKILL);
+}
+
+/* The end of an abandoned generation's grace (see gen_failed). */
+static void abandon_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    gen_t *ge = arg;
+    (void)loop;
+    (void)t;
     signal_generation(ge->master, ge, SIGKILL);
 }
 
@@ -1050,10 +1075,15 @@ static void gen_failed(gen_t *ge, const char *why)
     snprintf(m->failed_why, sizeof m->failed_why, "%s", why);
     tw_counter_add(&stats(m)->reloads_failed, 1);
     tw_timer_stop(m->loop, &ge->timer);
-    /* Kill its workers; they are reaped by SIGCHLD and the generation is
-     * freed once none is left. */
+    /* Stop its workers: SIGTERM first, so that those whose init_worker ran
+     * run exit_worker too (a worker still inside a hook has SIGTERM
+     * blocked until its loop runs); SIGKILL after a short grace for the
+     * rest. They are reaped by SIGCHLD and the generation is freed once
+     * none is left. */
     ge->state = GEN_DRAINING;
-    signal_generation(m, ge, SIGKILL);
+    signal_generation(m, ge, SIGTERM);
+    tw_timer_init(&ge->timer, abandon_timeout, ge);
+    tw_timer_start(m->loop, &ge->timer, ABANDON_GRACE_MS);
     m->starting = NULL;
     ge->next = m->draining;
     m->draining = ge;
@@ -1079,9 +1109,19 @@ static void startup_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
     gen_t *ge = arg;
     (void)loop;
     (void)t;
-    char why[128];
+    char why[1024];
     snprintf(why, sizeof why, "workers did not report ready within %d s",
              TW_STARTUP_TIMEOUT_MS / 1000);
+    /* Name the hook a stuck worker is in (the first one found). */
+    for (worker_t *w = ge->master->workers; w; w = w->next) {
+        char hook[512];
+        if (w->gen == ge && w->state == W_STARTING &&
+            tw_activity_describe_hook(&ge->slots[w->index].activity, hook, sizeof hook)) {
+            snprintf(why, sizeof why, "%s did not return within %d s (worker %u, during start-up)",
+                     hook, TW_STARTUP_TIMEOUT_MS / 1000, w->index);
+            break;
+        }
+    }
     gen_failed(ge, why);
 }
 

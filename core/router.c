@@ -261,6 +261,16 @@ const tw_server_conf_t *tw_router_find_server(const tw_settings_t *s, size_t lis
 const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_conf_t *server,
                                        const char *path, size_t path_len)
 {
+    return tw_router_match_route(s, server, path, path_len, NULL);
+}
+
+const tw_route_t *tw_router_match_route(const tw_settings_t *s, const tw_server_conf_t *server,
+                                        const char *path, size_t path_len, tw_route_match_t *match)
+{
+    tw_route_match_t ignored;
+    if (!match)
+        match = &ignored;
+    match->count = 0;
     if (!s->router || !server)
         return NULL;
     const server_tab_t *t = &s->router->servers[server->index];
@@ -270,8 +280,10 @@ const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_c
         size_t mid = lo + (hi - lo) / 2;
         const tw_route_t *r = t->exact[mid];
         int c = cmp_bytes(path, path_len, r->pattern, r->pattern_len);
-        if (c == 0)
+        if (c == 0) {
+            match->kind = r->kind;
             return r;
+        }
         if (c < 0)
             hi = mid;
         else
@@ -280,26 +292,32 @@ const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_c
 
     for (size_t i = 0; i < t->nregex; i++) {
         const tw_route_t *r = t->regex[i];
-        regmatch_t m[1];
+        regmatch_t *m = match->captures;
+        size_t slots =
+            r->regex.re_nsub + 1 < TW_ROUTER_CAPTURES ? r->regex.re_nsub + 1 : TW_ROUTER_CAPTURES;
 #ifdef REG_STARTEND
         /* Matches path[0..path_len) in place: no copy, NULs allowed. */
         m[0].rm_so = 0;
         m[0].rm_eo = (regoff_t)path_len;
-        if (regexec(&r->regex, path, 1, m, REG_STARTEND) == 0)
-            return r;
+        int rc = regexec(&r->regex, path, slots, m, REG_STARTEND);
 #else
         char *z = strndup(path, path_len);
-        int rc = z ? regexec(&r->regex, z, 1, m, 0) : REG_NOMATCH;
+        int rc = z ? regexec(&r->regex, z, slots, m, 0) : REG_NOMATCH;
         free(z);
-        if (rc == 0)
-            return r;
 #endif
+        if (rc == 0) {
+            match->kind = r->kind;
+            match->count = slots;
+            return r;
+        }
     }
 
     for (size_t i = 0; i < t->nprefix; i++) {
         const tw_route_t *r = t->prefix[i];
-        if (r->pattern_len <= path_len && memcmp(path, r->pattern, r->pattern_len) == 0)
+        if (r->pattern_len <= path_len && memcmp(path, r->pattern, r->pattern_len) == 0) {
+            match->kind = r->kind;
             return r;
+        }
     }
     return NULL;
 }

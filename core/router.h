@@ -24,6 +24,7 @@
 #ifndef TWISTER_ROUTER_H
 #define TWISTER_ROUTER_H
 
+#include <regex.h>
 #include <stddef.h>
 
 #include "settings.h"
@@ -43,6 +44,23 @@ const tw_server_conf_t *tw_router_find_server(const tw_settings_t *s, size_t lis
  * NULL if none matches. */
 const tw_route_t *tw_router_find_route(const tw_settings_t *s, const tw_server_conf_t *server,
                                        const char *path, size_t path_len);
+
+/* Regex captures kept per match: $0 (the whole match) .. $9. */
+#define TW_ROUTER_CAPTURES 10
+
+/* How a route matched: its kind (settings.h) and its captures. */
+typedef struct {
+    tw_match_kind_t kind;
+    /* For a regex route: the offsets into path of $0..$9 (rm_so -1 for a
+     * group that did not take part or does not exist); count is the
+     * number of slots the regex has, 1 + its groups, at most 10. */
+    regmatch_t captures[TW_ROUTER_CAPTURES];
+    size_t count;
+} tw_route_match_t;
+
+/* tw_router_find_route, also filling *match (which may be NULL). */
+const tw_route_t *tw_router_match_route(const tw_settings_t *s, const tw_server_conf_t *server,
+                                        const char *path, size_t path_len, tw_route_match_t *match);
 
 /* Both steps: the route for (listener, Host, path) with *status = 0, or
  * NULL with *status = 404 when no route matches (or the listener index is

@@ -20,6 +20,7 @@
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
+#include "request/request.h"
 #include "router.h"
 #include "settings.h"
 #include "tls/tls_context.h"
@@ -50,7 +51,9 @@ struct tw_runtime {
     tw_http_server_t http;
     struct tw_tls_server *tls; /* TLS contexts, NULL without TLS listeners */
     bool http_ready;
-    bool has_worker; /* false in the -t checker: no init/exit hooks */
+    bool has_worker;         /* false in the -t checker: no init/exit hooks */
+    tw_activity_t *activity; /* crash-safe slot (worker or checker), or NULL */
+    void **worker_ctx;       /* per module: tw_worker_set_ctx */
     struct tw_worker worker;
     size_t inited; /* modules whose init_worker succeeded */
     tw_zone_list_t zones;            /* declared by configure hooks */
@@ -64,6 +67,7 @@ struct tw_configure {
     tw_runtime_t *rt;
     size_t module_index;
     tw_conf_scope_t scope;
+    tw_route_t *route; /* in TW_SCOPE_ROUTE */
 };
 
 /* ---- the worker part of the plugin API (module.h) -------------------------- */
@@ -90,6 +94,33 @@ void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module
         if (rt->modules[i] == module)
             return rt->global_conf[i];
     return NULL;
+}
+
+static int module_slot(const tw_runtime_t *rt, const tw_module_t *module)
+{
+    for (size_t i = 0; i < rt->module_count; i++)
+        if (rt->modules[i] == module)
+            return (int)i;
+    return -1;
+}
+
+int tw_worker_set_ctx(tw_worker_t *worker, const tw_module_t *module, void *ctx)
+{
+    int i = module_slot(worker->runtime, module);
+    if (i < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    worker->runtime->worker_ctx[i] = ctx;
+    return 0;
+}
+
+void *tw_worker_ctx(const tw_worker_t *worker, const tw_module_t *module)
+{
+    if (!worker)
+        return NULL;
+    int i = module_slot(worker->runtime, module);
+    return i < 0 ? NULL : worker->runtime->worker_ctx[i];
 }
 
 /* ---- the configure-time API (module.h) ------------------------------------ */
@@ -146,6 +177,58 @@ int tw_configure_add_method(tw_configure_t *cf, const char *method)
         memcpy(grown, rt->extra_methods, rt->extra_method_count * sizeof *grown);
     grown[rt->extra_method_count++] = copy;
     rt->extra_methods = grown;
+    return 0;
+}
+
+int tw_configure_set_methods(tw_configure_t *cf, const char *const *methods)
+{
+    tw_runtime_t *rt = cf->rt;
+    tw_route_t *route = cf->route;
+    size_t n = 0;
+    bool has_head = false;
+    for (; methods && methods[n]; n++) {
+        if (!is_token(methods[n]) || strlen(methods[n]) > 32) {
+            errno = EINVAL;
+            return -1;
+        }
+        has_head |= strcmp(methods[n], "HEAD") == 0;
+    }
+    if (n == 0 || cf->scope != TW_SCOPE_ROUTE || !route ||
+        route->http.handler != rt->modules[cf->module_index]) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (route->http.methods)
+        return 0; /* the route's own `methods:` list wins */
+    const char **list = tw_pool_calloc(rt->pool, (n + 2) * sizeof *list);
+    size_t allow_len = 1;
+    for (size_t i = 0; i < n; i++)
+        allow_len += strlen(methods[i]) + 2;
+    allow_len += 6; /* ", HEAD" */
+    char *allow = tw_pool_alloc(rt->pool, allow_len);
+    if (!list || !allow) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t k = 0;
+    allow[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!(list[k] = tw_configure_strdup(cf, methods[i]))) {
+            errno = ENOMEM;
+            return -1;
+        }
+        k++;
+        if (strcmp(methods[i], "GET") == 0 && !has_head)
+            list[k++] = "HEAD";
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            strcat(allow, ", ");
+        strcat(allow, list[i]);
+    }
+    route->http.methods = list;
+    route->http.allow = allow;
+    route->http.methods_declared = true;
     return 0;
 }
 
@@ -264,17 +347,23 @@ static int module_index_by_name(const tw_runtime_t *rt, const char *name)
  * at when the module had no node of its own to blame (a route that names
  * the module as its handler without a section for it, or no global
  * section): the message then gets where's file:line:column. */
-static int run_configure(tw_runtime_t *rt, size_t mi, tw_conf_scope_t scope,
-                         const tw_conf_node_t *node, const tw_conf_node_t *where, void **out,
+static int run_configure(tw_runtime_t *rt, size_t mi, tw_route_t *route, const tw_conf_node_t *node,
+                         const tw_conf_node_t *where, const char *label, void **out,
                          tw_conf_error_t *err)
 {
     const tw_module_t *m = rt->modules[mi];
+    tw_conf_scope_t scope = route ? TW_SCOPE_ROUTE : TW_SCOPE_GLOBAL;
     *out = NULL;
     if (!m->configure || rt->disabled[mi])
         return 0;
-    tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope};
+    tw_configure_t cf = {.rt = rt, .module_index = mi, .scope = scope, .route = route};
     err->message[0] = '\0';
-    if (m->configure(&cf, scope, node, out, err) != 0) {
+    /* A hook that crashes or hangs is named by the process that waits for
+     * this one (the master, or the -t parent). */
+    tw_activity_enter(rt->activity, m->name, "configure", label, strlen(label));
+    int rc = m->configure(&cf, scope, node, out, err);
+    tw_activity_leave(rt->activity);
+    if (rc != 0) {
         if (!err->message[0])
             snprintf(err->message, sizeof err->message,
                      "module %s: configure failed without saying why", m->name);
@@ -314,7 +403,8 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
     rt->modules = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->modules);
     rt->global_conf = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->global_conf);
     rt->disabled = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->disabled);
-    if (!rt->modules || !rt->global_conf || !rt->disabled) {
+    rt->worker_ctx = tw_pool_calloc(rt->pool, (n ? n : 1) * sizeof *rt->worker_ctx);
+    if (!rt->modules || !rt->global_conf || !rt->disabled || !rt->worker_ctx) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return -1;
     }
@@ -377,14 +467,16 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
         for (size_t k = 0; k < s->nsections; k++)
             if (strcmp(s->sections[k].name, rt->modules[i]->name) == 0)
                 node = s->sections[k].node;
-        if (run_configure(rt, i, TW_SCOPE_GLOBAL, node, tw_conf_root(s->doc), &rt->global_conf[i],
-                          err) != 0)
+        if (run_configure(rt, i, NULL, node, tw_conf_root(s->doc), "global section",
+                          &rt->global_conf[i], err) != 0)
             return -1;
     }
     for (size_t si = 0; si < s->nservers; si++) {
         tw_server_conf_t *srv = &s->servers[si];
         for (size_t ri = 0; ri < srv->nroutes; ri++) {
             tw_route_t *route = &srv->routes[ri];
+            char label[96];
+            snprintf(label, sizeof label, "route servers[%zu].routes[%zu]", si, ri);
             void **confs =
                 tw_pool_calloc(rt->pool, (rt->module_count ? rt->module_count : 1) * sizeof *confs);
             if (!confs)
@@ -414,14 +506,14 @@ static int configure_all(tw_runtime_t *rt, tw_conf_error_t *err)
                 if (mi < 0)
                     return tw_conf_error(err, route->sections[k].key,
                                          "no loaded module is named '%s'", route->sections[k].name);
-                if (run_configure(rt, (size_t)mi, TW_SCOPE_ROUTE, route->sections[k].node,
-                                  route->sections[k].key, &confs[mi], err) != 0)
+                if (run_configure(rt, (size_t)mi, route, route->sections[k].node,
+                                  route->sections[k].key, label, &confs[mi], err) != 0)
                     return -1;
                 if (mi == handler)
                     handler_configured = true;
             }
             if (handler >= 0 && !handler_configured &&
-                run_configure(rt, (size_t)handler, TW_SCOPE_ROUTE, NULL, route->handler_node,
+                run_configure(rt, (size_t)handler, route, NULL, route->handler_node, label,
                               &confs[handler], err) != 0)
                 return -1;
         }
@@ -442,7 +534,10 @@ static int register_all(tw_runtime_t *rt, tw_conf_error_t *err)
             continue;
         tw_phases_begin_module(rt->phases, m, i);
         err->message[0] = '\0';
-        if (m->register_phases(rt->phases, err) != 0) {
+        tw_activity_enter(rt->activity, m->name, "register_phases", NULL, 0);
+        int rc = m->register_phases(rt->phases, err);
+        tw_activity_leave(rt->activity);
+        if (rc != 0) {
             if (!err->message[0])
                 snprintf(err->message, sizeof err->message,
                          "module %s: register_phases failed without saying why", m->name);
@@ -462,9 +557,12 @@ static int find_route(void *arg, tw_request_t *r, size_t listener_index,
     tw_runtime_t *rt = arg;
     tw_str_t host = tw_request_host(r);
     tw_str_t path = tw_request_path(r);
-    int status = 404;
-    const tw_route_t *route = tw_router_find(rt->gen->settings, listener_index, host.ptr, host.len,
-                                             path.ptr, path.len, &status);
+    const tw_settings_t *s = rt->gen->settings;
+    const tw_server_conf_t *srv = tw_router_find_server(s, listener_index, host.ptr, host.len);
+    tw_route_match_t match;
+    const tw_route_t *route =
+        srv ? tw_router_match_route(s, srv, path.ptr, path.len, &match) : NULL;
+    tw_req_set_captures(r, match.captures, route ? match.count : 0);
     if (!route || !route->http.content)
         return 404;
     *out = &route->http;
@@ -481,6 +579,7 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
         return -1;
     h->tls = rt->tls;
     h->activity = rt->has_worker ? rt->worker.activity : NULL;
+    h->worker = rt->has_worker ? &rt->worker : NULL;
     h->limits.request_line_max = s->limits.request_line;
     h->limits.header_size_max = s->limits.header_size;
     h->limits.headers_max = s->limits.headers;
@@ -577,8 +676,8 @@ static int init_workers(tw_runtime_t *rt, tw_conf_error_t *err)
     return 0;
 }
 
-tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
-                                  tw_conf_error_t *err)
+static tw_runtime_t *activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
+                              tw_activity_t *activity, tw_conf_error_t *err)
 {
     tw_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt || !(rt->pool = tw_pool_new(16384))) {
@@ -587,6 +686,7 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t 
         return NULL;
     }
     rt->gen = g;
+    rt->activity = activity;
     if (worker) {
         rt->has_worker = true;
         rt->worker = (struct tw_worker){.runtime = rt,
@@ -602,6 +702,17 @@ tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t 
         return NULL;
     }
     return rt;
+}
+
+tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
+                                  tw_conf_error_t *err)
+{
+    return activate(g, worker, worker ? worker->activity : NULL, err);
+}
+
+tw_runtime_t *tw_runtime_check(tw_generation_t *g, tw_activity_t *activity, tw_conf_error_t *err)
+{
+    return activate(g, NULL, activity, err);
 }
 
 void tw_runtime_free(tw_runtime_t *rt)

@@ -38,6 +38,11 @@ typedef struct {
  * err. */
 tw_runtime_t *tw_runtime_activate(tw_generation_t *g, const tw_runtime_worker_t *worker,
                                   tw_conf_error_t *err);
+/* The same without a worker, for the -t checker: configure and
+ * register_phases run, init_worker does not. Each hook is recorded in
+ * activity (may be NULL) so that the process waiting for this one can name
+ * a hook that crashed or hung. */
+tw_runtime_t *tw_runtime_check(tw_generation_t *g, tw_activity_t *activity, tw_conf_error_t *err);
 /* Runs exit_worker hooks (of the modules whose init_worker ran) and frees
  * the runtime. Modules stay mapped: a process exits soon after, and
  * unmapping code that may still have callbacks registered is the classic

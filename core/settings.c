@@ -47,7 +47,8 @@ static const char *const root_keys[] = {
 };
 static const char *const crash_policy_keys[] = {"max", "within", "action", NULL};
 static const char *const limit_keys[] = {"request_line", "header_size", "headers", "body", NULL};
-static const char *const timeout_keys[] = {"header", "body", "send", "keepalive", "shutdown", NULL};
+static const char *const timeout_keys[] = {"header",   "body",      "send", "keepalive",
+                                           "shutdown", "configure", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", "tls", NULL};
 static const char *const route_keys[] = {"path",    "prefix", "regex",   "methods",
                                          "handler", "limits", "satisfy", NULL};
@@ -715,7 +716,8 @@ static int parse_globals(ctx_t *c, const tw_conf_node_t *root)
             get_duration(c, n, "body", false, &s->timeouts.body_ms) ||
             get_duration(c, n, "send", false, &s->timeouts.send_ms) ||
             get_duration(c, n, "keepalive", true, &s->timeouts.keepalive_ms) ||
-            get_duration(c, n, "shutdown", true, &s->timeouts.shutdown_ms))
+            get_duration(c, n, "shutdown", true, &s->timeouts.shutdown_ms) ||
+            get_duration(c, n, "configure", false, &s->timeouts.configure_ms))
             return -1;
     }
     return 0;
@@ -1276,7 +1278,7 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     s->server_tokens = true;
     s->server_header = "twister";
     s->limits = (tw_limits_t){DEF_REQUEST_LINE, DEF_HEADER_SIZE, DEF_HEADERS, DEF_BODY};
-    s->timeouts = (tw_timeouts_t){10000, 30000, 30000, 75000, 30000};
+    s->timeouts = (tw_timeouts_t){10000, 30000, 30000, 75000, 30000, 10000};
     if (!(s->module_dir = resolve(
               c, root, default_module_dir ? default_module_dir : TW_SETTINGS_DEFAULT_MODULE_DIR)))
         return -1;

@@ -31,7 +31,8 @@
  *   server_header: twister     # the Server header's name; "" omits it
  *   limits:   { request_line: 8k, header_size: 32k, headers: 100, body: 1m }
  *   timeouts: { header: 10s, body: 30s, send: 30s, keepalive: 75s,
- *               shutdown: 30s }      # keepalive: 0 disables keep-alive
+ *               shutdown: 30s,       # keepalive: 0 disables keep-alive
+ *               configure: 10s }     # bound on the modules' configure hooks (-t)
  *   crash_policy: { max: 5, within: 60s, action: quarantine }
  *                              # what `max` crashes of one module within
  *                              # `within` do: quarantine | restart | stop
@@ -154,6 +155,7 @@ typedef struct {
     uint64_t send_ms;      /* between two successful writes (30s) */
     uint64_t keepalive_ms; /* idle between requests (75s); 0: no keep-alive */
     uint64_t shutdown_ms;  /* graceful drain bound on reload/stop (30s) */
+    uint64_t configure_ms; /* bound on the configure hooks in -t, -T, -M (10s) */
 } tw_timeouts_t;
 
 /* What the master does when one module has crashed workers `max` times

@@ -3,6 +3,8 @@
  * that change its course: tw_request_set_uri, tw_request_on_abort,
  * tw_request_set_timer. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -308,4 +310,23 @@ int tw_request_set_timer(tw_request_t *r, uint64_t ms, tw_request_cb fn, void *a
     if (tw_timer_start(r->srv->loop, &rt->timer, ms) != 0)
         return -1;
     return 0;
+}
+
+tw_worker_t *tw_request_worker(const tw_request_t *r)
+{
+    return r->srv->worker;
+}
+
+void tw_request_log(const tw_request_t *r, tw_log_level_t level, const char *fmt, ...)
+{
+    if (!tw_log_enabled(level))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tw_log(level, "module %s: %s (request '%.*s', client %s)", tw_req_module_name(r->module), msg,
+           (int)(r->request_line.len > 512 ? 512 : r->request_line.len), r->request_line.ptr,
+           tw_request_peer_text(r));
 }

@@ -249,6 +249,9 @@ static int find_route(tw_request_t *r)
                 (r->is_head && strcmp(*m, "GET") == 0))
                 ok = true;
         }
+        if (!ok && route->methods_declared && r->method.len == 7 &&
+            memcmp(r->method.ptr, "OPTIONS", 7) == 0)
+            return answer_options(r, route->allow);
         if (!ok)
             return 405;
     } else if (r->method.len == 7 && memcmp(r->method.ptr, "OPTIONS", 7) == 0) {

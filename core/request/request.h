@@ -22,6 +22,7 @@
 #ifndef TWISTER_REQUEST_REQUEST_H
 #define TWISTER_REQUEST_REQUEST_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,7 +106,9 @@ struct tw_request {
     const tw_module_t *module; /* whose code runs (or last ran) for this request */
     const char *where;         /* phase or callback name, for errors and activity */
     const tw_http_route_t *route;
-    void **ctx; /* per module index */
+    tw_str_t *captures;   /* a regex route's $0..$9, into path (args.c) */
+    size_t capture_count; /* 0: not a regex route */
+    void **ctx;           /* per module index */
     unsigned redirects;
     unsigned running; /* plugin code of this request is on the stack */
     bool suspended;
@@ -239,6 +242,12 @@ enum {
 /* Checks that the running plugin may call fn now; logs and sets EPERM if
  * not. */
 bool tw_req_api_allowed(tw_request_t *r, const char *fn, int kind);
+
+/* ---- args.c ---- */
+
+/* Records a regex route's captures for r: count (offset pairs into r's
+ * path, rm_so < 0 for an unset group), copied. count 0 clears them. */
+void tw_req_set_captures(tw_request_t *r, const regmatch_t *m, size_t count);
 
 /* ---- headers.c ---- */
 

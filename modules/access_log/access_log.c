@@ -43,9 +43,9 @@ typedef struct {
     bool off; /* route: do not log requests of this route */
 } access_conf_t;
 
-/* Per worker state: the open file and the line buffer. One worker is one
- * process, so a static struct is per worker by construction; it is reset
- * in init_worker, so a new generation never sees the old one's state. */
+/* Per worker state: the open file and the line buffer. Allocated in
+ * init_worker and kept with tw_worker_set_ctx, so that nothing outlives
+ * the worker's runtime and a new generation never sees the old one's. */
 typedef struct {
     const access_conf_t *conf;
     int fd;
@@ -60,8 +60,6 @@ typedef struct {
     time_t time_sec; /* the second time_text was formatted for */
     char time_text[40];
 } access_state_t;
-
-static access_state_t state = {.fd = -1};
 
 static int access_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                             void **conf, tw_conf_error_t *err)
@@ -130,20 +128,20 @@ static int access_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
     return 0;
 }
 
-static void flush(void)
+static void flush(access_state_t *as)
 {
     size_t off = 0;
-    while (off < state.len && state.fd >= 0) {
-        ssize_t n = write(state.fd, state.buf + off, state.len - off);
+    while (off < as->len && as->fd >= 0) {
+        ssize_t n = write(as->fd, as->buf + off, as->len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            tw_log_error("access_log: cannot write %s: %s", state.conf->path, strerror(errno));
+            tw_log_error("access_log: cannot write %s: %s", as->conf->path, strerror(errno));
             break;
         }
         off += (size_t)n;
     }
-    state.len = 0;
+    as->len = 0;
 }
 
 /* What the log path names, when it is not something a log can be. */
@@ -162,18 +160,18 @@ static const char *not_a_log(mode_t mode)
  * fails (ENXIO) or succeeds and fstat refuses the FIFO. A regular file
  * ignores the flag; a character device (/dev/null, a terminal) is allowed
  * and then never blocks a write either. Returns 0, or -1 with *why. */
-static int open_log(const char **why)
+static int open_log(access_state_t *as, const char **why)
 {
     int fd;
     do
-        fd = open(state.conf->path,
-                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+        fd = open(as->conf->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                  0644);
     while (fd < 0 && errno == EINTR);
     struct stat st;
     if (fd < 0) {
         /* ENXIO: a FIFO without a reader, or a socket; say which. */
         int e = errno;
-        *why = e == ENXIO && stat(state.conf->path, &st) == 0 && !S_ISREG(st.st_mode)
+        *why = e == ENXIO && stat(as->conf->path, &st) == 0 && !S_ISREG(st.st_mode)
                    ? not_a_log(st.st_mode)
                    : strerror(e);
         return -1;
@@ -188,11 +186,11 @@ static int open_log(const char **why)
         close(fd);
         return -1;
     }
-    state.dev = st.st_dev;
-    state.ino = st.st_ino;
-    if (state.fd >= 0)
-        close(state.fd);
-    state.fd = fd;
+    as->dev = st.st_dev;
+    as->ino = st.st_ino;
+    if (as->fd >= 0)
+        close(as->fd);
+    as->fd = fd;
     return 0;
 }
 
@@ -209,59 +207,62 @@ static bool same_file(const struct stat *a, const struct stat *b)
  * file (the path now names another inode, or nothing). */
 static void tick(tw_loop_t *loop, tw_timer_t *timer, void *arg)
 {
-    (void)arg;
-    flush();
+    access_state_t *as = arg;
+    flush(as);
     struct stat st;
     const char *why;
-    bool exists = stat(state.conf->path, &st) == 0;
-    if (exists && st.st_ino == state.ino && st.st_dev == state.dev)
+    bool exists = stat(as->conf->path, &st) == 0;
+    if (exists && st.st_ino == as->ino && st.st_dev == as->dev)
         ; /* not rotated */
-    else if (exists && same_file(&st, &state.refused))
+    else if (exists && same_file(&st, &as->refused))
         ; /* the FIFO (or directory) already refused: once a second is noise */
-    else if (open_log(&why) != 0) {
+    else if (open_log(as, &why) != 0) {
         tw_log_error("access_log: cannot reopen %s: %s; still writing to the old file",
-                     state.conf->path, why);
-        state.refused = exists ? st : (struct stat){0};
+                     as->conf->path, why);
+        as->refused = exists ? st : (struct stat){0};
     }
-    tw_timer_start(loop, timer, state.conf->flush_ms);
+    tw_timer_start(loop, timer, as->conf->flush_ms);
 }
 
 static int access_init_worker(tw_worker_t *w, tw_conf_error_t *err)
 {
     const access_conf_t *c = tw_worker_global_conf(w, &twister_module_v1);
-    state = (access_state_t){.fd = -1};
     if (!c || !c->path)
         return 0;
-    state.conf = c;
-    state.buf = malloc(c->buffer_size + ACCESS_LINE_MAX);
-    if (!state.buf) {
+    access_state_t *as = calloc(1, sizeof *as);
+    if (!as || !(as->buf = malloc(c->buffer_size + ACCESS_LINE_MAX))) {
+        free(as);
         snprintf(err->message, sizeof err->message, "access_log: out of memory");
         return -1;
     }
+    as->fd = -1;
+    as->conf = c;
     const char *why;
-    if (open_log(&why) != 0) {
+    if (open_log(as, &why) != 0) {
         snprintf(err->message, sizeof err->message, "access_log: cannot open %s: %s", c->path, why);
-        free(state.buf);
-        state.buf = NULL;
+        free(as->buf);
+        free(as);
         return -1;
     }
-    state.loop = tw_worker_loop(w);
-    tw_timer_init(&state.timer, tick, NULL);
-    tw_timer_start(state.loop, &state.timer, c->flush_ms);
+    as->loop = tw_worker_loop(w);
+    tw_timer_init(&as->timer, tick, as);
+    tw_timer_start(as->loop, &as->timer, c->flush_ms);
+    tw_worker_set_ctx(w, &twister_module_v1, as);
     return 0;
 }
 
 static void access_exit_worker(tw_worker_t *w)
 {
-    (void)w;
-    if (!state.conf)
+    access_state_t *as = tw_worker_ctx(w, &twister_module_v1);
+    if (!as)
         return;
-    flush();
-    tw_timer_stop(state.loop, &state.timer);
-    if (state.fd >= 0)
-        close(state.fd);
-    free(state.buf);
-    state = (access_state_t){.fd = -1};
+    flush(as);
+    tw_timer_stop(as->loop, &as->timer);
+    if (as->fd >= 0)
+        close(as->fd);
+    free(as->buf);
+    free(as);
+    tw_worker_set_ctx(w, &twister_module_v1, NULL);
 }
 
 /* A line being built: appends clamp at the end, so a huge request target
@@ -320,41 +321,42 @@ static void put_header(line_t *l, const tw_request_t *r, const char *name, bool 
         put(l, "-", 1);
 }
 
-static const char *local_time(void)
+static const char *local_time(access_state_t *as)
 {
     time_t now = time(NULL);
-    if (now != state.time_sec) {
+    if (now != as->time_sec) {
         struct tm tm;
         /* A clock beyond what struct tm holds leaves tm unset (and
          * strftime's buffer undefined when it returns 0): log "-". */
         if (localtime_r(&now, &tm) == NULL ||
-            strftime(state.time_text, sizeof state.time_text,
-                     state.conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z"
-                                                       : "%d/%b/%Y:%H:%M:%S %z",
+            strftime(as->time_text, sizeof as->time_text,
+                     as->conf->format == FORMAT_JSON ? "%Y-%m-%dT%H:%M:%S%z"
+                                                     : "%d/%b/%Y:%H:%M:%S %z",
                      &tm) == 0)
-            memcpy(state.time_text, "-", 2);
-        state.time_sec = now;
+            memcpy(as->time_text, "-", 2);
+        as->time_sec = now;
     }
-    return state.time_text;
+    return as->time_text;
 }
 
 static int access_log_handler(tw_request_t *r)
 {
-    if (!state.conf)
+    access_state_t *as = tw_worker_ctx(tw_request_worker(r), &twister_module_v1);
+    if (!as)
         return TW_NEXT;
     const access_conf_t *route = tw_request_route_conf(r, &twister_module_v1);
     if (route && route->off)
         return TW_NEXT;
     /* The buffer has ACCESS_LINE_MAX bytes of room past buffer_size: a line always
      * fits (clamped), and a full buffer is flushed after it. */
-    line_t l = {state.buf + state.len, state.buf + state.len + ACCESS_LINE_MAX - 1};
-    bool json = state.conf->format == FORMAT_JSON;
+    line_t l = {as->buf + as->len, as->buf + as->len + ACCESS_LINE_MAX - 1};
+    bool json = as->conf->format == FORMAT_JSON;
     tw_str_t method = tw_request_method(r), target = tw_request_target(r);
     int version = tw_request_version(r);
     unsigned long long bytes = (unsigned long long)tw_response_body_bytes(r);
     const char *user = tw_request_user(r); /* an auth module's, or "-" */
     if (json) {
-        putf(&l, "{\"time\":\"%s\",\"remote_addr\":\"%s\",", local_time(),
+        putf(&l, "{\"time\":\"%s\",\"remote_addr\":\"%s\",", local_time(as),
              tw_request_peer_text(r));
         if (user) {
             put(&l, "\"remote_user\":\"", 15);
@@ -368,7 +370,7 @@ static int access_log_handler(tw_request_t *r)
             put_escaped(&l, user, strlen(user), false);
         else
             put(&l, "-", 1);
-        putf(&l, " [%s] \"", local_time());
+        putf(&l, " [%s] \"", local_time(as));
     }
     put_escaped(&l, method.ptr, method.len, json);
     put(&l, " ", 1);
@@ -388,7 +390,7 @@ static int access_log_handler(tw_request_t *r)
         put(&l, "}", 1);
     } else {
         putf(&l, " %d %llu", tw_response_status(r), bytes);
-        if (state.conf->format == FORMAT_COMBINED) {
+        if (as->conf->format == FORMAT_COMBINED) {
             put(&l, " \"", 2);
             put_header(&l, r, "Referer", false);
             put(&l, "\" \"", 3);
@@ -397,9 +399,9 @@ static int access_log_handler(tw_request_t *r)
         }
     }
     *l.p++ = '\n'; /* the end was set one byte short for this */
-    state.len = (size_t)(l.p - state.buf);
-    if (state.len >= state.conf->buffer_size)
-        flush();
+    as->len = (size_t)(l.p - as->buf);
+    if (as->len >= as->conf->buffer_size)
+        flush(as);
     return TW_NEXT;
 }
 

@@ -7,8 +7,8 @@
  * The value is a status, then optionally a URL (for 3xx) or a text (for
  * anything else; surrounding double quotes are dropped). Variables are
  * substituted per request: $uri, $args, $is_args, $request_uri, $host,
- * $scheme. The template is compiled at configure time into literal and
- * variable pieces, so a request only copies bytes. See README.md. */
+ * $scheme, and $1..$9, the groups of the route's `regex:`. The template is compiled at configure
+ * time into literal and variable pieces, so a request only copies bytes. See README.md. */
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +25,8 @@ typedef enum {
     VAR_REQUEST_URI, /* the request target as received, from the path on */
     VAR_HOST,        /* the Host, without port */
     VAR_SCHEME,      /* "https" on a TLS listener, else "http" */
+    VAR_CAPTURE,     /* $1..$9: a group of the route's regex (decoded path bytes,
+                        percent-encoded in a URL); empty if it did not match */
 } var_t;
 
 static const char *const var_names[] = {
@@ -36,7 +38,7 @@ static const char *const var_names[] = {
 typedef struct {
     var_t var; /* VAR_NONE: the literal text below */
     const char *text;
-    size_t len;
+    size_t len; /* VAR_CAPTURE: the group number */
 } piece_t;
 
 typedef struct {
@@ -58,8 +60,9 @@ static bool is_name_char(char c)
     return is_letter(c) || (c >= '0' && c <= '9') || c == '_';
 }
 
-/* Splits text into literal and variable pieces. A '$' not followed by a
- * letter is literal ("$5", "$ ", a final "$"). (${...} is not ours: the
+/* Splits text into literal and variable pieces. "$1".."$9" are the
+ * route's regex groups; any other '$' not followed by a letter is literal
+ * ("$0", "$ ", a final "$"). (${...} is not ours: the
  * config file already replaced it with an environment variable.) */
 static int compile(tw_configure_t *cf, redirect_conf_t *c, const char *text,
                    const tw_conf_node_t *node, tw_conf_error_t *err)
@@ -73,6 +76,13 @@ static int compile(tw_configure_t *cf, redirect_conf_t *c, const char *text,
 
     const char *lit = text, *p = text;
     while (*p) {
+        if (*p == '$' && p[1] >= '1' && p[1] <= '9') {
+            if (p > lit)
+                c->pieces[c->npieces++] = (piece_t){VAR_NONE, lit, (size_t)(p - lit)};
+            c->pieces[c->npieces++] = (piece_t){VAR_CAPTURE, NULL, (size_t)(p[1] - '0')};
+            lit = p = p + 2;
+            continue;
+        }
         if (*p != '$' || !is_letter(p[1])) {
             p++;
             continue;
@@ -239,6 +249,12 @@ static tw_str_t piece_value(tw_request_t *r, const piece_t *pc, const vars_t *va
         const char *scheme = tw_request_scheme(r);
         return (tw_str_t){scheme, strlen(scheme)};
     }
+    case VAR_CAPTURE: {
+        tw_str_t v;
+        *encode = true;
+        tw_request_capture(r, (unsigned)pc->len, &v);
+        return v.ptr ? v : (tw_str_t){"", 0};
+    }
     case VAR_NONE:
         break;
     }
@@ -334,7 +350,7 @@ TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
     TW_MODULE_HEADER,
     .name = "redirect",
     .version = "1.0.0",
-    .description = "fixed responses and redirects with $uri, $args, $host, ... substituted",
+    .description = "fixed responses and redirects with $uri, $args, $host, $1, ... substituted",
     .configure = redirect_configure,
     .content = redirect_content,
 };

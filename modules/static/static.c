@@ -200,6 +200,11 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
     if ((v = tw_conf_map_get(node, "gzip_static")) != NULL &&
         tw_conf_get_bool(v, &c->gzip_static, err) != 0)
         return -1;
+    /* Only GET and HEAD: OPTIONS and 405 then list exactly those. EINVAL
+     * means static is not this route's handler: nothing to declare. */
+    static const char *const methods[] = {"GET", NULL};
+    if (tw_configure_set_methods(cf, methods) != 0 && errno != EINVAL)
+        return tw_conf_error(err, node, "out of memory");
 
     static_global_t *g = tw_configure_global_conf(cf);
     if (g != NULL) {

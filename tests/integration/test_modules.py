@@ -62,7 +62,7 @@ servers:
         redirect: { return: 200 "pong" }
       - path: /vars
         handler: redirect
-        redirect: { return: '200 "uri=$uri args=$args is_args=$is_args ru=$request_uri host=$host scheme=$scheme cost=$5 $"' }
+        redirect: { return: '200 "uri=$uri args=$args is_args=$is_args ru=$request_uri host=$host scheme=$scheme cost=$0 $"' }
       - path: /robots.txt
         handler: redirect
         redirect: { return: "200 User-agent: *\\nDisallow: /\\n" }
@@ -614,7 +614,7 @@ class ModulesTest(ServerTestCase):
         r = self.get("/vars?a=%20b")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"uri=/vars args=a=%20b is_args=? ru=/vars?a=%20b host=a.test "
-                                 b"scheme=http cost=$5 $")
+                                 b"scheme=http cost=$0 $")
         r = self.get("/vars", host="A.Test:81")
         self.assertIn(b"args= is_args= ru=/vars host=", r.body)
 

@@ -135,6 +135,45 @@ START_TEST(test_find)
 }
 END_TEST
 
+START_TEST(test_match_captures)
+{
+    const tw_settings_t *s = settings;
+    const tw_server_conf_t *srv = tw_router_find_server(s, 0, NULL, 0);
+    tw_route_match_t m;
+    /* A regex route keeps its groups: $0 the match, $1 the group. */
+    const char *path = "/u/42";
+    const tw_route_t *r = tw_router_match_route(s, srv, path, strlen(path), &m);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->index, 5);
+    ck_assert_int_eq(m.kind, TW_MATCH_REGEX);
+    ck_assert_uint_eq(m.count, 2);
+    ck_assert_int_eq(m.captures[0].rm_so, 0);
+    ck_assert_int_eq(m.captures[0].rm_eo, 5);
+    ck_assert_int_eq(m.captures[1].rm_so, 3);
+    ck_assert_int_eq(m.captures[1].rm_eo, 5);
+    /* Offsets are relative to path even without a NUL after it. */
+    const char buf[] = "/u/7XYZ";
+    r = tw_router_match_route(s, srv, buf, 4, &m);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(m.captures[1].rm_so, 3);
+    ck_assert_int_eq(m.captures[1].rm_eo, 4);
+    /* A regex without groups: only $0. */
+    path = "/a.php";
+    r = tw_router_match_route(s, srv, path, strlen(path), &m);
+    ck_assert_int_eq(r->index, 6);
+    ck_assert_uint_eq(m.count, 1);
+    /* Exact and prefix matches say so and have no captures. */
+    r = tw_router_match_route(s, srv, "/exact", 6, &m);
+    ck_assert_int_eq(m.kind, TW_MATCH_EXACT);
+    ck_assert_uint_eq(m.count, 0);
+    r = tw_router_match_route(s, srv, "/static/a", 9, &m);
+    ck_assert_int_eq(m.kind, TW_MATCH_PREFIX);
+    ck_assert_uint_eq(m.count, 0);
+    ck_assert_ptr_null(tw_router_match_route(s, srv, "/nothing", 8, &m));
+    ck_assert_uint_eq(m.count, 0);
+}
+END_TEST
+
 START_TEST(test_lengths)
 {
     /* Host and path are (pointer, length): bytes past the length are not
@@ -195,6 +234,7 @@ static Suite *router_suite(void)
     TCase *tc = tcase_create("router");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_find, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    tcase_add_test(tc, test_match_captures);
     tcase_add_test(tc, test_lengths);
     tcase_add_test(tc, test_many_routes);
     suite_add_tcase(s, tc);

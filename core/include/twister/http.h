@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "twister/log.h"
 #include "twister/loop.h"
 #include "twister/pool.h"
 
@@ -367,6 +368,41 @@ int tw_body_filter_next(tw_request_t *r, const char *data, size_t len, bool last
 uint64_t tw_response_body_bytes(const tw_request_t *r);
 /* Microseconds since the request's head was complete. Since ABI 1.1. */
 uint64_t tw_request_elapsed_us(const tw_request_t *r);
+
+/* ---- values out of the request (since ABI 1.2) ---------------------------
+ * Arguments and cookies are looked up on each call (a linear scan of the
+ * query or the Cookie headers); a handler that reads many keeps what it
+ * found in its request context. */
+
+/* Percent-decodes src[0..len) into dst (which may be src itself; it needs
+ * len bytes, the result is never longer), turning '+' into a space if
+ * plus_is_space (query strings, forms). Returns the decoded length, or -1
+ * with EINVAL for a '%' not followed by two hex digits (dst is then
+ * partly written). Does not NUL-terminate. */
+ssize_t tw_percent_decode(char *dst, const char *src, size_t len, bool plus_is_space);
+/* The first query argument named name ("a" in "?a=1&b"), percent-decoded
+ * with '+' as a space, into *value (NUL-terminated, in the request's pool;
+ * empty for "?a" or "?a="). Names are compared after decoding, exactly.
+ * Returns 1 if found, 0 if not (*value {NULL, 0}), -1 with EINVAL for a
+ * malformed escape in that argument or ENOMEM. */
+int tw_request_arg(tw_request_t *r, const char *name, tw_str_t *value);
+/* The first cookie named name in the Cookie header fields (RFC 6265
+ * "a=1; b=2", several fields allowed), its value as sent without
+ * surrounding double quotes, not decoded; value points into the request's
+ * head (not NUL-terminated). Returns 1 if found, 0 if not. */
+int tw_request_cookie(const tw_request_t *r, const char *name, tw_str_t *value);
+/* Capture i of the request's regex route: 0 is the whole match, 1..9 the
+ * parenthesised groups, as offsets into tw_request_path (so not
+ * NUL-terminated). Set in FIND_ROUTE (again after an internal redirect).
+ * Returns 1, or 0 with *value {NULL, 0} when the route is not a regex
+ * route, the group does not exist or did not take part, or i > 9. */
+int tw_request_capture(const tw_request_t *r, unsigned i, tw_str_t *value);
+/* Writes one line to the error log at level, prefixed with the module
+ * whose code is running for r and followed by the request line and the
+ * client address: "module auth: no key (request 'GET /x HTTP/1.1', client
+ * 10.0.0.1)". Never fails visibly. */
+void tw_request_log(const tw_request_t *r, tw_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The reason phrase of status ("Not Found"), or "Unknown". */
 const char *tw_http_status_text(int status);

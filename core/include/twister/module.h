@@ -113,6 +113,15 @@ const char *tw_configure_dir(tw_configure_t *cf);
 /* Makes the server accept an extra request method (e.g. "PURGE") instead
  * of answering it 501. Errors: EINVAL for a non-token name. */
 int tw_configure_add_method(tw_configure_t *cf, const char *method);
+/* In TW_SCOPE_ROUTE, for a route whose handler is this module: the
+ * methods (a NULL-terminated list; "GET" implies "HEAD") its content
+ * handler accepts there. A route without its own `methods:` list then
+ * answers OPTIONS with exactly these in Allow and any other method 405
+ * with that Allow, before the handler runs; a route's `methods:` list wins
+ * over the declaration. The strings are copied. Errors: EINVAL for an
+ * empty list, a non-token method, the wrong scope or a module that is not
+ * the route's handler; ENOMEM. Since ABI 1.2. */
+int tw_configure_set_methods(tw_configure_t *cf, const char *const *methods);
 
 /* ---- phase registration ------------------------------------------------ */
 
@@ -137,10 +146,26 @@ int tw_phases_add_body_filter(tw_phases_t *phases, tw_body_filter_fn filter, int
 tw_loop_t *tw_worker_loop(tw_worker_t *worker);
 /* The worker's index within its generation, from 0. */
 unsigned tw_worker_index(const tw_worker_t *worker);
-/* The generation number (1 for the first, +1 per successful reload). */
+/* The generation number: 1 for the first, then one more for every
+ * generation the master starts (a reload, or a quarantine), whether it
+ * comes up or fails; so numbers of a serving generation can have gaps. */
 unsigned tw_worker_generation(const tw_worker_t *worker);
 /* The module's global conf in this generation (NULL if none). */
 void *tw_worker_global_conf(const tw_worker_t *worker, const tw_module_t *module);
+/* Sets the module's per-worker state: one pointer per module and worker,
+ * for what static variables would otherwise hold (open files, counters,
+ * caches), so that a module needs no global state. The module owns what
+ * it points to (allocate it in init_worker, free it in exit_worker).
+ * Errors: EINVAL if module is not loaded in this generation. Since ABI
+ * 1.2. */
+int tw_worker_set_ctx(tw_worker_t *worker, const tw_module_t *module, void *ctx);
+/* The module's per-worker state (NULL until set, and for a NULL worker).
+ * Since ABI 1.2. */
+void *tw_worker_ctx(const tw_worker_t *worker, const tw_module_t *module);
+/* The worker a request runs in (for its index, generation and the
+ * module's per-worker state), owned by the server; NULL only where no
+ * worker runs (a configuration check). Since ABI 1.2. */
+tw_worker_t *tw_request_worker(const tw_request_t *r);
 
 #ifdef __cplusplus
 }
