@@ -2,10 +2,12 @@
 #include "counters.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "twister/log.h"
 
@@ -125,41 +127,57 @@ static bool slot_is(const slot_t *s, const tw_metrics_counter_t *c)
            strncmp(s->labels, c->labels, sizeof s->labels) == 0;
 }
 
+static uint32_t wait_published(slot_t *s)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (state != SLOT_CLAIMED)
+            return state;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec > 1)
+            return state;
+        sched_yield();
+    }
+}
+
+static uint64_t *publish(slot_t *slots, size_t i, const tw_metrics_counter_t *c)
+{
+    slot_t *s = &slots[i];
+    /* Only a claimer skipped after dying leaves the same counter in a
+     * later slot: look once more before taking this one. */
+    for (size_t k = i + 1; k < TW_METRICS_COUNTERS_MAX; k++) {
+        if (__atomic_load_n(&slots[k].state, __ATOMIC_ACQUIRE) == SLOT_READY &&
+            slot_is(&slots[k], c)) {
+            __atomic_store_n(&s->state, SLOT_EMPTY, __ATOMIC_RELEASE);
+            return &slots[k].value;
+        }
+    }
+    snprintf(s->name, sizeof s->name, "%s", c->name);
+    snprintf(s->labels, sizeof s->labels, "%s", c->labels);
+    snprintf(s->help, sizeof s->help, "%s", c->help);
+    s->value = 0;
+    __atomic_store_n(&s->state, SLOT_READY, __ATOMIC_RELEASE);
+    return &s->value;
+}
+
+/* Every process walks the slots in the same order and waits on a slot
+ * another one is filling, so one counter lands in one slot: the first that
+ * is empty or already holds it. */
 static uint64_t *bind_slot(slot_t *slots, const tw_metrics_counter_t *c)
 {
     for (size_t i = 0; i < TW_METRICS_COUNTERS_MAX; i++) {
         slot_t *s = &slots[i];
         uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        if (state == SLOT_EMPTY &&
+            __atomic_compare_exchange_n(&s->state, &state, SLOT_CLAIMED, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return publish(slots, i, c);
+        if (state == SLOT_CLAIMED)
+            state = wait_published(s);
         if (state == SLOT_READY && slot_is(s, c))
             return &s->value;
-        if (state != SLOT_EMPTY)
-            continue;
-        uint32_t expected = SLOT_EMPTY;
-        if (!__atomic_compare_exchange_n(&s->state, &expected, SLOT_CLAIMED, false,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            /* Someone claimed it just now, maybe for this very counter:
-             * wait (briefly) until it is published, then compare. */
-            for (int spin = 0; spin < 1000000 && expected == SLOT_CLAIMED; spin++)
-                expected = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-            if (expected == SLOT_READY && slot_is(s, c))
-                return &s->value;
-            continue;
-        }
-        /* Another worker may have published the same counter in a later
-         * slot meanwhile: look once more before taking this one. */
-        for (size_t k = i + 1; k < TW_METRICS_COUNTERS_MAX; k++) {
-            if (__atomic_load_n(&slots[k].state, __ATOMIC_ACQUIRE) == SLOT_READY &&
-                slot_is(&slots[k], c)) {
-                __atomic_store_n(&s->state, SLOT_EMPTY, __ATOMIC_RELEASE);
-                return &slots[k].value;
-            }
-        }
-        snprintf(s->name, sizeof s->name, "%s", c->name);
-        snprintf(s->labels, sizeof s->labels, "%s", c->labels);
-        snprintf(s->help, sizeof s->help, "%s", c->help);
-        s->value = 0;
-        __atomic_store_n(&s->state, SLOT_READY, __ATOMIC_RELEASE);
-        return &s->value;
     }
     return NULL;
 }
