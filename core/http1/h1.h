@@ -155,11 +155,12 @@ struct tw_http_conn {
     uint8_t list;                /* TW_CONN_ACTIVE or a resting list */
     bool reading;                /* a tw_stream_read_some is pending */
     bool corked;
-    bool proxy_pending;  /* the listener's PROXY header has not been read yet */
-    bool must_close;     /* no further request on this connection */
-    bool output_blocked; /* the next request waits for the write queue to drain */
-    bool freeing;        /* conn_free ran or is scheduled */
-    unsigned depth;      /* enter/leave nesting on this connection */
+    bool proxy_pending;   /* the listener's PROXY header has not been read yet */
+    bool tls_after_proxy; /* then TLS (a listener with tls and proxy_protocol) */
+    bool must_close;      /* no further request on this connection */
+    bool output_blocked;  /* the next request waits for the write queue to drain */
+    bool freeing;         /* conn_free ran or is scheduled */
+    unsigned depth;       /* enter/leave nesting on this connection */
     tw_conn_peer_t peer;
 };
 

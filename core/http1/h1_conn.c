@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "proxy_protocol.h"
+#include "proxy_transport.h"
 #include "twister/log.h"
 
 #ifndef NDEBUG
@@ -248,7 +249,16 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
             c->transport.peer_len = (socklen_t)sizeof peer->sa_family;
         }
     }
-    int tls = tw_tls_server_attach(srv->tls, c->stream, listener_index, &c->transport.tls_facts);
+    int tls = 0;
+    if (c->proxy_pending && tw_tls_server_listens(srv->tls, listener_index)) {
+        /* The balancer's PROXY header comes in clear before the client's
+         * TLS: read it alone, then start TLS (conn_proxy_header). */
+        tw_proxy_transport_attach(c->stream);
+        c->tls_after_proxy = true;
+        tls = 1;
+    } else {
+        tls = tw_tls_server_attach(srv->tls, c->stream, listener_index, &c->transport.tls_facts);
+    }
     if (tls < 0) {
         int e = errno;
         tw_stream_close(c->stream); /* its close callback is not set: nothing follows */
@@ -892,6 +902,16 @@ static bool conn_proxy_header(tw_http_conn_t *c, const char *p, size_t avail)
     }
     c->w->in_used += h.length;
     c->proxy_pending = false;
+    if (c->tls_after_proxy) {
+        c->tls_after_proxy = false;
+        if (tw_tls_server_attach(c->srv->tls, c->stream, c->transport.listener_index,
+                                 &c->transport.tls_facts) != 1) {
+            tw_log_error("closing the connection from %s: cannot start TLS: %s", tw_h1_peer_text(c),
+                         strerror(errno));
+            tw_stream_close(c->stream);
+            return false;
+        }
+    }
     if (h.has_source && (size_t)h.source_len <= sizeof c->peer) {
         memcpy(&c->peer, &h.source, (size_t)h.source_len);
         c->transport.peer_len = h.source_len;

@@ -416,6 +416,11 @@ void tw_tls_server_free(tw_tls_server_t *srv)
     free(srv);
 }
 
+bool tw_tls_server_listens(const tw_tls_server_t *srv, size_t listener_index)
+{
+    return srv && listener_index < srv->settings->nlisteners && srv->listeners[listener_index].ctx;
+}
+
 int tw_tls_server_attach(tw_tls_server_t *srv, tw_stream_t *s, size_t listener_index,
                          tw_tls_facts_t *facts)
 {

@@ -46,6 +46,8 @@ tw_tls_server_t *tw_tls_server_new(const tw_settings_t *s, const tw_tls_material
                                    tw_conf_error_t *err);
 /* Frees the contexts (sessions still open keep theirs alive). */
 void tw_tls_server_free(tw_tls_server_t *srv);
+/* True if the listener at listener_index has tls (srv may be NULL). */
+bool tw_tls_server_listens(const tw_tls_server_t *srv, size_t listener_index);
 /* Puts TLS under a fresh connection's stream if its listener has tls:
  * returns 1 if it did, 0 for a plaintext listener, -1 with errno. */
 int tw_tls_server_attach(tw_tls_server_t *srv, tw_stream_t *s, size_t listener_index,

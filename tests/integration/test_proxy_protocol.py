@@ -169,6 +169,105 @@ backend v1
 """
 
 
+TLS_CONFIG = """
+modules: [headers, hello]
+headers: { set: { X-Client: $remote_addr }, always: true }
+servers:
+  - listen: ["127.0.0.1:{port} tls proxy_protocol"]
+    tls: { certificate: {dir}/cert.pem, key: {dir}/key.pem }
+    routes:
+      - path: /
+        handler: hello
+"""
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl CLI")
+class ProxyProtocolOverTLSTest(unittest.TestCase):
+    """A balancer passing TLS through (an AWS NLB, HAProxy in TCP mode)
+    sends its PROXY header in clear, then the client's TLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(TLS_CONFIG)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost", "-days", "2",
+                        "-keyout", os.path.join(cls.server.dir, "key.pem"),
+                        "-out", os.path.join(cls.server.dir, "cert.pem")],
+                       check=True, capture_output=True)
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+
+    def https_get(self, header):
+        """header, then the ClientHello in the same write (as a balancer
+        forwards them), then a request over the TLS session."""
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        try:
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            sock.sendall(header + outgoing.read())
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        sock.sendall(outgoing.read())
+                    data = sock.recv(65536)
+                    if not data:
+                        raise EOFError("closed during the handshake")
+                    incoming.write(data)
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            tls.write(GET % b"/")
+            sock.sendall(outgoing.read())
+            reply = b""
+            while True:
+                try:
+                    chunk = tls.read(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+                except ssl.SSLWantReadError:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    incoming.write(data)
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    break
+            return reply
+        finally:
+            sock.close()
+
+    def test_v1_then_tls(self):
+        reply = self.https_get(b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 443\r\n")
+        self.assertEqual(status_of(reply), 200, reply[:200])
+        self.assertIn(b"\r\nX-Client: 203.0.113.7\r\n", reply)
+
+    def test_v2_then_tls(self):
+        reply = self.https_get(v2_inet("198.51.100.9"))
+        self.assertEqual(status_of(reply), 200, reply[:200])
+        self.assertIn(b"\r\nX-Client: 198.51.100.9\r\n", reply)
+
+    def test_no_header_is_closed_before_tls(self):
+        c = Client(self.server.port)
+        try:
+            c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
+            self.assertTrue(c.closed(), "a ClientHello without the PROXY header was not closed")
+        finally:
+            c.close()
+
+
 @unittest.skipUnless(shutil.which("haproxy"), "HAProxy is not installed (Debian: haproxy)")
 class HAProxyTest(unittest.TestCase):
     """Through a real HAProxy with send-proxy-v2 and send-proxy."""
