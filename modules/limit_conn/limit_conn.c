@@ -314,13 +314,23 @@ static int limit_conn_access(tw_request_t *r)
                 c->dry_run ? "would refuse (dry run)" : "refused", z->name, shown, z->key.text,
                 (long long)total, (long long)c->max);
     tw_metrics_counter_add(c->dry_run ? z->would_refuse : z->refused, 1);
-    return c->dry_run ? TW_DECLINED : c->status;
+    if (c->dry_run)
+        return TW_DECLINED;
+    /* Answered here rather than returned as a status: under `satisfy: any`
+     * a returned status is only a vote, and another handler's pass would
+     * let the request through over the limit. */
+    const char *text = tw_http_status_text(c->status);
+    char body[80];
+    int n = snprintf(body, sizeof body, "%d %s\n", c->status, text ? text : "");
+    if (tw_response_send(r, c->status, "text/plain", body, (size_t)n) != 0)
+        return c->status;
+    return TW_DONE;
 }
 
 static int limit_conn_register(tw_phases_t *phases, tw_conf_error_t *err)
 {
     (void)err;
-    return tw_phases_add(phases, TW_PHASE_ACCESS, limit_conn_access, TW_ORDER_FIRST + 110);
+    return tw_phases_add(phases, TW_PHASE_ACCESS, limit_conn_access, TW_ORDER_FIRST + 60);
 }
 
 static int limit_conn_init_worker(tw_worker_t *worker, tw_conf_error_t *err)

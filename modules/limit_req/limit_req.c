@@ -295,7 +295,7 @@ static int limit_req_access(tw_request_t *r)
 static int limit_req_register(tw_phases_t *phases, tw_conf_error_t *err)
 {
     (void)err;
-    return tw_phases_add(phases, TW_PHASE_ACCESS, limit_req_access, TW_ORDER_FIRST + 100);
+    return tw_phases_add(phases, TW_PHASE_ACCESS, limit_req_access, TW_ORDER_FIRST + 50);
 }
 
 TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {

@@ -13,7 +13,7 @@ import unittest
 from harness import Client, Server, request, wait_for
 
 CONFIG = """
-modules: [hello, crash, metrics, limit_req, limit_conn]
+modules: [hello, crash, metrics, access, limit_req, limit_conn]
 limit_req:
   zones:
     per_ip: { key: "$remote_addr", rate: 10r/s, burst: 5, nodelay: true, size: 1m }
@@ -40,6 +40,12 @@ servers:
       - path: /slow
         handler: crash
         crash: { delay: 1500ms }
+        limit_conn: { zone: per_ip, max: 2 }
+      - path: /slow-any
+        handler: crash
+        crash: { delay: 1500ms }
+        satisfy: any
+        access: [{allow: 127.0.0.1}]
         limit_conn: { zone: per_ip, max: 2 }
       - path: /metrics
         handler: metrics
@@ -189,6 +195,14 @@ class LimitConnTest(unittest.TestCase):
             # The counts were given back: two more run.
             self.assertEqual(sorted(parallel(s.port, "/slow", 2)), [200, 200])
             self.assertEqual(metric(s.port, 'twister_limit_conn_refused_total{zone="per_ip",dry_run="false"}'), 8)
+
+    def test_a_passing_access_check_does_not_lift_the_limit(self):
+        # Under satisfy: any one pass is enough for the access checks, but
+        # a limit is not a vote: the allow rule must not let a third
+        # one through while two run.
+        with Server(CONFIG, workers=2) as s:
+            results = parallel(s.port, "/slow-any", 6)
+            self.assertEqual(sorted(results), [200, 200] + [503] * 4, results)
 
     def test_counts_of_a_killed_worker_are_reclaimed(self):
         with Server(CONFIG, workers=2, check_clean=False) as s:
