@@ -851,8 +851,7 @@ static int build_head(proxy_ctx_t *c)
         xff = (char *)peer;
     }
     out[k++] = (tw_header_t){str("X-Forwarded-For"), str(xff)};
-    /* TLS listeners: use tw_request_scheme(r) here once it exists. */
-    const char *scheme = "http";
+    const char *scheme = tw_request_scheme(r);
     out[k++] = (tw_header_t){str("X-Forwarded-Proto"), str(scheme)};
     if (host)
         out[k++] = (tw_header_t){str("X-Forwarded-Host"), host->value};

@@ -4,6 +4,7 @@ malformed responses."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -507,6 +508,51 @@ def ws_read(sock):
     elif n == 127:
         n = struct.unpack("!Q", exact(8))[0]
     return b0 & 0x0f, exact(n)
+
+
+class ProxyBehindTLS(unittest.TestCase):
+    def test_forwarded_proto_is_https(self):
+        import ssl
+        if not shutil.which("openssl"):
+            self.skipTest("no openssl")
+        backend = Backend("a")
+        s = Server("modules: [proxy]\nproxy:\n  upstreams:\n    app:\n"
+                   "      servers: [\"127.0.0.1:%d\"]\n"
+                   "servers:\n  - listen: [\"127.0.0.1:{port} tls\", \"127.0.0.1:{port2}\"]\n"
+                   "    tls: { certificate: {dir}/cert.pem, key: {dir}/key.pem }\n"
+                   "    routes:\n      - prefix: /\n        handler: proxy\n"
+                   "        proxy: { pass: app, forwarded: on }\n" % backend.port)
+        try:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                            "-days", "2", "-keyout", os.path.join(s.dir, "key.pem"),
+                            "-out", os.path.join(s.dir, "cert.pem")],
+                           check=True, capture_output=True)
+            s.start()
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw_sock:
+                with ctx.wrap_socket(raw_sock, server_hostname="localhost") as tls:
+                    tls.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while True:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            h = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+            self.assertEqual(h["x-forwarded-proto"], "https")
+            self.assertIn("proto=https", h["forwarded"])
+            # The plain listener of the same server still says http.
+            h = {k.lower(): v for k, v in
+                 json.loads(request(s.port2, path="/echo").body)["headers"].items()}
+            self.assertEqual(h["x-forwarded-proto"], "http")
+        finally:
+            s.__exit__(None, None, None)
+            backend.stop()
 
 
 class ProxyWebSocket(unittest.TestCase):
