@@ -28,6 +28,35 @@ need_pkgs() {
     fi
 }
 
+# Installing a Debian daemon (nginx, haproxy) normally starts its system
+# service; a policy-rc.d that says "no" (101) keeps it from starting, and
+# if it started anyway it is stopped again. Only the processes the scripts
+# and tests start themselves ever serve.
+need_daemon_pkg() { # binary package
+    local bin=$1 pkg=$2
+    if [[ -x $bin ]]; then return 0; fi
+    local policy=/usr/sbin/policy-rc.d made=0 pidfile=/run/$pkg.pid had_pid=0
+    [[ -s $pidfile ]] && had_pid=1
+    if [[ $(id -u) == 0 && ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made=1
+    fi
+    local rc=0
+    need_pkgs "$bin:$pkg" || rc=$?
+    ((made)) && rm -f "$policy"
+    ((rc == 0)) || return $rc
+    if ((!had_pid)) && [[ -s $pidfile ]]; then
+        local pid
+        pid=$(cat "$pidfile")
+        if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+            echo "stopping the $pkg system service the package started (pid $pid)" >&2
+            kill -QUIT "$pid" 2>/dev/null || true
+        fi
+    fi
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+        systemctl disable --now "$pkg" >/dev/null 2>&1 || true
+    fi
+}
+
 need_build_deps() {
     need_pkgs gcc:gcc cc:gcc meson:meson ninja:ninja-build pkg-config:pkg-config \
         /usr/include/yaml.h:libyaml-dev /usr/include/check.h:check \
