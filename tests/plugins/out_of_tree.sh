@@ -62,6 +62,21 @@ PKG_CONFIG_PATH=$build/meson-uninstalled PKG_CONFIG_LIBDIR=$build/meson-uninstal
 moduledir=$(PKG_CONFIG_LIBDIR=$build/meson-uninstalled pkg-config --variable=moduledir twister)
 [ "$moduledir" = "$build/modules" ] || fail "uninstalled moduledir is '$moduledir'"
 
+# The guide's "Testing your plugin" example, as printed there (check).
+if pkg-config --exists check; then
+    echo "== modules/README.md: Testing your plugin"
+    awk '/^## Testing your plugin/ {on = 1} on && /^```c$/ {grab = 1; next}
+         grab && /^```$/ {exit} grab {print}' "$src/modules/README.md" >"$tmp/guide_test.c"
+    [ -s "$tmp/guide_test.c" ] || fail "no C example in the guide's Testing your plugin"
+    flags=$(PKG_CONFIG_PATH=$build/meson-uninstalled pkg-config --cflags --libs twister-test check)
+    # shellcheck disable=SC2086
+    $cc -Wall -Wextra -Werror -o "$tmp/guide_test" "$tmp/guide_test.c" $flags ||
+        fail "the guide's test example does not build"
+    LD_LIBRARY_PATH=$build/core/testing${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+        TWISTER_MODULE_DIR=$build/modules CK_FORK=no "$tmp/guide_test" ||
+        fail "the guide's test example fails"
+fi
+
 echo "== installed: meson install --destdir"
 root=$tmp/root
 meson install -C "$build" --no-rebuild --destdir "$root" >"$tmp/install.log" 2>&1 ||
