@@ -125,7 +125,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     (void)st;
     (void)flag;
     (void)ftw;
-    return remove(path) == 0 ? 0 : 0; /* best effort */
+    remove(path); /* best effort: go on with the rest */
+    return 0;
 }
 
 static int make_parents(char *path)

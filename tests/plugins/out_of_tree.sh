@@ -42,13 +42,20 @@ build_hello() {
 # Builds the plugin test against libtwister-test and runs it on plugin $1;
 # $2 is where the library is (the run-time search path a test needs when
 # the library is not in a system directory).
+# A sanitizer build's library needs its runtime first in the program.
+sanitize_flags() {
+    if readelf -d "$1" 2>/dev/null | grep -q 'libasan'; then
+        echo "-fsanitize=address,undefined"
+    fi
+}
+
 build_plugin_test() {
     plugin=$1 libdir=$2
     flags=$(pkg-config --cflags --libs twister-test) || fail "pkg-config --cflags --libs twister-test"
     echo "twister-test: $flags"
     # shellcheck disable=SC2086
-    $cc -std=c11 -Wall -Wextra -Werror -o "$tmp/oot_plugin_test" \
-        "$src/tests/plugins/oot_plugin_test.c" $flags ||
+    $cc -std=c11 -Wall -Wextra -Werror $(sanitize_flags "$libdir/libtwister-test.so") \
+        -o "$tmp/oot_plugin_test" "$src/tests/plugins/oot_plugin_test.c" $flags ||
         fail "cc oot_plugin_test.c \$(pkg-config --cflags --libs twister-test) failed"
     LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$tmp/oot_plugin_test" "$plugin" ||
         fail "the out-of-tree plugin's own test failed"
@@ -70,7 +77,8 @@ if pkg-config --exists check; then
     [ -s "$tmp/guide_test.c" ] || fail "no C example in the guide's Testing your plugin"
     flags=$(PKG_CONFIG_PATH=$build/meson-uninstalled pkg-config --cflags --libs twister-test check)
     # shellcheck disable=SC2086
-    $cc -Wall -Wextra -Werror -o "$tmp/guide_test" "$tmp/guide_test.c" $flags ||
+    $cc -Wall -Wextra -Werror $(sanitize_flags "$build/core/testing/libtwister-test.so") \
+        -o "$tmp/guide_test" "$tmp/guide_test.c" $flags ||
         fail "the guide's test example does not build"
     LD_LIBRARY_PATH=$build/core/testing${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
         TWISTER_MODULE_DIR=$build/modules CK_FORK=no "$tmp/guide_test" ||
