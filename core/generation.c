@@ -50,8 +50,18 @@ static uint64_t hash_file(const char *path)
     return h;
 }
 
-tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
-                                       unsigned number, tw_conf_error_t *err)
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Reads the config from the file config_path, or from text (len bytes)
+ * named config_path when text is not NULL. */
+static tw_generation_t *prepare(const char *config_path, const char *text, size_t len,
+                                const char *module_dir, unsigned number, tw_conf_error_t *err)
 {
     tw_generation_t *g = calloc(1, sizeof *g);
     if (!g) {
@@ -66,7 +76,9 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         return NULL;
     }
     *g->settings_refs = 1;
-    if (tw_settings_load(config_path, module_dir, &g->settings, err) != 0) {
+    int rc = text ? tw_settings_load_string(config_path, text, len, module_dir, &g->settings, err)
+                  : tw_settings_load(config_path, module_dir, &g->settings, err);
+    if (rc != 0) {
         free(g->settings_refs);
         free(g);
         return NULL;
@@ -77,7 +89,7 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         tw_generation_free(g);
         return NULL;
     }
-    g->config_hash = hash_file(config_path);
+    g->config_hash = text ? hash_bytes(text, len) : hash_file(config_path);
     g->workers = s->workers ? s->workers : tw_os_available_cpus();
     g->snapshots = calloc(s->nmodules ? s->nmodules : 1, sizeof *g->snapshots);
     if (!g->snapshots) {
@@ -100,6 +112,19 @@ tw_generation_t *tw_generation_prepare(const char *config_path, const char *modu
         }
     }
     return g;
+}
+
+tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
+                                       unsigned number, tw_conf_error_t *err)
+{
+    return prepare(config_path, NULL, 0, module_dir, number, err);
+}
+
+tw_generation_t *tw_generation_prepare_string(const char *name, const char *text, size_t len,
+                                              const char *module_dir, unsigned number,
+                                              tw_conf_error_t *err)
+{
+    return prepare(name, text, len, module_dir, number, err);
 }
 
 /* ---- quarantine (master) ------------------------------------------------- */

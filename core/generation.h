@@ -52,6 +52,12 @@ typedef struct tw_generation {
  * file:line:col message in err. */
 tw_generation_t *tw_generation_prepare(const char *config_path, const char *module_dir,
                                        unsigned number, tw_conf_error_t *err);
+/* Like tw_generation_prepare, from the len bytes of YAML at text; name is
+ * the file name messages give and its directory the config directory (the
+ * test library runs a config string without writing it anywhere). */
+tw_generation_t *tw_generation_prepare_string(const char *name, const char *text, size_t len,
+                                              const char *module_dir, unsigned number,
+                                              tw_conf_error_t *err);
 /* A new generation numbered number from the same config read as from
  * (settings shared, snapshots duplicated), with the disabled_count
  * modules in disabled quarantined: a worker loads them but runs none of

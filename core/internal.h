@@ -25,6 +25,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "twister/loop.h"
 #include "twister/stream.h"
@@ -46,6 +48,22 @@ size_t tw_block_cached(void);
 uint64_t tw_loop_now_us(const tw_loop_t *loop);
 /* CLOCK_MONOTONIC now, in microseconds. */
 uint64_t tw_clock_us(void);
+/* Makes the loop's clock manual from now on (the test library): it reads
+ * now_us and moves only by tw_loop_set_time_us; tw_loop_wall_time is then
+ * wall_base (seconds since the epoch) plus the loop's time. */
+void tw_loop_set_manual_clock(tw_loop_t *loop, uint64_t now_us, int64_t wall_base);
+/* Sets a manual clock to now_us (never backwards; a no-op otherwise). */
+void tw_loop_set_time_us(tw_loop_t *loop, uint64_t now_us);
+/* The time now in microseconds: CLOCK_MONOTONIC read afresh, or the
+ * manual clock's reading. */
+uint64_t tw_loop_clock_us(const tw_loop_t *loop);
+/* time(NULL), or the manual clock's wall time. */
+time_t tw_loop_wall_time(const tw_loop_t *loop);
+/* The earliest armed timer's deadline (tw_loop_now's scale) into
+ * *deadline_ms; false when no timer is armed. */
+bool tw_loop_next_deadline(const tw_loop_t *loop, uint64_t *deadline_ms);
+/* True while deferred callbacks wait for the next iteration. */
+bool tw_loop_has_pending(const tw_loop_t *loop);
 
 /* A deferred callback embedded in the record that needs it (libuv-style):
  * queuing it never allocates, so the core's close and end paths cannot
@@ -87,5 +105,8 @@ typedef struct tw_work_queue tw_work_queue_t;
 void tw_work_queue_free(tw_work_queue_t *q);
 /* The loop's work queue slot (loop.c). */
 tw_work_queue_t **tw_loop_work_slot(tw_loop_t *loop);
+/* Work items queued on loop whose done callback has not run yet (queued,
+ * running on a thread, or finished and waiting for the loop). */
+size_t tw_loop_work_outstanding(tw_loop_t *loop);
 
 #endif /* TWISTER_INTERNAL_H */

@@ -30,6 +30,7 @@ struct tw_work_queue {
     item_t *finished;
     bool stopping;
     int efd;
+    size_t outstanding; /* items whose done has not run (loop thread only) */
     size_t nthreads;
     pthread_t threads[WORK_THREADS];
 };
@@ -86,6 +87,7 @@ static void work_on_event(tw_loop_t *loop, int fd, unsigned events, void *arg)
     while (ordered) {
         item_t *it = ordered;
         ordered = it->next;
+        q->outstanding--;
         if (it->done)
             it->done(loop, it->arg);
         free(it);
@@ -145,12 +147,19 @@ int tw_loop_queue_work(tw_loop_t *loop, tw_work_fn work, tw_work_done_fn done, v
     it->work = work;
     it->done = done;
     it->arg = arg;
+    q->outstanding++;
     pthread_mutex_lock(&q->lock);
     *(q->todo_tail ? &q->todo_tail->next : &q->todo) = it;
     q->todo_tail = it;
     pthread_cond_signal(&q->wake);
     pthread_mutex_unlock(&q->lock);
     return 0;
+}
+
+size_t tw_loop_work_outstanding(tw_loop_t *loop)
+{
+    tw_work_queue_t *q = *tw_loop_work_slot(loop);
+    return q ? q->outstanding : 0;
 }
 
 void tw_work_queue_free(tw_work_queue_t *q)

@@ -120,12 +120,11 @@ size_t tw_h1_chunk_line(size_t len, char *buf)
 }
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT", formatted at most once per second. */
-const char *tw_h1_date(time_t *sec, char *buf)
+const char *tw_h1_date(time_t now, time_t *sec, char *buf)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
     if (now != *sec) {
         struct tm tm;
         if (!gmtime_r(&now, &tm))
@@ -232,7 +231,7 @@ int tw_h1_write_head(tw_transport_t *t, const tw_response_head_t *head)
     tw_header_t extra[5];
     size_t n = 0;
     if (!has_date) {
-        const char *date = tw_h1_date(&srv->date_sec, srv->date_buf);
+        const char *date = tw_h1_date(tw_loop_wall_time(srv->loop), &srv->date_sec, srv->date_buf);
         extra[n++] = (tw_header_t){{"Date", 4}, {date, 29}};
     }
     const char *server = srv->server_header;

@@ -48,8 +48,9 @@ tw_h1_framing_t tw_h1_response_framing(int status, int64_t length, bool is_head,
 size_t tw_h1_chunk_line(size_t len, char *buf);
 /* Decimal digits of v into buf (24 bytes); returns their count. */
 size_t tw_h1_u64(uint64_t v, char *buf);
-/* The IMF-fixdate for now into buf (30 bytes: "Sun, 06 Nov 1994 08:49:37
- * GMT" and NUL), formatted again only when *sec differs from now. */
-const char *tw_h1_date(time_t *sec, char *buf);
+/* The IMF-fixdate for now (seconds since the epoch) into buf (30 bytes:
+ * "Sun, 06 Nov 1994 08:49:37 GMT" and NUL), formatted again only when
+ * *sec differs from now. */
+const char *tw_h1_date(time_t now, time_t *sec, char *buf);
 
 #endif

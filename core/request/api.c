@@ -140,7 +140,7 @@ void *tw_request_alloc(tw_request_t *r, size_t n)
 
 uint64_t tw_request_elapsed_us(const tw_request_t *r)
 {
-    uint64_t now = tw_clock_us();
+    uint64_t now = tw_loop_clock_us(r->srv->loop);
     return now > r->start_us ? now - r->start_us : 0;
 }
 

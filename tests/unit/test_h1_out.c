@@ -75,10 +75,12 @@ START_TEST(test_numbers_and_date)
     ck_assert_int_eq(memcmp(buf, "18446744073709551615", 20), 0);
     time_t sec = (time_t)-1;
     char date[32] = "";
-    const char *d = tw_h1_date(&sec, date);
+    const char *d = tw_h1_date(time(NULL), &sec, date);
     ck_assert_uint_eq(strlen(d), 29);
     ck_assert_int_eq(memcmp(d + 25, " GMT", 4), 0);
     ck_assert(sec != (time_t)-1);
+    /* 2026-01-01T00:00:00Z, the test library's manual wall clock. */
+    ck_assert_str_eq(tw_h1_date(1767225600, &sec, date), "Thu, 01 Jan 2026 00:00:00 GMT");
 }
 END_TEST
 

@@ -677,6 +677,44 @@ START_TEST(test_free_leaves_timers_idle)
 }
 END_TEST
 
+/* The test library's clock: manual time never moves by itself, timers fire
+ * when it is set past their deadline, and wall time follows it. */
+static void count_fire(tw_loop_t *l, tw_timer_t *t, void *arg)
+{
+    (void)l;
+    (void)t;
+    ++*(int *)arg;
+}
+
+START_TEST(test_manual_clock)
+{
+    tw_loop_set_manual_clock(loop, 5000000, 1767225600 - 5);
+    ck_assert_uint_eq(tw_loop_now(loop), 5000);
+    ck_assert_int_eq((long)tw_loop_wall_time(loop), 1767225600);
+    int hits = 0;
+    tw_timer_t t;
+    tw_timer_init(&t, count_fire, &hits);
+    ck_assert_int_eq(tw_timer_start(loop, &t, 100), 0);
+    uint64_t next = 0;
+    ck_assert(tw_loop_next_deadline(loop, &next));
+    ck_assert_uint_eq(next, 5100);
+    for (int i = 0; i < 3; i++)
+        tw_loop_run_once(loop, 0);
+    ck_assert_uint_eq(tw_loop_now(loop), 5000); /* no reading of the real clock */
+    ck_assert_int_eq(hits, 0);
+    tw_loop_set_time_us(loop, 5099999);
+    tw_loop_run_once(loop, 0);
+    ck_assert_int_eq(hits, 0);
+    tw_loop_set_time_us(loop, 5100000);
+    tw_loop_run_once(loop, 0);
+    ck_assert_int_eq(hits, 1);
+    ck_assert(!tw_loop_next_deadline(loop, &next));
+    tw_loop_set_time_us(loop, 1000); /* never backwards */
+    ck_assert_uint_eq(tw_loop_clock_us(loop), 5100000);
+    ck_assert_int_eq((long)tw_loop_wall_time(loop), 1767225600);
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
     Suite *s = suite_create("loop");
@@ -689,6 +727,7 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, test_timer_started_in_timer_waits_an_iteration);
     tcase_add_test(tc, test_zero_timer_does_not_starve);
     tcase_add_test(tc, test_200k_timers);
+    tcase_add_test(tc, test_manual_clock);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("callbacks");
