@@ -3,8 +3,8 @@
  * through the config's pid file, and talks to it over the control socket
  * next to that file (reload waits for the outcome; status prints the
  * master's answer) or with a signal (stop, quit, reopen). Kept apart from
- * master.c because it shares no state with the master process, only the
- * socket's path and its one-line protocol. */
+ * control_server.c, the master's end, because it shares no state with the
+ * master process, only the socket's path and its one-line protocol. */
 #include "control_client.h"
 
 #include <errno.h>
