@@ -85,11 +85,11 @@ typedef struct tw_http_server {
     void *find_route_arg;
     tw_http_method_filter_fn method_filter; /* extra methods (tw_configure_add_method) */
     void *method_filter_arg;
-    const char *server_header; /* Server header value ["twister"]; NULL or "": none */
-    const char *allow_any;     /* Allow for OPTIONS and a 405 on a route without a
-                                  method list [NULL: TW_HTTP_ALLOW_ANY]; the
-                                  worker appends the modules' extra methods */
-    tw_activity_t *activity;   /* crash-safe record in shared memory, or NULL */
+    const char *server_header;  /* Server header value ["twister"]; NULL or "": none */
+    const char *allow_any;      /* Allow for OPTIONS and a 405 on a route without a
+                                   method list [NULL: TW_HTTP_ALLOW_ANY]; the
+                                   worker appends the modules' extra methods */
+    tw_activity_t *activity;    /* crash-safe record in shared memory, or NULL */
     const bool *proxy_protocol; /* per listener index: a PROXY header precedes HTTP */
     size_t proxy_protocol_count;
     struct tw_tls_server *tls; /* TLS per listener (tls/tls_context.h), or NULL */

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crash_report.h"
 #include "counters.h"
+#include "crash_report.h"
 #include "http_conn.h"
 #include "module.h"
 #include "phases.h"
@@ -55,7 +55,7 @@ struct tw_runtime {
     tw_activity_t *activity; /* crash-safe slot (worker or checker), or NULL */
     void **worker_ctx;       /* per module: tw_worker_set_ctx */
     struct tw_worker worker;
-    size_t inited; /* modules whose init_worker succeeded */
+    size_t inited;                   /* modules whose init_worker succeeded */
     tw_zone_list_t zones;            /* declared by configure hooks */
     tw_zone_region_t *zones_region;  /* where they are attached */
     tw_zone_region_t *private_zones; /* mapped here when no master gave one */

@@ -1113,8 +1113,7 @@ static int parse_server(ctx_t *c, tw_server_conf_t *srv, const tw_conf_node_t *n
             return tw_conf_error(c->err, items[i],
                                  "%s is listed elsewhere %s proxy_protocol: a listener either "
                                  "expects a PROXY header on every connection or on none",
-                                 c->s->listeners[idx].text,
-                                 proxy_protocol ? "without" : "with");
+                                 c->s->listeners[idx].text, proxy_protocol ? "without" : "with");
         }
         for (size_t j = 0; j < srv->nlisteners; j++)
             if (srv->listeners[j] == idx)

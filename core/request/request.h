@@ -90,7 +90,7 @@ struct tw_request {
     tw_target_form_t target_form;
     tw_header_t *headers;
     size_t header_count;
-    size_t header_cap; /* 0 while headers is the parser's array (edit.c copies it) */
+    size_t header_cap;             /* 0 while headers is the parser's array (edit.c copies it) */
     struct sockaddr_storage *peer; /* set by tw_request_set_peer; NULL: the transport's */
     socklen_t peer_len;
     char *peer_text;
@@ -115,9 +115,9 @@ struct tw_request {
     bool resume_pending; /* resume was called while running */
     int resume_rc;
     bool uri_changed;
-    int access_refusal;         /* `satisfy: any`: the last refusal's status, 0 if none */
-    size_t access_header_mark;  /* response headers before ACCESS, dropped again on a pass */
-    bool aborted; /* the client went away */
+    int access_refusal;        /* `satisfy: any`: the last refusal's status, 0 if none */
+    size_t access_header_mark; /* response headers before ACCESS, dropped again on a pass */
+    bool aborted;              /* the client went away */
     bool in_header_filter;
     unsigned in_body_filter; /* body filter calls on the stack */
     size_t body_filter_index;

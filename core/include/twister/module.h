@@ -135,8 +135,7 @@ int tw_phases_add_header_filter(tw_phases_t *phases, tw_header_filter_fn filter,
  * produces itself (404, a refusal's 403, ...), which plain header filters
  * never see; its failure there is logged and the page still goes out.
  * Since ABI 1.2. Errors: EINVAL. */
-int tw_phases_add_header_filter_always(tw_phases_t *phases, tw_header_filter_fn filter,
-                                       int order);
+int tw_phases_add_header_filter_always(tw_phases_t *phases, tw_header_filter_fn filter, int order);
 /* Adds a body filter; filters run in ascending order. Errors: EINVAL. */
 int tw_phases_add_body_filter(tw_phases_t *phases, tw_body_filter_fn filter, int order);
 

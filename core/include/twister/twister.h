@@ -10,11 +10,11 @@
 #include "twister/http.h"
 #include "twister/log.h"
 #include "twister/loop.h"
+#include "twister/metrics.h"
 #include "twister/module.h"
 #include "twister/pool.h"
 #include "twister/stream.h"
 #include "twister/upstream.h"
-#include "twister/metrics.h"
 #include "twister/zone.h"
 
 #endif
