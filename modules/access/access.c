@@ -14,8 +14,11 @@
  * error naming the file and line. The client is tw_request_peer, so the
  * address realip (or the PROXY protocol) found is the one judged. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <twister/twister.h>
 
@@ -81,9 +84,21 @@ static int add_file(tw_configure_t *cf, access_conf_t *c, const tw_conf_node_t *
                            : snprintf(path, sizeof path, "%s/%s", tw_configure_dir(cf), name);
     if (n < 0 || (size_t)n >= sizeof path)
         return tw_conf_error(err, node, "path too long");
-    FILE *f = fopen(path, "re");
-    if (!f)
+    /* Non-blocking, and only a regular file: a FIFO put in its place
+     * must not hang the process that reads the configuration. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
         return tw_conf_error(err, node, "cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tw_conf_error(err, node, "%s is not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return tw_conf_error(err, node, "cannot open %s: %s", path, strerror(errno));
+    }
     char line[MAX_LINE + 2];
     unsigned lineno = 0;
     size_t added = 0;

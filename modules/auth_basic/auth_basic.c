@@ -10,9 +10,12 @@
  * passes the ACCESS vote and records the user for the logs. See README.md
  * and htpasswd.h for the hash schemes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <twister/twister.h>
 
@@ -50,9 +53,21 @@ static int read_users(tw_configure_t *cf, auth_conf_t *c, const tw_conf_node_t *
                            : snprintf(path, sizeof path, "%s/%s", tw_configure_dir(cf), name);
     if (n < 0 || (size_t)n >= sizeof path)
         return tw_conf_error(err, node, "path too long");
-    FILE *f = fopen(path, "re");
-    if (!f)
+    /* Non-blocking, and only a regular file: a FIFO put in its place
+     * must not hang the process that reads the configuration. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
         return tw_conf_error(err, node, "cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tw_conf_error(err, node, "%s is not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return tw_conf_error(err, node, "cannot open %s: %s", path, strerror(errno));
+    }
     size_t cap = 0;
     char line[MAX_LINE + 2];
     unsigned lineno = 0;

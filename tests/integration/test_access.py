@@ -117,6 +117,16 @@ servers:
         finally:
             s.__exit__(None, None, None)
 
+    def test_a_fifo_list_file_is_refused_not_waited_on(self):
+        s = Server(self.TEMPLATE % "[{allow_file: list.txt}]")
+        try:
+            os.mkfifo(os.path.join(s.dir, "list.txt"))
+            rc, out = s.run("-t", timeout=20)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("list.txt is not a regular file", out)
+        finally:
+            s.__exit__(None, None, None)
+
     def test_errors_name_their_position(self):
         cases = [
             ("[{allow: 10.0.0.1/8}]", "twister.yaml:12:26: servers[0].routes[0].access[0].allow: "

@@ -163,6 +163,16 @@ servers:
         finally:
             s.__exit__(None, None, None)
 
+    def test_a_fifo_user_file_is_refused_not_waited_on(self):
+        s = Server(self.TEMPLATE % "{realm: x, user_file: users}")
+        try:
+            os.mkfifo(os.path.join(s.dir, "users"))
+            rc, out = s.run("-t", timeout=20)
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("users is not a regular file", out)
+        finally:
+            s.__exit__(None, None, None)
+
     def test_weak_and_broken_files_are_refused(self):
         files = {"plain": "# x\nalice:secret\n",
                  "sha": "alice:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=\n",
