@@ -94,8 +94,14 @@ class AccessLogTest(unittest.TestCase):
                 os.close(reader)
             os.unlink(log)
             wait_for(lambda: os.path.exists(log), what="a regular file again")
-            request(s.port, path="/hello")
-            wait_for(lambda: len(self.lines(s)) >= 1, what="a line in the new file")
+
+            # One worker may have reopened before the other: keep asking
+            # until a worker that has writes to the new file.
+            def logged_in_new_file():
+                request(s.port, path="/hello")
+                return len(self.lines(s)) >= 1
+
+            wait_for(logged_in_new_file, interval=0.2, what="a line in the new file")
 
     def test_reload_onto_a_path_that_is_no_file_names_the_module_and_the_file(self):
         # The new generation's workers cannot open the log: the reload
