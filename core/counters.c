@@ -136,7 +136,8 @@ static uint32_t wait_published(slot_t *s)
         if (state != SLOT_CLAIMED)
             return state;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - start.tv_sec > 1)
+        if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) >=
+            1000000000L)
             return state;
         sched_yield();
     }

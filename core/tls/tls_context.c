@@ -424,7 +424,7 @@ bool tw_tls_server_listens(const tw_tls_server_t *srv, size_t listener_index)
 int tw_tls_server_attach(tw_tls_server_t *srv, tw_stream_t *s, size_t listener_index,
                          tw_tls_facts_t *facts)
 {
-    if (!srv || listener_index >= srv->settings->nlisteners || !srv->listeners[listener_index].ctx)
+    if (!tw_tls_server_listens(srv, listener_index))
         return 0;
     listener_t *l = &srv->listeners[listener_index];
     return tw_tls_attach(s, l->ctx, l, facts) == 0 ? 1 : -1;
