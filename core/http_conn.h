@@ -79,6 +79,7 @@ typedef struct tw_http_server {
 
     const tw_module_t *const *modules; /* the loaded modules, in config order */
     size_t module_count;
+    const bool *module_disabled;      /* per module index: quarantined; NULL: none is */
     void **global_conf;               /* per module index: its TW_SCOPE_GLOBAL conf */
     const tw_phase_table_t *phases;   /* tw_phases_table() of the compiled registry; NULL: none */
     tw_http_find_route_fn find_route; /* NULL: every request is 404 */

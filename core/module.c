@@ -47,8 +47,10 @@ static const size_t min_size_by_minor[TW_ABI_MINOR + 1] = {
     [0] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.0 ends with .content */
     [1] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.1 added functions only */
     [2] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.2 added functions only */
+    [3] = offsetof(tw_module_t, variables) + sizeof(const tw_variable_t *), /* 1.3: .variables */
 };
-_Static_assert(offsetof(tw_module_t, content) + sizeof(tw_handler_fn) == sizeof(tw_module_t),
+_Static_assert(offsetof(tw_module_t, variables) + sizeof(const tw_variable_t *) ==
+                   sizeof(tw_module_t),
                "tw_module_t grew: bump TW_ABI_MINOR and add its size to min_size_by_minor");
 
 #define MAX_NAME 64
@@ -247,6 +249,14 @@ int tw_module_check(const tw_module_t *m, const char *path, char *err, size_t er
                     "'-' (it is the module's config key)",
                     path, (int)(len > MAX_NAME ? MAX_NAME : len), m->name, MAX_NAME);
     return 0;
+}
+
+const tw_variable_t *tw_module_variables(const tw_module_t *m)
+{
+    /* A descriptor built for ABI < 1.3 ends before the field. */
+    if (m->size < offsetof(tw_module_t, variables) + sizeof m->variables)
+        return NULL;
+    return m->variables;
 }
 
 /* ---- loading ------------------------------------------------------------ */

@@ -59,6 +59,9 @@ int tw_module_check(const tw_module_t *m, const char *display_path, char *err, s
  * have callbacks registered is the classic in-place reload crash); tests
  * do. */
 void tw_module_unload(void *handle);
+/* m's table of variables (NULL-name terminated), or NULL when it has none
+ * or its descriptor predates the field (ABI < 1.3). */
+const tw_variable_t *tw_module_variables(const tw_module_t *m);
 
 /* ---- the registry of a generation's modules ---------------------------- */
 

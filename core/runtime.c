@@ -145,6 +145,14 @@ const char *tw_configure_dir(tw_configure_t *cf)
     return cf->rt->gen->settings->config_dir;
 }
 
+void tw_configure_modules(const tw_configure_t *cf, const tw_module_t *const **mods,
+                          const bool **disabled, size_t *count)
+{
+    *mods = cf->rt->modules;
+    *disabled = cf->rt->disabled;
+    *count = cf->rt->module_count;
+}
+
 static bool is_token(const char *s)
 {
     if (!*s)
@@ -418,6 +426,10 @@ static int load_modules(tw_runtime_t *rt, tw_conf_error_t *err)
         rt->disabled[i] = tw_generation_disabled(g, rt->modules[i]->name);
         rt->module_count = i + 1;
     }
+    char why[900];
+    int bad = tw_variables_check_modules(rt->modules, rt->module_count, why, sizeof why);
+    if (bad >= 0)
+        return tw_conf_error(err, g->snapshots[bad].node, "%s", why);
     if (rt->has_worker)
         name_modules_for_backtraces(rt);
     return 0;
@@ -598,6 +610,7 @@ static int build_http(tw_runtime_t *rt, tw_conf_error_t *err)
     h->proxy_protocol_count = s->nlisteners;
     h->modules = rt->modules;
     h->module_count = rt->module_count;
+    h->module_disabled = rt->disabled;
     h->global_conf = rt->global_conf;
     h->phases = tw_phases_table(rt->phases);
     h->find_route = find_route;

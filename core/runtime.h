@@ -52,6 +52,10 @@ void tw_runtime_free(tw_runtime_t *rt);
 struct tw_http_server *tw_runtime_http(tw_runtime_t *rt);
 /* Prints the loaded modules (name, version, ABI, file) to out. */
 void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out);
+/* The modules of the generation cf configures (config order), with their
+ * quarantine flags, for resolving variables (request/variables.c). */
+void tw_configure_modules(const tw_configure_t *cf, const tw_module_t *const **mods,
+                          const bool **disabled, size_t *count);
 /* Prints the compiled phase table to out. */
 void tw_runtime_print_phases(const tw_runtime_t *rt, FILE *out);
 

@@ -105,6 +105,9 @@ int tw_call_plugin(tw_request_t *r, const tw_module_t *module, const char *where
     case TW_CALL_BODY_CHUNK:
         rc = call->fn.body_chunk(r, call->status, call->data, call->len, call->last, call->arg);
         break;
+    case TW_CALL_VARIABLE:
+        *call->value = call->fn.variable(r);
+        break;
     }
     activity_leave(r, &save);
     r->srv->depth--;

@@ -36,6 +36,7 @@
 #include "twister/http.h"
 #include "twister/loop.h"
 #include "twister/pool.h"
+#include "twister/variables.h"
 
 #define TW_MAX_REDIRECTS 10
 
@@ -95,6 +96,7 @@ struct tw_request {
     socklen_t peer_len;
     char *peer_text;
     char *user; /* tw_request_set_user */
+    char *id;   /* tw_request_id, made on first use */
     tw_body_kind_t body_kind;
     uint64_t content_length;
     bool is_head;
@@ -196,6 +198,7 @@ typedef enum {
     TW_CALL_CB,            /* cb(r, arg) */
     TW_CALL_BODY_DONE,     /* body_done(r, status, arg) */
     TW_CALL_BODY_CHUNK,    /* body_chunk(r, status, data, len, last, arg) */
+    TW_CALL_VARIABLE,      /* *value = variable(r) */
 } tw_call_kind_t;
 
 typedef struct {
@@ -207,7 +210,9 @@ typedef struct {
         tw_request_cb cb;
         tw_body_done_cb body_done;
         tw_body_chunk_cb body_chunk;
+        tw_variable_fn variable;
     } fn;
+    tw_str_t *value; /* TW_CALL_VARIABLE's result */
     void *arg;
     int status;
     const char *data;
@@ -242,6 +247,15 @@ enum {
 /* Checks that the running plugin may call fn now; logs and sets EPERM if
  * not. */
 bool tw_req_api_allowed(tw_request_t *r, const char *fn, int kind);
+
+/* ---- variables.c ---- */
+
+/* Checks the variable tables of the loaded modules mods[0..count): valid
+ * names with getters, none the core or another module provides. Returns
+ * -1 if all is well, else the index of the first offending module with
+ * the reason in why. */
+int tw_variables_check_modules(const tw_module_t *const *mods, size_t count, char *why,
+                               size_t whylen);
 
 /* ---- args.c ---- */
 

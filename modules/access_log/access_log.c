@@ -3,14 +3,15 @@
  *   modules: [access_log, ...]
  *   access_log: { path: logs/access.log, format: combined }
  *
- * Formats: "combined" (nginx's default), "common" (CLF) and "json" (one
- * object per line). Each worker appends to the file with O_APPEND and
- * writes whole lines, so workers never interleave within a line. Lines are
- * buffered (up to buffer_size bytes or flush_interval) to keep the hot path
- * free of a write(2) per request. Log rotation needs no signal: once a
- * second each worker checks whether the path now names another file (mv +
- * create, logrotate's default) and reopens it. A route can opt out with
- * `access_log: { off: true }`. */
+ * Formats: "combined" (nginx's default), "common" (CLF), "json" (one
+ * object per line), or a line of the server's variables, nginx's
+ * log_format: `format: '$remote_addr $request_id "$request" $status'`
+ * (values escaped as nginx does, "-" for a missing one). Each worker appends to the file with
+ * O_APPEND and writes whole lines, so workers never interleave within a line. Lines are buffered
+ * (up to buffer_size bytes or flush_interval) to keep the hot path free of a write(2) per request.
+ * Log rotation needs no signal: once a second each worker checks whether the path now names another
+ * file (mv + create, logrotate's default) and reopens it. A route can opt out with `access_log: {
+ * off: true }`. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -32,12 +33,14 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 typedef enum {
     FORMAT_COMBINED,
     FORMAT_COMMON,
-    FORMAT_JSON
+    FORMAT_JSON,
+    FORMAT_TEMPLATE, /* the user's, with the server's variables */
 } format_t;
 
 typedef struct {
     const char *path; /* global: the file; NULL when only routes opt out */
     format_t format;
+    tw_template_t *template; /* FORMAT_TEMPLATE */
     uint64_t buffer_size;
     uint64_t flush_ms;
     bool off; /* route: do not log requests of this route */
@@ -112,8 +115,15 @@ static int access_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
             c->format = FORMAT_COMMON;
         else if (strcmp(f, "json") == 0)
             c->format = FORMAT_JSON;
-        else
-            return tw_conf_error(err, n, "expected combined, common or json, got '%s'", f);
+        else if (strchr(f, '$')) {
+            c->format = FORMAT_TEMPLATE;
+            if (!(c->template = tw_template_compile(cf, f, n, err)))
+                return -1;
+        } else
+            return tw_conf_error(err, n,
+                                 "expected combined, common, json or a line with variables "
+                                 "('$remote_addr \"$request\" $status'), got '%s'",
+                                 f);
     }
     if ((n = tw_conf_map_get(node, "buffer_size"))) {
         if (tw_conf_get_size(n, &c->buffer_size, err))
@@ -350,6 +360,18 @@ static int access_log_handler(tw_request_t *r)
     /* The buffer has ACCESS_LINE_MAX bytes of room past buffer_size: a line always
      * fits (clamped), and a full buffer is flushed after it. */
     line_t l = {as->buf + as->len, as->buf + as->len + ACCESS_LINE_MAX - 1};
+    if (as->conf->format == FORMAT_TEMPLATE) {
+        size_t n;
+        const char *text = tw_template_expand(r, as->conf->template, TW_TEMPLATE_LOG, &n);
+        if (!text)
+            return TW_NEXT; /* out of memory: this line is lost, not the request */
+        put(&l, text, n);
+        *l.p++ = '\n';
+        as->len = (size_t)(l.p - as->buf);
+        if (as->len >= as->conf->buffer_size)
+            flush(as);
+        return TW_NEXT;
+    }
     bool json = as->conf->format == FORMAT_JSON;
     tw_str_t method = tw_request_method(r), target = tw_request_target(r);
     int version = tw_request_version(r);
@@ -418,7 +440,7 @@ TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
     TW_MODULE_HEADER,
     .name = "access_log",
     .version = "1.0.0",
-    .description = "one line per request (combined, common or json), rotation-safe",
+    .description = "one line per request (combined, common, json or your own), rotation-safe",
     .configure = access_configure,
     .register_phases = access_register,
     .init_worker = access_init_worker,

@@ -9,50 +9,23 @@
  *     request: { set: { X-Real-IP: $remote_addr }, remove: [Cookie] }
  *     request_id: true                 # X-Request-Id, kept or generated
  *
- * Values may hold $host, $uri, $request_uri, $remote_addr, $request_id;
- * templates are split at configure time so a request only copies bytes.
+ * Values may hold any of the server's variables ($host, $uri,
+ * $request_uri, $remote_addr, $request_id, $http_NAME, a module's own;
+ * twister/variables.h), compiled at configure time.
  * Response headers are applied by a header filter (an "always" one, which
  * also sees the core's error pages, for confs with always: true); request
  * headers by an ACCESS handler that runs first and has no opinion. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include <twister/twister.h>
 
 TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 
-typedef enum {
-    VAR_NONE = 0,
-    VAR_HOST,
-    VAR_URI,
-    VAR_REQUEST_URI,
-    VAR_REMOTE_ADDR,
-    VAR_REQUEST_ID,
-} var_t;
-
-static const char *const var_names[] = {
-    [VAR_HOST] = "host",
-    [VAR_URI] = "uri",
-    [VAR_REQUEST_URI] = "request_uri",
-    [VAR_REMOTE_ADDR] = "remote_addr",
-    [VAR_REQUEST_ID] = "request_id",
-};
-#define VAR_COUNT (sizeof var_names / sizeof var_names[0])
-
-typedef struct {
-    var_t var;
-    const char *text;
-    size_t len;
-} piece_t;
-
 typedef struct {
     const char *name;
-    piece_t *pieces;
-    size_t npieces;
-    size_t literal_len; /* the literal pieces' bytes */
+    tw_template_t *value;
 } field_t;
 
 typedef struct {
@@ -68,9 +41,9 @@ typedef struct {
     bool request_id;
 } headers_conf_t;
 
-/* Per request: the id once known. */
+/* Per request. */
 typedef struct {
-    char request_id[33];
+    bool id_checked;   /* the client's X-Request-Id was considered */
     bool request_done; /* request headers applied (once, even after a redirect) */
 } headers_ctx_t;
 
@@ -82,50 +55,6 @@ typedef struct {
 static bool is_letter(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static int compile(tw_configure_t *cf, field_t *f, const char *text, const tw_conf_node_t *node,
-                   tw_conf_error_t *err)
-{
-    size_t max = 1;
-    for (const char *p = text; *p; p++)
-        max += *p == '$' ? 2 : 0;
-    f->pieces = tw_configure_alloc(cf, max * sizeof *f->pieces);
-    if (!f->pieces)
-        return tw_conf_error(err, node, "out of memory");
-    f->npieces = 0;
-    f->literal_len = 0;
-    const char *lit = text, *p = text;
-    while (*p) {
-        if (*p != '$' || !is_letter(p[1])) {
-            p++;
-            continue;
-        }
-        const char *name = p + 1, *end = name;
-        while (is_letter(*end) || (*end >= '0' && *end <= '9'))
-            end++;
-        var_t var = VAR_NONE;
-        for (size_t v = 1; v < VAR_COUNT; v++)
-            if (strlen(var_names[v]) == (size_t)(end - name) &&
-                memcmp(var_names[v], name, (size_t)(end - name)) == 0)
-                var = (var_t)v;
-        if (var == VAR_NONE)
-            return tw_conf_error(err, node,
-                                 "unknown variable $%.*s (known: $host, $uri, $request_uri, "
-                                 "$remote_addr, $request_id)",
-                                 (int)(end - name), name);
-        if (p > lit) {
-            f->pieces[f->npieces++] = (piece_t){VAR_NONE, lit, (size_t)(p - lit)};
-            f->literal_len += (size_t)(p - lit);
-        }
-        f->pieces[f->npieces++] = (piece_t){var, NULL, 0};
-        p = lit = end;
-    }
-    if (p > lit) {
-        f->pieces[f->npieces++] = (piece_t){VAR_NONE, lit, (size_t)(p - lit)};
-        f->literal_len += (size_t)(p - lit);
-    }
-    return 0;
 }
 
 static bool is_token(const char *s)
@@ -189,7 +118,7 @@ static int parse_fields(tw_configure_t *cf, const tw_conf_node_t *map, bool requ
             if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
                 return tw_conf_error(err, value, "a header value cannot hold control characters");
         fields[i].name = name;
-        if (compile(cf, &fields[i], text, value, err) != 0)
+        if (!(fields[i].value = tw_template_compile(cf, text, value, err)))
             return -1;
     }
     *out = fields;
@@ -289,92 +218,28 @@ static bool acceptable_id(const tw_header_t *h)
     return true;
 }
 
-/* The request's id: the client's X-Request-Id when request_id is on and
- * it is acceptable, else 32 random hex digits (nginx's $request_id). */
+/* For request_id: true, the request's id ($request_id, the core's): the
+ * client's X-Request-Id when it is acceptable, else the core's random
+ * one. */
 static const char *request_id(tw_request_t *r, const headers_conf_t *c)
 {
     headers_ctx_t *x = ctx_of(r);
-    if (!x)
-        return "";
-    if (x->request_id[0])
-        return x->request_id;
-    const tw_header_t *h = c->request_id ? tw_request_header(r, REQUEST_ID_HEADER) : NULL;
-    if (acceptable_id(h)) {
-        memcpy(x->request_id, h->value.ptr, h->value.len);
-        x->request_id[h->value.len] = '\0';
-        return x->request_id;
+    if (x && !x->id_checked) {
+        x->id_checked = true;
+        const tw_header_t *h = tw_request_header(r, REQUEST_ID_HEADER);
+        if (acceptable_id(h))
+            tw_request_set_id(r, h->value.ptr, h->value.len);
     }
-    unsigned char bytes[16];
-    ssize_t got;
-    do
-        got = getrandom(bytes, sizeof bytes, GRND_NONBLOCK);
-    while (got < 0 && errno == EINTR);
-    if (got != (ssize_t)sizeof bytes)
-        return "";
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof bytes; i++) {
-        x->request_id[2 * i] = hex[bytes[i] >> 4];
-        x->request_id[2 * i + 1] = hex[bytes[i] & 15];
-    }
-    x->request_id[32] = '\0';
-    return x->request_id;
+    return tw_request_id(r);
 }
 
-/* The value of f for r, NUL-terminated in the request's pool; NULL if it
- * does not fit or memory runs out. */
-static const char *expand(tw_request_t *r, const headers_conf_t *c, const field_t *f)
+/* The value of f for r, NUL-terminated (in the request's pool or the
+ * config); NULL if it is too long or memory runs out. */
+static const char *expand(tw_request_t *r, const field_t *f)
 {
-    if (f->npieces == 1 && f->pieces[0].var == VAR_NONE)
-        return f->pieces[0].text; /* the config's NUL-terminated scalar */
-    if (f->npieces == 0)
-        return "";
-    tw_str_t parts[16];
-    size_t total = f->literal_len;
-    char *out, *p;
-    size_t nvars = 0;
-    for (size_t i = 0; i < f->npieces; i++) {
-        const piece_t *pc = &f->pieces[i];
-        if (pc->var == VAR_NONE)
-            continue;
-        tw_str_t v = {"", 0};
-        switch (pc->var) {
-        case VAR_HOST:
-            v = tw_request_host(r);
-            break;
-        case VAR_URI:
-            v = tw_request_path(r);
-            break;
-        case VAR_REQUEST_URI:
-            v = tw_request_target(r);
-            break;
-        case VAR_REMOTE_ADDR:
-            v.ptr = tw_request_peer_text(r);
-            v.len = strlen(v.ptr);
-            break;
-        case VAR_REQUEST_ID:
-            v.ptr = request_id(r, c);
-            v.len = strlen(v.ptr);
-            break;
-        case VAR_NONE:
-            break;
-        }
-        if (nvars == sizeof parts / sizeof parts[0])
-            return NULL;
-        parts[nvars++] = v;
-        total += v.len;
-    }
-    if (total > MAX_VALUE || !(out = tw_request_alloc(r, total + 1)))
-        return NULL;
-    p = out;
-    nvars = 0;
-    for (size_t i = 0; i < f->npieces; i++) {
-        const piece_t *pc = &f->pieces[i];
-        tw_str_t v = pc->var == VAR_NONE ? (tw_str_t){pc->text, pc->len} : parts[nvars++];
-        memcpy(p, v.ptr, v.len);
-        p += v.len;
-    }
-    *p = '\0';
-    return out;
+    size_t len;
+    const char *v = tw_template_expand(r, f->value, TW_TEMPLATE_TEXT, &len);
+    return v && len <= MAX_VALUE ? v : NULL;
 }
 
 /* Applies ops with the setters of one side. A value the request made
@@ -388,12 +253,12 @@ static void apply(tw_request_t *r, const headers_conf_t *c, const ops_t *ops,
     for (size_t i = 0; i < ops->nremove; i++)
         remove(r, ops->remove[i]);
     for (size_t i = 0; i < ops->nset; i++) {
-        const char *v = expand(r, c, &ops->set[i]);
+        const char *v = expand(r, &ops->set[i]);
         if (v)
             set(r, ops->set[i].name, v);
     }
     for (size_t i = 0; i < ops->nadd; i++) {
-        const char *v = expand(r, c, &ops->add[i]);
+        const char *v = expand(r, &ops->add[i]);
         if (v)
             add(r, ops->add[i].name, v);
     }
@@ -408,7 +273,7 @@ static int headers_request(tw_request_t *r)
     if (!x || x->request_done)
         return TW_DECLINED;
     x->request_done = true;
-    if (c->request_id)
+    if (c->request_id) /* adopted first: a template may use $request_id */
         tw_request_set_header(r, REQUEST_ID_HEADER, request_id(r, c));
     apply(r, c, &c->request, tw_request_set_header, tw_request_add_header,
           tw_request_remove_header);

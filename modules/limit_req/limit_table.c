@@ -1,7 +1,6 @@
 /* limit_table.c — see limit_table.h. */
 #include "limit_table.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,23 +22,13 @@ int lt_key_parse(tw_configure_t *cf, const tw_conf_node_t *node, lt_key_t *key,
         key->kind = KEY_ROUTE;
         return 0;
     }
-    if (strncmp(s, "$http_", 6) == 0 && s[6]) {
-        char name[128];
-        size_t n = strlen(s + 6);
-        if (n >= sizeof name)
-            return tw_conf_error(err, node, "header name too long");
-        for (size_t i = 0; i < n; i++) {
-            char c = s[6 + i];
-            if (!(isalnum((unsigned char)c) || c == '_' || c == '-'))
-                return tw_conf_error(err, node, "'%s' is not a header variable", s);
-            name[i] = c == '_' ? '-' : c;
-        }
-        name[n] = '\0';
-        key->kind = KEY_HEADER;
-        key->header = tw_configure_strdup(cf, name);
-        return key->header ? 0 : tw_conf_error(err, node, "out of memory");
-    }
-    return tw_conf_error(err, node, "expected $remote_addr, $http_<header> or $route, got '%s'", s);
+    key->kind = KEY_TEMPLATE;
+    if (!strchr(s, '$'))
+        return tw_conf_error(err, node,
+                             "expected variables ($remote_addr, $http_x_api_key, $route...), "
+                             "got '%s': a constant key would limit every request together",
+                             s);
+    return (key->template = tw_template_compile(cf, s, node, err)) ? 0 : -1;
 }
 
 size_t lt_key_of(const lt_key_t *key, tw_request_t *r, char *buf, uint64_t *hash)
@@ -50,12 +39,10 @@ size_t lt_key_of(const lt_key_t *key, tw_request_t *r, char *buf, uint64_t *hash
     if (key->kind == KEY_REMOTE_ADDR) {
         p = tw_request_peer_text(r);
         n = p ? strlen(p) : 0;
-    } else if (key->kind == KEY_HEADER) {
-        const tw_header_t *h = tw_request_header(r, key->header);
-        if (h) {
-            p = h->value.ptr;
-            n = h->value.len;
-        }
+    } else if (key->kind == KEY_TEMPLATE) {
+        p = tw_template_expand(r, key->template, TW_TEMPLATE_TEXT, &n);
+        if (!p)
+            n = 0;
     } else {
         const char *route = tw_request_route_label(r), *server = tw_request_server_label(r);
         if (route) {

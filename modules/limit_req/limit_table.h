@@ -23,15 +23,15 @@
 #define LT_WINDOW 32
 
 typedef enum {
-    KEY_REMOTE_ADDR,
-    KEY_HEADER,
-    KEY_ROUTE
+    KEY_REMOTE_ADDR, /* the common case, without a template's copy */
+    KEY_TEMPLATE,    /* any of the server's variables: "$http_x_api_key" */
+    KEY_ROUTE        /* "$route": the server and route labels */
 } lt_key_kind_t;
 
 typedef struct {
     lt_key_kind_t kind;
-    const char *header; /* KEY_HEADER: the header name */
-    const char *text;   /* as configured, for logs */
+    tw_template_t *template; /* KEY_TEMPLATE */
+    const char *text;        /* as configured, for logs */
 } lt_key_t;
 
 typedef struct {

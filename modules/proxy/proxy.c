@@ -5,7 +5,7 @@
  *     upstreams:
  *       app:
  *         servers: ["127.0.0.1:9001", "127.0.0.1:9002 weight=2", "unix:/run/app.sock"]
- *         balance: round_robin   # least_conn, hash (hash_key: $remote_addr or a header)
+ *         balance: round_robin   # least_conn, hash (hash_key: $remote_addr, $cookie_id, ...)
  *         keepalive: 32
  *         max_fails: 3
  *         fail_timeout: 10s
@@ -58,7 +58,8 @@ typedef struct upstream {
     server_t *servers;
     size_t count;
     balance_t balance;
-    const char *hash_header; /* NULL: the client address */
+    const char *hash_header; /* a header's value (hash_key without '$') */
+    tw_template_t *hash_key; /* hash_key with variables; neither: $remote_addr */
     uint64_t keepalive;
     uint64_t keepalive_ms;
     uint64_t max_fails;
@@ -79,7 +80,8 @@ typedef struct {
 typedef struct {
     upstream_t *upstream;
     uint64_t connect_ms, read_ms, send_ms;
-    tw_header_t *set_headers;
+    tw_header_t *set_headers;   /* the names (values: the templates' text) */
+    tw_template_t **set_values; /* per set_headers entry */
     size_t set_count;
     const char *host; /* Host sent upstream; NULL: the client's */
     bool buffering;   /* accepted for nginx users; the proxy always streams */
@@ -189,8 +191,11 @@ static int parse_upstream(tw_configure_t *cf, proxy_global_t *g, const char *nam
         const char *k;
         if (tw_conf_get_string(n, &k, err))
             return -1;
-        if (strcmp(k, "$remote_addr") != 0)
-            u->hash_header = tw_configure_strdup(cf, k);
+        if (!strchr(k, '$'))
+            u->hash_header = tw_configure_strdup(cf, k); /* a header's name, as before 1.3 */
+        else if (strcmp(k, "$remote_addr") != 0 &&
+                 !(u->hash_key = tw_template_compile(cf, k, n, err)))
+            return -1;
     }
     long long v;
     if ((n = tw_conf_map_get(node, "keepalive"))) {
@@ -297,7 +302,8 @@ static int configure_route(tw_configure_t *cf, const tw_conf_node_t *node, void 
             return tw_conf_error(err, n, "expected a map of header names to values");
         c->set_count = tw_conf_count(n);
         c->set_headers = tw_configure_alloc(cf, (c->set_count + 1) * sizeof *c->set_headers);
-        if (!c->set_headers)
+        c->set_values = tw_configure_alloc(cf, (c->set_count + 1) * sizeof *c->set_values);
+        if (!c->set_headers || !c->set_values)
             return tw_conf_error(err, n, "out of memory");
         for (size_t i = 0; i < c->set_count; i++) {
             const char *k = tw_conf_map_key(n, i), *v;
@@ -311,6 +317,8 @@ static int configure_route(tw_configure_t *cf, const tw_conf_node_t *node, void 
                     return tw_conf_error(err, tw_conf_map_value(n, i),
                                          "control character in a header value");
             c->set_headers[i] = (tw_header_t){{k, strlen(k)}, {v, strlen(v)}};
+            if (!(c->set_values[i] = tw_template_compile(cf, v, tw_conf_map_value(n, i), err)))
+                return -1;
         }
     }
     *conf = c;
@@ -446,6 +454,8 @@ static int pick_server(upstream_t *u, tw_request_t *r, uint64_t tried)
             const tw_header_t *h = tw_request_header(r, u->hash_header);
             if (h)
                 key = h->value;
+        } else if (u->hash_key) {
+            key.ptr = tw_template_expand(r, u->hash_key, TW_TEMPLATE_TEXT, &key.len);
         } else {
             key.ptr = tw_request_peer_text(r);
             key.len = strlen(key.ptr);
@@ -784,6 +794,16 @@ static bool is_set_header(const proxy_route_t *conf, tw_str_t name)
     return false;
 }
 
+static bool header_value_ok(tw_str_t v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.ptr[i];
+        if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 static tw_str_t str(const char *s)
 {
     return (tw_str_t){s, strlen(s)};
@@ -882,9 +902,17 @@ static int build_head(proxy_ctx_t *c)
     } else if (cl < 0) {
         out[k++] = (tw_header_t){str("Transfer-Encoding"), str("chunked")};
     }
-    for (size_t i = 0; i < c->conf->set_count; i++)
-        if (c->conf->set_headers[i].value.len) /* an empty value removes the field */
-            out[k++] = c->conf->set_headers[i];
+    for (size_t i = 0; i < c->conf->set_count; i++) {
+        tw_str_t v;
+        v.ptr = tw_template_expand(r, c->conf->set_values[i], TW_TEMPLATE_TEXT, &v.len);
+        if (!v.ptr)
+            return -1;
+        /* An empty value removes the field (as nginx's proxy_set_header);
+         * one the request made unsendable (a CR from a decoded $uri) is
+         * dropped: never a header injected upstream. */
+        if (v.len && header_value_ok(v))
+            out[k++] = (tw_header_t){c->conf->set_headers[i].name, v};
+    }
     tw_str_t target = tw_request_target(r);
     if (target.len == 0 || target.ptr[0] != '/') {
         /* absolute-form: the upstream gets origin-form. */

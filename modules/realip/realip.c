@@ -11,7 +11,7 @@
  * address found replaces the peer (tw_request_set_peer) in POST_READ,
  * before anything else looks at it: access rules, rate limits, logs, the
  * X-Forwarded-For a proxy sends on. Top level only (it runs before
- * routing). */
+ * routing). $realip_remote_addr keeps the proxy's own address. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -167,10 +167,36 @@ static int realip_post_read(tw_request_t *r)
                 break;
         }
     }
-    if (found && tw_request_set_peer(r, (struct sockaddr *)&sa, salen) != 0)
+    if (!found)
+        return TW_DECLINED;
+    /* The proxy's address, for $realip_remote_addr: set_peer replaces
+     * what tw_request_peer_text answers. */
+    const char *proxy = tw_request_peer_text(r);
+    size_t len = strlen(proxy);
+    char *copy = tw_request_alloc(r, len + 1);
+    if (!copy)
+        return TW_ERROR;
+    memcpy(copy, proxy, len + 1);
+    tw_request_set_ctx(r, &twister_module_v1, copy);
+    if (tw_request_set_peer(r, (struct sockaddr *)&sa, salen) != 0)
         return TW_ERROR;
     return TW_DECLINED; /* others in POST_READ still run */
 }
+
+/* $realip_remote_addr (nginx's name): the address the connection came
+ * from, before this module put the client's in its place. */
+static tw_str_t realip_remote_addr(tw_request_t *r)
+{
+    const char *addr = tw_request_ctx(r, &twister_module_v1);
+    if (!addr)
+        addr = tw_request_peer_text(r); /* not replaced: the peer is it */
+    return (tw_str_t){addr, strlen(addr)};
+}
+
+static const tw_variable_t realip_variables[] = {
+    {"realip_remote_addr", realip_remote_addr, 0},
+    {NULL, NULL, 0},
+};
 
 static int realip_register(tw_phases_t *phases, tw_conf_error_t *err)
 {
@@ -185,4 +211,5 @@ TW_MODULE_EXPORT const tw_module_t twister_module_v1 = {
     .description = "takes the client address from a trusted proxy's header",
     .configure = realip_configure,
     .register_phases = realip_register,
+    .variables = realip_variables,
 };

@@ -17,7 +17,7 @@ status=0
 # macros), keep tw_ identifiers followed by '('.
 printf '#include <twister/twister.h>\n' |
     ${CC:-cc} -E -P -I"$src/core/include" -x c - |
-    grep -oE '\btw_[a-z0-9_]+[[:space:]]*\(' | tr -d '( \t' | sort -u >"$tmp/declared"
+    grep -oE '\btw_[a-z0-9_]+[[:space:]]*\([^*]' | sed -E 's/[[:space:]]*\(.$//' | sort -u >"$tmp/declared"
 [ -s "$tmp/declared" ] || { echo "public_api: no declarations found" >&2; exit 1; }
 
 for so in "$build"/modules/*.so; do

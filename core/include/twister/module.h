@@ -32,6 +32,7 @@
 #include "twister/conf.h"
 #include "twister/http.h"
 #include "twister/loop.h"
+#include "twister/variables.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,7 +41,7 @@ extern "C" {
 /* ABI: the major changes when anything existing changes (rebuild plugins);
  * the minor when something is only added. */
 #define TW_ABI_MAJOR 1
-#define TW_ABI_MINOR 2
+#define TW_ABI_MINOR 3
 #define TW_MODULE_MAGIC 0x54574d31u /* "TWM1" */
 /* The descriptor symbol; the ABI major is part of its name. */
 #define TW_MODULE_SYMBOL "twister_module_v1"
@@ -97,6 +98,11 @@ struct tw_module {
     /* The CONTENT handler for routes whose `handler:` names this module,
      * or NULL for a module that only filters or guards. */
     tw_handler_fn content;
+    /* The variables the module provides to every module's templates
+     * ($name; twister/variables.h), a table ending with a NULL name, or
+     * NULL. A name the core or another loaded module already provides is
+     * a load error. Since ABI 1.3. */
+    const tw_variable_t *variables;
 };
 
 /* ---- configure-time helpers ------------------------------------------- */

@@ -15,6 +15,7 @@
 #include "twister/pool.h"
 #include "twister/stream.h"
 #include "twister/upstream.h"
+#include "twister/variables.h"
 #include "twister/zone.h"
 
 #endif
