@@ -145,6 +145,11 @@ const char *tw_configure_dir(tw_configure_t *cf)
     return cf->rt->gen->settings->config_dir;
 }
 
+tw_pool_t *tw_configure_pool(const tw_configure_t *cf)
+{
+    return cf->rt->pool;
+}
+
 void tw_configure_modules(const tw_configure_t *cf, const tw_module_t *const **mods,
                           const bool **disabled, size_t *count)
 {

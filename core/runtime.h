@@ -56,6 +56,8 @@ void tw_runtime_print_modules(const tw_runtime_t *rt, FILE *out);
  * quarantine flags, for resolving variables (request/variables.c). */
 void tw_configure_modules(const tw_configure_t *cf, const tw_module_t *const **mods,
                           const bool **disabled, size_t *count);
+/* The generation memory tw_configure_alloc takes from. */
+struct tw_pool *tw_configure_pool(const tw_configure_t *cf);
 /* Prints the compiled phase table to out. */
 void tw_runtime_print_phases(const tw_runtime_t *rt, FILE *out);
 

@@ -256,6 +256,21 @@ bool tw_req_api_allowed(tw_request_t *r, const char *fn, int kind);
  * the reason in why. */
 int tw_variables_check_modules(const tw_module_t *const *mods, size_t count, char *why,
                                size_t whylen);
+/* tw_template_compile's parser: text against the core's variables and
+ * those of mods[0..count) (disabled may be NULL), into pool. NULL with
+ * *unknown the first unknown name, or with *unknown {NULL, 0} when memory
+ * runs out. */
+tw_template_t *tw_template_parse(tw_pool_t *pool, const char *text, const tw_module_t *const *mods,
+                                 const bool *disabled, size_t count, tw_str_t *unknown);
+/* The pieces of t (literal text and variables, in order). */
+size_t tw_template_pieces(const tw_template_t *t);
+/* Piece i's TW_VARIABLE_* flags; *is_variable says whether it is one. */
+unsigned tw_template_piece_flags(const tw_template_t *t, size_t i, bool *is_variable);
+/* tw_template_expand's writer: renders t with values[i] for each variable
+ * piece i (literal pieces' entries are overwritten with their text) in
+ * mode, into pool. NULL when memory runs out. */
+char *tw_template_render(const tw_template_t *t, tw_template_mode_t mode, tw_str_t *values,
+                         tw_pool_t *pool, size_t *len);
 
 /* ---- args.c ---- */
 

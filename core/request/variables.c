@@ -467,7 +467,7 @@ int tw_variables_check_modules(const tw_module_t *const *mods, size_t count, cha
 
 /* Resolves s[0..len) into *pc (its argument copied into generation
  * memory). Returns 0, 1 if the name is unknown, -1 if memory runs out. */
-static int resolve(tw_configure_t *cf, const tw_module_t *const *mods, const bool *disabled,
+static int resolve(tw_pool_t *pool, const tw_module_t *const *mods, const bool *disabled,
                    size_t count, const char *s, size_t len, piece_t *pc)
 {
     bool family;
@@ -481,10 +481,9 @@ static int resolve(tw_configure_t *cf, const tw_module_t *const *mods, const boo
         *pc = (piece_t){.kind = PIECE_CORE, .flags = core->flags, .core_get = core->get};
         if (family) {
             size_t plen = strlen(core->name);
-            char *arg = tw_configure_alloc(cf, len - plen + 1);
+            char *arg = tw_pool_strndup(pool, s + plen, len - plen);
             if (!arg)
                 return -1;
-            memcpy(arg, s + plen, len - plen);
             /* $http_user_agent reads User-Agent: fields are matched
              * without case, and a name cannot hold '-'. */
             if (core->get == get_http || core->get == get_sent_http)
@@ -550,23 +549,17 @@ static void list_known(const tw_module_t *const *mods, size_t count, char *out, 
     }
 }
 
-tw_template_t *tw_template_compile(tw_configure_t *cf, const char *text, const tw_conf_node_t *node,
-                                   tw_conf_error_t *err)
+tw_template_t *tw_template_parse(tw_pool_t *pool, const char *text, const tw_module_t *const *mods,
+                                 const bool *disabled, size_t count, tw_str_t *unknown)
 {
-    size_t count = 0;
-    const tw_module_t *const *mods;
-    const bool *disabled;
-    tw_configure_modules(cf, &mods, &disabled, &count);
-
     size_t max = 1;
     for (const char *p = text; *p; p++)
         max += *p == '$' ? 2 : 0;
-    tw_template_t *t = tw_configure_alloc(cf, sizeof *t + max * sizeof t->pieces[0]);
-    char *copy = tw_configure_strdup(cf, text);
-    if (!t || !copy) {
-        tw_conf_error(err, node, "out of memory");
+    tw_template_t *t = tw_pool_calloc(pool, sizeof *t + max * sizeof t->pieces[0]);
+    char *copy = tw_pool_strndup(pool, text, strlen(text));
+    *unknown = none;
+    if (!t || !copy)
         return NULL;
-    }
     t->text = copy;
     const char *lit = copy, *p = copy;
     while (*p) {
@@ -576,16 +569,10 @@ tw_template_t *tw_template_compile(tw_configure_t *cf, const char *text, const t
             continue;
         }
         piece_t pc;
-        int rc = resolve(cf, mods, disabled, count, p + 1, n, &pc);
+        int rc = resolve(pool, mods, disabled, count, p + 1, n, &pc);
         if (rc != 0) {
-            if (rc < 0) {
-                tw_conf_error(err, node, "out of memory");
-            } else {
-                char known[700];
-                list_known(mods, count, known, sizeof known);
-                tw_conf_error(err, node, "unknown variable $%.*s (known: %s)", (int)n, p + 1,
-                              known);
-            }
+            if (rc > 0)
+                *unknown = (tw_str_t){p + 1, n};
             return NULL;
         }
         if (p > lit)
@@ -600,6 +587,29 @@ tw_template_t *tw_template_compile(tw_configure_t *cf, const char *text, const t
     for (size_t i = 0; i < t->count; i++)
         t->literal &= t->pieces[i].kind == PIECE_LITERAL;
     return t;
+}
+
+tw_template_t *tw_template_compile(tw_configure_t *cf, const char *text, const tw_conf_node_t *node,
+                                   tw_conf_error_t *err)
+{
+    size_t count = 0;
+    const tw_module_t *const *mods;
+    const bool *disabled;
+    tw_str_t unknown;
+    tw_configure_modules(cf, &mods, &disabled, &count);
+    tw_template_t *t =
+        tw_template_parse(tw_configure_pool(cf), text, mods, disabled, count, &unknown);
+    if (t)
+        return t;
+    if (!unknown.ptr) {
+        tw_conf_error(err, node, "out of memory");
+    } else {
+        char known[700];
+        list_known(mods, count, known, sizeof known);
+        tw_conf_error(err, node, "unknown variable $%.*s (known: %s)", (int)unknown.len,
+                      unknown.ptr, known);
+    }
+    return NULL;
 }
 
 const char *tw_template_text(const tw_template_t *t)
@@ -695,9 +705,40 @@ static char *put_value(char *o, const piece_t *pc, tw_str_t v, tw_template_mode_
     return o;
 }
 
+size_t tw_template_pieces(const tw_template_t *t)
+{
+    return t->count;
+}
+
+unsigned tw_template_piece_flags(const tw_template_t *t, size_t i, bool *is_variable)
+{
+    *is_variable = t->pieces[i].kind != PIECE_LITERAL;
+    return t->pieces[i].flags;
+}
+
+char *tw_template_render(const tw_template_t *t, tw_template_mode_t mode, tw_str_t *values,
+                         tw_pool_t *pool, size_t *len)
+{
+    size_t size = 1;
+    for (size_t i = 0; i < t->count; i++) {
+        if (t->pieces[i].kind == PIECE_LITERAL)
+            values[i] = t->pieces[i].text;
+        size += expanded_size(&t->pieces[i], values[i], mode);
+    }
+    char *out = tw_pool_alloc(pool, size), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < t->count; i++)
+        o = put_value(o, &t->pieces[i], values[i], mode);
+    *o = '\0';
+    *len = (size_t)(o - out);
+    return out;
+}
+
 const char *tw_template_expand(tw_request_t *r, const tw_template_t *t, tw_template_mode_t mode,
                                size_t *len)
 {
+    size_t n;
     if (t->literal) {
         if (len)
             *len = strlen(t->text);
@@ -710,21 +751,15 @@ const char *tw_template_expand(tw_request_t *r, const tw_template_t *t, tw_templ
         errno = ENOMEM;
         return NULL;
     }
-    size_t size = 1;
-    for (size_t i = 0; i < t->count; i++) {
+    for (size_t i = 0; i < t->count; i++)
         values[i] = piece_value(r, &t->pieces[i]);
-        size += expanded_size(&t->pieces[i], values[i], mode);
-    }
-    char *out = tw_request_alloc(r, size), *o = out;
+    char *out = tw_template_render(t, mode, values, tw_request_pool(r), &n);
     if (!out) {
         errno = ENOMEM;
         return NULL;
     }
-    for (size_t i = 0; i < t->count; i++)
-        o = put_value(o, &t->pieces[i], values[i], mode);
-    *o = '\0';
     if (len)
-        *len = (size_t)(o - out);
+        *len = n;
     return out;
 }
 
