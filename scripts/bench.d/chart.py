@@ -12,7 +12,7 @@ COLOURS = {"twister": "#d1495b", "h2o": "#00798c", "lighttpd": "#edae49"}
 SPARE = ("#66a182", "#8d96a3", "#2e4057")
 AXES = (("throughput ÷ nginx (higher is faster)", 2.5), ("CPU per request ÷ nginx (lower is cheaper)", 2.0))
 
-LABEL_W, PANEL_W, GAP, TOP, BAR, BAR_GAP, ROW_GAP = 300, 300, 50, 78, 10, 2, 12
+LABEL_W, PANEL_W, GAP, TOP, BAR, BAR_GAP, ROW_GAP = 380, 300, 50, 78, 10, 2, 12
 
 
 def svg(peers, rows, title):
@@ -51,6 +51,9 @@ def svg(peers, rows, title):
             out.append(f'<text x="{tx:.1f}" y="{height - 22}" text-anchor="middle" fill="#555">'
                        f'{tick:.1f}</text>')
             tick += 0.5
+        one = x0 + scale
+        out.append(f'<line x1="{one:.1f}" y1="{TOP - 8}" x2="{one:.1f}" y2="{height - 34}" '
+                   f'stroke="#333" stroke-dasharray="4,3"/>')
         for i, (sid, label, _kind, vr, cr) in enumerate(rows):
             ratios = vr if p == 0 else cr
             y = TOP + i * group
@@ -71,12 +74,9 @@ def svg(peers, rows, title):
                            f'font-size="9">{r:.2f}{" ▸" if cut else ""}</text>')
             if p == 0:
                 text = f"{sid}. {label}"
-                if len(text) > 48:
-                    text = text[:47] + "…"
+                if len(text) > 62:
+                    text = text[:61] + "…"
                 out.append(f'<text x="{LABEL_W - 8}" y="{y + group / 2 - 2:.1f}" text-anchor="end">'
                            f'{escape(text)}</text>')
-        one = x0 + scale
-        out.append(f'<line x1="{one:.1f}" y1="{TOP - 8}" x2="{one:.1f}" y2="{height - 34}" '
-                   f'stroke="#333" stroke-dasharray="4,3"/>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
