@@ -183,7 +183,7 @@ def profile_tables(servers, scenarios, sysc, insn):
         out.append("User-space instructions per request (valgrind --tool=callgrind: instructions of a "
                    "fresh server that answered N requests less those of one that answered none, ÷ N; "
                    "master and workers; opening the scenario's connections is in it, spread over the N "
-                   "requests: 5,000 at 64 connections, 1,250 with --quick):")
+                   "requests (N: a quarter of the strace counts)):")
         out.append("")
         out.append("| # | scenario | twister | nginx | T/N |")
         out.append("|---|---|---:|---:|---:|")
