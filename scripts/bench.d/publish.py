@@ -27,6 +27,8 @@ def main():
             break
         if line.startswith("![ratios to nginx]"):
             continue
+        if not line.strip() and body and not body[-1].strip():
+            continue  # one blank line between blocks
         body.append(line)
     while body and not body[0].strip():
         body.pop(0)
