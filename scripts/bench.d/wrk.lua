@@ -7,10 +7,34 @@
 -- number of responses, and one latency sample is recorded per batch (the
 -- time until the last of the N responses arrived).
 --
+-- BENCH_LIMIT=N (N > 0; the profile phase, with wrk -t1) ends wrk after N
+-- responses: the thread prints "BENCH requests=N bad=K" (K: responses not
+-- 2xx) and exits the process, since a signal could not cut wrk's wait for
+-- -d short (it may land on the thread, not on the sleeping main one).
+-- Requests still in flight then (at most one per connection, 16 when
+-- pipelined) may have been served but are not counted.
+--
 -- done() prints one machine-readable line, so nothing depends on wrk's
 -- human-readable units.
 
 local depth = tonumber(os.getenv("BENCH_PIPELINE") or "1") or 1
+local limit = tonumber(os.getenv("BENCH_LIMIT") or "0") or 0
+
+if limit > 0 then
+   local seen, bad = 0, 0
+
+   response = function(status, headers, body)
+      seen = seen + 1
+      if status < 200 or status > 299 then
+         bad = bad + 1
+      end
+      if seen == limit then
+         io.write(string.format("BENCH requests=%d bad=%d\n", seen, bad))
+         io.stdout:flush()
+         os.exit(0)
+      end
+   end
+end
 
 if depth > 1 then
    local batch
