@@ -46,6 +46,8 @@ typedef struct fc_file {
     const char *content; /* st.st_size bytes, or NULL (send fd) */
     char etag[ST_ETAG_MAX];
     fc_modified_t modified; /* as of the last validation */
+    const char *type;       /* the caller's Content-Type for it, once worked
+                               out (NULL until then; it must outlive the cache) */
 } fc_file_t;
 
 typedef struct fc_cache fc_cache_t;

@@ -465,6 +465,8 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, fc_file_t *f, con
 {
     fc_file_t *orig = f, *gz = NULL;
     int rc = TW_ERROR;
+    if (f->type == NULL) /* the name's type: kept with the entry */
+        f->type = mime_type(c, name);
     if (c->gzip_static && (gz = open_precompressed(r, c, name, &f->st)) != NULL) {
         /* Two representations exist: caches must key on the encoding. */
         if (tw_response_add_header(r, "Vary", "Accept-Encoding") != 0)
@@ -518,7 +520,7 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, fc_file_t *f, con
     uint64_t length = size ? last - first + 1 : 0;
 
     if (tw_response_set_status(r, status) != 0 ||
-        tw_response_set_header(r, "Content-Type", mime_type(c, name)) != 0 ||
+        tw_response_set_header(r, "Content-Type", orig->type) != 0 ||
         tw_response_set_header(r, "Accept-Ranges", "bytes") != 0 ||
         (gzipped && tw_response_set_header(r, "Content-Encoding", "gzip") != 0) ||
         set_validators(r, c, etag, &modified) != 0 ||
