@@ -381,5 +381,43 @@ servers:
             s.__exit__(None, None, None)
 
 
+class StaticCacheConfigTest(unittest.TestCase):
+    """The settings are checked like any others: file:line:column and why."""
+
+    def check(self, settings):
+        s = Server("""
+modules: [static]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - prefix: /
+        handler: static
+        static: { root: ., %s }
+""" % settings)
+        try:
+            return s.run("-t")
+        finally:
+            s.__exit__(None, None, None)
+
+    def test_valid_settings(self):
+        for settings in ("open_file_cache: off", "open_file_cache: {max: 0}",
+                         "open_file_cache: {max: 10, valid: 0s, inactive: 5s, memory: 1m}",
+                         "sendfile_min: 0", "sendfile_min: 1m"):
+            rc, out = self.check(settings)
+            self.assertEqual(rc, 0, settings + ": " + out)
+            self.assertIn("configuration OK", out)
+
+    def test_bad_settings(self):
+        for settings, why in (("open_file_cache: {maximum: 3}", "unknown key 'maximum'"),
+                              ("open_file_cache: {max: -1}", "max"),
+                              ("open_file_cache: {valid: soon}", "valid"),
+                              ("open_file_cache: [1]", "expected off, or a map"),
+                              ("sendfile_min: 2m", "at most 1m")):
+            rc, out = self.check(settings)
+            self.assertEqual(rc, 1, settings)
+            self.assertIn(why, out, settings)
+            self.assertRegex(out, r"twister\.yaml:\d+:\d+:", settings)
+
+
 if __name__ == "__main__":
     unittest.main()
