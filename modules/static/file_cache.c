@@ -197,7 +197,10 @@ static fc_entry_t *entry_new(const fc_cache_t *c, const char *key, size_t len, u
     e->file.fd = fd;
     if (st->st_size == 0) {
         e->file.content = empty_content;
-    } else if ((uint64_t)st->st_size < c->set.sendfile_min) {
+    } else if ((uint64_t)st->st_size < c->set.sendfile_min &&
+               (c->set.max == 0 || (uint64_t)st->st_size <= c->set.memory)) {
+        /* Kept only if it fits the memory bound at all (insert makes room
+         * by dropping others); else the descriptor is kept instead. */
         e->file.content = read_whole(fd, st, c->set.max > 0);
         if (e->file.content)
             e->content_bytes = (size_t)st->st_size;

@@ -43,6 +43,10 @@ servers:
       - prefix: /brief/
         handler: static
         static: { root: ./www, open_file_cache: { inactive: 300ms, valid: 1h } }
+      # No bytes kept: small files are held open like big ones.
+      - prefix: /nomem/
+        handler: static
+        static: { root: ./www, open_file_cache: { memory: 0, valid: 1h } }
       - prefix: /off/
         handler: static
         static: { root: ./www, open_file_cache: off }
@@ -56,6 +60,7 @@ for prefix in ("", "short/", "held/", "few/", "off/"):
 for i in range(4):
     FILES["www/few/f%d.bin" % i] = BIG[:100000 + i]
 FILES["www/brief/brief.bin"] = BIG
+FILES["www/nomem/nomem.txt"] = SMALL
 
 
 def write(path, data):
@@ -259,6 +264,11 @@ class StaticCacheTest(unittest.TestCase):
         self.assertEqual(self.get("/few/f0.bin").body, BIG[:100000])
         held = [i for i in range(4) if self.open_files("f%d.bin" % i)]
         self.assertEqual(held, [0, 3])
+
+    def test_memory_bound(self):
+        for _ in range(2):
+            self.expect("nomem/", "nomem.txt", SMALL)
+        self.assertEqual(self.open_files("nomem.txt"), 1)
 
     def test_inactive_entries_are_closed(self):
         self.expect("brief/", "brief.bin", BIG)
