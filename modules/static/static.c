@@ -33,7 +33,7 @@ TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
 #define STATIC_CACHE_VALID_MS 1000
 #define STATIC_CACHE_INACTIVE_MS 20000
 #define STATIC_CACHE_MEMORY (8u << 20)
-#define STATIC_SENDFILE_MIN (32u << 10)
+#define STATIC_SENDFILE_MIN (8u << 10)
 #define STATIC_SENDFILE_MIN_MAX (1u << 20)
 
 /* An extra `mime_types:` entry. */
