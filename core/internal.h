@@ -57,6 +57,9 @@ void tw_loop_set_time_us(tw_loop_t *loop, uint64_t now_us);
 /* The time now in microseconds: CLOCK_MONOTONIC read afresh, or the
  * manual clock's reading. */
 uint64_t tw_loop_clock_us(const tw_loop_t *loop);
+/* True if the epoll_wait whose events are being run did not wait (other
+ * work was queued): an fd it reported was ready before the loop asked. */
+bool tw_loop_polled_at_once(const tw_loop_t *loop);
 /* time(NULL), or the manual clock's wall time. */
 time_t tw_loop_wall_time(const tw_loop_t *loop);
 /* The earliest armed timer's deadline (tw_loop_now's scale) into
@@ -92,6 +95,13 @@ bool tw_loop_deferred_queued(const tw_loop_deferred_t *d);
  * and the first read is tried (from a deferred dispatch) before EPOLLIN is
  * armed, since the request has usually arrived already. */
 tw_stream_t *tw_stream_adopt(tw_loop_t *loop, int fd, const tw_stream_options_t *opts);
+
+/* Asks for TCP_NODELAY on the stream's socket, set only before its second
+ * write: the first write of a connection leaves at once whatever Nagle
+ * says (nothing is unacknowledged yet), so a connection answered in one
+ * write (Connection: close) never pays the setsockopt; any later write
+ * could wait for an ACK without it. */
+void tw_stream_nodelay_when_needed(tw_stream_t *s);
 
 /* Makes the stream store NULL into *slot when it is freed (NULL: no
  * slot); returns the previous slot. For ties (stream_connect.c). */

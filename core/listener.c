@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,6 +57,9 @@ bool tw_sockaddr_equal(const struct sockaddr *a, socklen_t alen, const struct so
     return false;
 }
 
+/* How long the kernel holds a silent new connection back from accept. */
+#define DEFER_ACCEPT_S 1
+
 int tw_listener_open(const struct sockaddr *addr, socklen_t len, int backlog, char *err,
                      size_t errlen)
 {
@@ -71,6 +75,16 @@ int tw_listener_open(const struct sockaddr *addr, socklen_t len, int backlog, ch
         goto fail;
     if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0)
         goto fail;
+    /* A connection reaches accept only once its first bytes have arrived
+     * (nginx's `deferred`): the worker's first read of it then finds the
+     * request instead of EAGAIN, and a client that connects and says
+     * nothing costs the workers nothing until the kernel gives up waiting
+     * (after about DEFER_ACCEPT_S, when it is accepted like any other and
+     * the header timeout applies). Best effort: not every socket has it. */
+    if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) {
+        int secs = DEFER_ACCEPT_S;
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
+    }
     return fd;
 fail:;
     int saved = errno;

@@ -89,6 +89,7 @@ typedef struct {
 struct tw_loop {
     int epfd;
     bool stop;
+    bool polled_at_once; /* the last epoll_wait had a 0 timeout */
 
     fd_rec_t *fds;
     size_t nfds; /* capacity of fds */
@@ -778,11 +779,18 @@ static int dispatch_events(tw_loop_t *loop, int n)
     return ran;
 }
 
+bool tw_loop_polled_at_once(const tw_loop_t *loop)
+{
+    return loop->polled_at_once;
+}
+
 int tw_loop_run_once(tw_loop_t *loop, int timeout_ms)
 {
     int ran = run_callbacks(loop);
     tw_loop_update_time(loop);
-    int n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, poll_timeout(loop, timeout_ms));
+    int timeout = poll_timeout(loop, timeout_ms);
+    loop->polled_at_once = timeout == 0;
+    int n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, timeout);
     if (n < 0 && errno != EINTR)
         return -1;
     tw_loop_update_time(loop);

@@ -61,6 +61,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +182,8 @@ struct tw_stream {
     bool shrink_wanted;            /* tw_stream_shrink called while delivering */
     bool probing;                  /* adopted: the first read comes before any EPOLLIN */
     bool not_socket;               /* recv(2) said ENOTSOCK: read(2) it is */
+    bool nodelay_wanted;           /* TCP_NODELAY before the second write */
+    bool wrote_once;               /* ...and the first write has been made */
 
     /* What the stream reads and writes through (TLS), or NULL: the socket. */
     const tw_stream_transport_t *tp;
@@ -187,6 +191,26 @@ struct tw_stream {
 };
 
 static const char empty_data[1] = "";
+
+/* Before every write system call: TCP_NODELAY once a second write comes
+ * (tw_stream_nodelay_when_needed). */
+static inline void before_write(tw_stream_t *s)
+{
+    if (!s->nodelay_wanted)
+        return;
+    if (!s->wrote_once) {
+        s->wrote_once = true;
+        return;
+    }
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->nodelay_wanted = false;
+}
+
+void tw_stream_nodelay_when_needed(tw_stream_t *s)
+{
+    s->nodelay_wanted = true;
+}
 
 static void stream_on_deferred(tw_loop_t *loop, void *arg);
 static void stream_on_io(tw_loop_t *loop, int fd, unsigned events, void *arg);
@@ -846,6 +870,7 @@ static int flush_iov(tw_stream_t *s)
         return FLUSH_PROGRESS;
     }
     ssize_t n;
+    before_write(s);
     for (;;) {
         if (s->tp) {
             n = s->tp->send(s->tp_ctx, iov, cnt);
@@ -868,6 +893,7 @@ static int flush_file(tw_stream_t *s, wrec_t *r)
 {
     while (r->len > 0) {
         size_t want = r->len < SENDFILE_MAX ? r->len : SENDFILE_MAX;
+        before_write(s);
         ssize_t n = s->tp ? s->tp->sendfile(s->tp_ctx, r->file_fd, &r->u.off, want)
                           : sendfile(s->fd, r->file_fd, &r->u.off, want);
         if (n < 0) {
@@ -921,6 +947,7 @@ static inline bool can_send_now(const tw_stream_t *s)
  * none) or -1 on a socket error (s->error set). */
 static ssize_t send_direct(tw_stream_t *s, const char *p, size_t len)
 {
+    before_write(s);
     for (;;) {
         struct iovec one = {.iov_base = (void *)p, .iov_len = len};
         ssize_t n = s->tp ? s->tp->send(s->tp_ctx, &one, 1) : send(s->fd, p, len, MSG_NOSIGNAL);
@@ -1000,6 +1027,24 @@ static void stream_dispatch(tw_stream_t *s)
     stream_update_events(s);
 }
 
+static void stream_teardown(tw_stream_t *s);
+
+/* A stream that closed during a dispatch run straight from the loop (an
+ * fd event or its own deferred callback) has nothing up the stack but the
+ * loop: it is torn down now instead of from a deferred callback, which
+ * would make the loop's next epoll_wait a wasted non-blocking one (a
+ * Connection: close request would cost one system call more). */
+static void stream_teardown_if_closed(tw_stream_t *s)
+{
+    if (!s->closed || s->depth > 0)
+        return;
+    if (s->deferred) {
+        tw_loop_defer_cancel(s->loop, &s->defer_node);
+        s->deferred = false;
+    }
+    stream_teardown(s);
+}
+
 static void stream_on_io(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
     tw_stream_t *s = arg;
@@ -1007,11 +1052,12 @@ static void stream_on_io(tw_loop_t *loop, int fd, unsigned events, void *arg)
      * waited for (a TLS read that had to write first, or the reverse). */
     if ((events & TW_EV_WRITE || (s->tp && events)) && s->cork == 0 && s->wq_done < s->wq_len)
         stream_flush(s);
-    if (s->closed)
-        return;
-    if (events & TW_EV_READ || (s->tp && events))
-        s->readable = true;
-    stream_dispatch(s);
+    if (!s->closed) {
+        if (events & TW_EV_READ || (s->tp && events))
+            s->readable = true;
+        stream_dispatch(s);
+    }
+    stream_teardown_if_closed(s);
 }
 
 static void stream_teardown(tw_stream_t *s)
@@ -1050,10 +1096,9 @@ static void stream_on_deferred(tw_loop_t *loop, void *arg)
         stream_defer(s);
         return;
     }
-    if (s->closed)
-        stream_teardown(s);
-    else
+    if (!s->closed)
         stream_dispatch(s);
+    stream_teardown_if_closed(s);
 }
 
 /* ---- reads

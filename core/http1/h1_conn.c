@@ -267,6 +267,8 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         return -1;
     }
     c->transport.tls = tls == 1;
+    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
+        tw_stream_nodelay_when_needed(c->stream);
     tw_stream_set_close_cb(c->stream, conn_on_close, c);
     tw_stream_set_drain_cb(c->stream, tw_h1_on_drain, c);
 

@@ -140,10 +140,39 @@ static int wire_file(tw_request_t *r, int fd, off_t off, size_t len)
     return rc;
 }
 
+/* Whether the i-th body filter (from body_filter_start) runs for r. */
+static bool body_filter_runs(const tw_request_t *r, size_t i)
+{
+    return i >= 64 || !(r->body_filters_skipped >> i & 1);
+}
+
+/* True if a body filter will see r's body: a file must then be read for
+ * it; with none (none loaded, or every one skipped) it goes out with
+ * sendfile. */
 static bool have_body_filters(const tw_request_t *r)
 {
     const tw_phase_table_t *t = r->srv->phases;
-    return t && t->body_filter_start < t->count && !r->error_response;
+    if (!t || t->body_filter_start >= t->count || r->error_response)
+        return false;
+    for (size_t i = 0; i < t->count - t->body_filter_start; i++)
+        if (body_filter_runs(r, i))
+            return true;
+    return false;
+}
+
+int tw_response_skip_body_filter(tw_request_t *r)
+{
+    if (!r->in_header_filter) {
+        tw_log_error("module %s called tw_response_skip_body_filter outside a header filter",
+                     tw_req_module_name(r->module));
+        errno = EPERM;
+        return -1;
+    }
+    const tw_phase_table_t *t = r->srv->phases;
+    for (size_t i = t->body_filter_start; i < t->count && i - t->body_filter_start < 64; i++)
+        if (t->entries[i].module == r->module)
+            r->body_filters_skipped |= (uint64_t)1 << (i - t->body_filter_start);
+    return 0;
 }
 
 /* Passes a piece through the body filters from index idx (relative to the
@@ -152,6 +181,8 @@ static bool have_body_filters(const tw_request_t *r)
 static int filter_from(tw_request_t *r, size_t idx, const char *data, size_t len, bool last)
 {
     const tw_phase_table_t *t = r->srv->phases;
+    while (t && t->body_filter_start + idx < t->count && !body_filter_runs(r, idx))
+        idx++; /* skipped for this response */
     size_t i = t ? t->body_filter_start + idx : 0;
     if (!t || i >= t->count)
         return wire_body(r, data, len, last);

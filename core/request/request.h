@@ -121,6 +121,10 @@ struct tw_request {
     size_t access_header_mark; /* response headers before ACCESS, dropped again on a pass */
     bool aborted;              /* the client went away */
     bool in_header_filter;
+    /* Body filters (bit i: the i-th after body_filter_start) whose module
+     * said, from its header filter, that this body is none of its business
+     * (tw_response_skip_body_filter): the bytes go past them. */
+    uint64_t body_filters_skipped;
     unsigned in_body_filter; /* body filter calls on the stack */
     size_t body_filter_index;
     bool filter_failed;

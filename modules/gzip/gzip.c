@@ -167,7 +167,7 @@ static int gzip_head(tw_request_t *r)
     return 0;
 }
 
-static int gzip_header_filter(tw_request_t *r)
+static int gzip_decide(tw_request_t *r)
 {
     const gzip_conf_t *c = conf_of(r);
     if (!c || c->off)
@@ -221,6 +221,18 @@ static int gzip_header_filter(tw_request_t *r)
         return TW_ERROR;
     tw_request_set_ctx(r, &twister_module_v1, x);
     return TW_NEXT;
+}
+
+/* A response gzip does not compress skips its body filter: a file then
+ * still goes out with sendfile instead of being read through the filter
+ * chain (loading gzip must not cost every other route its zero copy). */
+static int gzip_header_filter(tw_request_t *r)
+{
+    int rc = gzip_decide(r);
+    if (rc == TW_NEXT && tw_request_ctx(r, &twister_module_v1) == NULL &&
+        tw_response_skip_body_filter(r) != 0)
+        return TW_ERROR;
+    return rc;
 }
 
 /* ---- compressing ------------------------------------------------------------ */

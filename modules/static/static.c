@@ -23,9 +23,18 @@
 #include <twister/twister.h>
 
 #include "accept_encoding.h"
+#include "file_cache.h"
 #include "static_util.h"
 
 TW_MODULE_EXPORT extern const tw_module_t twister_module_v1;
+
+/* open_file_cache and sendfile_min defaults (README.md). */
+#define STATIC_CACHE_MAX 1000
+#define STATIC_CACHE_VALID_MS 1000
+#define STATIC_CACHE_INACTIVE_MS 20000
+#define STATIC_CACHE_MEMORY (8u << 20)
+#define STATIC_SENDFILE_MIN (8u << 10)
+#define STATIC_SENDFILE_MIN_MAX (1u << 20)
 
 /* An extra `mime_types:` entry. */
 typedef struct {
@@ -43,7 +52,10 @@ typedef struct static_conf {
     size_t nmime;
     const char *cache_control; /* NULL: no Cache-Control header */
     bool gzip_static;          /* serve name.gz to clients that accept gzip */
+    fc_settings_t cache_set;   /* open_file_cache and sendfile_min */
     st_root_t dir;             /* dir.fd is -1 until init_worker */
+    fc_cache_t *cache;         /* this worker's open files, from init_worker */
+    tw_loop_t *loop;           /* this worker's loop (the cache's clock) */
     struct static_conf *next;  /* every route of the generation */
 } static_conf_t;
 
@@ -121,12 +133,52 @@ static int conf_mime(tw_configure_t *cf, static_conf_t *c, const tw_conf_node_t 
     return 0;
 }
 
+/* open_file_cache: off, or a map of max, valid, inactive, memory. */
+static int conf_cache(static_conf_t *c, const tw_conf_node_t *node, tw_conf_error_t *err)
+{
+    static const char *const keys[] = {"max", "valid", "inactive", "memory", NULL};
+    bool on;
+    if (tw_conf_type(node) == TW_CONF_SCALAR) {
+        if (tw_conf_get_bool(node, &on, err) != 0)
+            return -1;
+        if (!on)
+            c->cache_set.max = 0;
+        return 0;
+    }
+    if (tw_conf_type(node) != TW_CONF_MAP)
+        return tw_conf_error(err, node,
+                             "expected off, or a map such as { max: 1000, valid: 1s, inactive: "
+                             "20s, memory: 8m }");
+    if (tw_conf_check_keys(node, keys, err) != 0)
+        return -1;
+    const tw_conf_node_t *v;
+    long long max;
+    uint64_t size;
+    if ((v = tw_conf_map_get(node, "max")) != NULL) {
+        if (tw_conf_get_int(v, 0, 1000000, &max, err) != 0)
+            return -1;
+        c->cache_set.max = (size_t)max;
+    }
+    if ((v = tw_conf_map_get(node, "valid")) != NULL &&
+        tw_conf_get_duration_ms(v, &c->cache_set.valid_ms, err) != 0)
+        return -1;
+    if ((v = tw_conf_map_get(node, "inactive")) != NULL &&
+        tw_conf_get_duration_ms(v, &c->cache_set.inactive_ms, err) != 0)
+        return -1;
+    if ((v = tw_conf_map_get(node, "memory")) != NULL) {
+        if (tw_conf_get_size(v, &size, err) != 0)
+            return -1;
+        c->cache_set.memory = (size_t)size;
+    }
+    return 0;
+}
+
 static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_conf_node_t *node,
                             void **conf, tw_conf_error_t *err)
 {
-    static const char *const keys[] = {"root",       "index",         "allow_symlinks_outside",
-                                       "mime_types", "cache_control", "gzip_static",
-                                       NULL};
+    static const char *const keys[] = {
+        "root",        "index",           "allow_symlinks_outside", "mime_types", "cache_control",
+        "gzip_static", "open_file_cache", "sendfile_min",           NULL};
 
     if (scope == TW_SCOPE_GLOBAL) {
         if (!is_empty(node))
@@ -147,6 +199,13 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
     if (c == NULL)
         return tw_conf_error(err, node, "out of memory");
     c->dir.fd = -1;
+    c->cache_set = (fc_settings_t){
+        .max = STATIC_CACHE_MAX,
+        .valid_ms = STATIC_CACHE_VALID_MS,
+        .inactive_ms = STATIC_CACHE_INACTIVE_MS,
+        .memory = STATIC_CACHE_MEMORY,
+        .sendfile_min = STATIC_SENDFILE_MIN,
+    };
 
     /* root: required, relative to the config file's directory. */
     const tw_conf_node_t *root = tw_conf_map_get(node, "root");
@@ -200,6 +259,16 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
     if ((v = tw_conf_map_get(node, "gzip_static")) != NULL &&
         tw_conf_get_bool(v, &c->gzip_static, err) != 0)
         return -1;
+    if ((v = tw_conf_map_get(node, "open_file_cache")) != NULL && conf_cache(c, v, err) != 0)
+        return -1;
+    if ((v = tw_conf_map_get(node, "sendfile_min")) != NULL) {
+        uint64_t size;
+        if (tw_conf_get_size(v, &size, err) != 0)
+            return -1;
+        if (size > STATIC_SENDFILE_MIN_MAX)
+            return tw_conf_error(err, v, "at most 1m: smaller files are read into memory");
+        c->cache_set.sendfile_min = (size_t)size;
+    }
     /* Only GET and HEAD: OPTIONS and 405 then list exactly those. EINVAL
      * means static is not this route's handler: nothing to declare. */
     static const char *const methods[] = {"GET", NULL};
@@ -220,11 +289,14 @@ static int static_configure(tw_configure_t *cf, tw_conf_scope_t scope, const tw_
 static void static_exit_worker(tw_worker_t *worker)
 {
     static_global_t *g = tw_worker_global_conf(worker, &twister_module_v1);
-    for (static_conf_t *c = g ? g->routes : NULL; c; c = c->next)
+    for (static_conf_t *c = g ? g->routes : NULL; c; c = c->next) {
+        fc_cache_free(c->cache);
+        c->cache = NULL;
         if (c->dir.fd >= 0) {
             close(c->dir.fd);
             c->dir.fd = -1;
         }
+    }
 }
 
 /* Opens every route's root, as the worker's user. */
@@ -237,6 +309,10 @@ static int static_init_worker(tw_worker_t *worker, tw_conf_error_t *err)
             return tw_conf_error(err, c->root_node, "cannot open '%s': %s", c->root,
                                  strerror(errno));
         c->dir.resolver = st_probe_resolver(c->dir.fd);
+        c->loop = tw_worker_loop(worker);
+        c->cache = fc_cache_new(&c->cache_set, &c->dir, c->loop);
+        if (c->cache == NULL)
+            return tw_conf_error(err, c->root_node, "out of memory");
     }
     return 0;
 }
@@ -281,34 +357,10 @@ static const char *mime_type(const static_conf_t *c, const char *name)
     return type ? type : "application/octet-stream";
 }
 
-/* The file's modification date as HTTP sees it (RFC 9110 §8.8.2). */
-typedef struct {
-    bool known;                   /* false: no Last-Modified at all */
-    bool strong;                  /* usable for If-Range (§8.8.2.2) */
-    time_t time;                  /* when known */
-    char text[ST_HTTP_DATE_SIZE]; /* the Last-Modified value, when known */
-} modified_t;
-
-/* An mtime in the future is replaced by now (§8.8.2.1: "MUST replace that
- * value with the message origination date"); one that still has no
- * IMF-fixdate (a year before 0000) leaves the file without a modification
- * date: no Last-Modified, date preconditions ignored, the ETag alone
- * validates. Strong only if at least a second before now, the Date sent. */
-static modified_t modification_date(const struct stat *st)
-{
-    modified_t m = {.time = st->st_mtime};
-    time_t now = time(NULL);
-    if (m.time > now)
-        m.time = now;
-    m.known = st_http_date(m.time, m.text);
-    m.strong = m.known && m.time < now;
-    return m;
-}
-
 /* The representation's validators and caching headers, for 200, 206, 304
  * and 416 alike. */
 static int set_validators(tw_request_t *r, const static_conf_t *c, const char *etag,
-                          const modified_t *modified)
+                          const fc_modified_t *modified)
 {
     if (tw_response_set_header(r, "ETag", etag) != 0 ||
         (modified->known && tw_response_set_header(r, "Last-Modified", modified->text) != 0))
@@ -325,7 +377,7 @@ static time_t header_date(const tw_header_t *h)
 
 /* RFC 9110 §13.2.2: If-Match, If-Unmodified-Since, If-None-Match,
  * If-Modified-Since, in that order. Returns 0 to go on, or 304/412. */
-static int preconditions(tw_request_t *r, const modified_t *modified, const char *etag)
+static int preconditions(tw_request_t *r, const fc_modified_t *modified, const char *etag)
 {
     const tw_header_t *h;
     time_t t;
@@ -353,81 +405,96 @@ static int preconditions(tw_request_t *r, const modified_t *modified, const char
 
 /* If-Range: a Range applies only if the representation is still the one
  * the client has part of (a strong ETag match, or exactly its date). */
-static bool if_range_holds(tw_request_t *r, const modified_t *modified, const char *etag)
+static bool if_range_holds(tw_request_t *r, const fc_modified_t *modified, const char *etag)
 {
     const tw_header_t *h = tw_request_header(r, "If-Range");
     return h == NULL ||
            st_if_range_match(h->value.ptr, h->value.len, etag, modified->time, modified->strong);
 }
 
-/* Serves the regular file fd (ours to close) with stat st, named name. */
-/* name.gz beside name, if it is a regular file not older than name (a
- * stale one would serve old content); -1 otherwise. */
-static int open_precompressed(tw_request_t *r, const static_conf_t *c, const char *name,
-                              const struct stat *st, struct stat *gz_st)
+/* name.gz beside name, through the cache, if it is a regular file not
+ * older than name (a stale one would serve old content); NULL otherwise. */
+static fc_file_t *open_precompressed(tw_request_t *r, const static_conf_t *c, const char *name,
+                                     const struct stat *st)
 {
     size_t len = strlen(name);
     char *gz_name = tw_request_alloc(r, len + 4);
     if (gz_name == NULL)
-        return -1;
+        return NULL;
     memcpy(gz_name, name, len);
     memcpy(gz_name + len, ".gz", 4);
-    int fd = st_open(&c->dir, gz_name);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, gz_st) != 0 || !S_ISREG(gz_st->st_mode) ||
-        gz_st->st_mtim.tv_sec < st->st_mtim.tv_sec ||
-        (gz_st->st_mtim.tv_sec == st->st_mtim.tv_sec &&
-         gz_st->st_mtim.tv_nsec < st->st_mtim.tv_nsec)) {
+    fc_file_t *gz;
+    int fd;
+    struct stat other;
+    int rc = fc_open(c->cache, gz_name, tw_loop_now(c->loop), &gz, &fd, &other);
+    if (rc == 1)
         close(fd);
-        return -1;
+    if (rc != 0)
+        return NULL;
+    if (gz->st.st_mtim.tv_sec < st->st_mtim.tv_sec ||
+        (gz->st.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+         gz->st.st_mtim.tv_nsec < st->st_mtim.tv_nsec)) {
+        fc_done(c->cache, gz);
+        return NULL;
     }
-    return fd;
+    return gz;
 }
 
-static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const struct stat *st,
-                      const char *name)
+/* The body: a small file's bytes from memory, copied into the output
+ * buffer behind the head, so both leave in one send; a large one with
+ * sendfile, from a descriptor the response owns. */
+static int send_body(tw_request_t *r, const static_conf_t *c, fc_file_t *f, uint64_t first,
+                     uint64_t length)
 {
-    struct stat gz_st;
-    bool gzipped = false;
-    if (c->gzip_static) {
-        int gz_fd = open_precompressed(r, c, name, st, &gz_st);
-        if (gz_fd >= 0) {
-            /* Two representations exist: caches must key on the encoding. */
-            if (tw_response_add_header(r, "Vary", "Accept-Encoding") != 0) {
-                close(gz_fd);
-                close(fd);
-                return TW_ERROR;
-            }
-            if (ae_accepts_gzip(r)) {
-                close(fd);
-                fd = gz_fd;
-                st = &gz_st; /* its own ETag, length and ranges */
-                gzipped = true;
-            } else {
-                close(gz_fd);
-            }
-        }
+    if (f->content)
+        return tw_response_write(r, f->content + first, (size_t)length) < 0 ? -1 : 0;
+    int fd = fc_take_fd(c->cache, f);
+    if (fd < 0) {
+        tw_log_error("static: cannot duplicate a cached descriptor: %s", strerror(errno));
+        return -1;
     }
-    char etag[ST_ETAG_MAX];
-    st_etag(st, etag);
-    const modified_t modified = modification_date(st);
+    /* sendfile may queue the bytes (returns 1): finishing then only marks
+     * the end; the connection sends the rest as the client reads. A file
+     * that shrinks meanwhile cuts the response short, and the connection
+     * closes instead of passing a short body off as complete. */
+    return tw_response_sendfile(r, fd, (off_t)first, (size_t)length) < 0 ? -1 : 0;
+}
+
+/* Serves the regular file f, named name; hands f back to the cache. */
+static int serve_file(tw_request_t *r, const static_conf_t *c, fc_file_t *f, const char *name)
+{
+    fc_file_t *orig = f, *gz = NULL;
+    int rc = TW_ERROR;
+    if (f->type == NULL) /* the name's type: kept with the entry */
+        f->type = mime_type(c, name);
+    if (c->gzip_static && (gz = open_precompressed(r, c, name, &f->st)) != NULL) {
+        /* Two representations exist: caches must key on the encoding. */
+        if (tw_response_add_header(r, "Vary", "Accept-Encoding") != 0)
+            goto out;
+        if (ae_accepts_gzip(r))
+            f = gz; /* its own ETag, length and ranges */
+    }
+    bool gzipped = f == gz;
+    /* A date known strong stays so; one that was not (a file modified this
+     * second, or in the future) is worked out again for this response. */
+    const fc_modified_t modified =
+        f->modified.strong ? f->modified : fc_modification_date(&f->st, time(NULL));
+    const char *etag = f->etag;
     bool head = tw_request_method_is(r, "HEAD");
 
     int pre = preconditions(r, &modified, etag);
     if (pre == 304) {
-        close(fd);
-        if (set_validators(r, c, etag, &modified) != 0 || tw_response_set_status(r, 304) != 0 ||
-            tw_response_finish(r) != 0)
-            return TW_ERROR;
-        return TW_DONE;
+        if (set_validators(r, c, etag, &modified) == 0 && tw_response_set_status(r, 304) == 0 &&
+            tw_response_finish(r) == 0)
+            rc = TW_DONE;
+        goto out;
     }
     if (pre != 0) {
-        close(fd);
-        return send_text(r, pre);
+        rc = send_text(r, pre);
+        goto out;
     }
 
-    uint64_t size = (uint64_t)st->st_size, first = 0, last = size ? size - 1 : 0;
+    uint64_t size = (uint64_t)f->st.st_size, first = 0, last = size ? size - 1 : 0;
     int status = 200;
     char content_range[80];
     const tw_header_t *range = head ? NULL : tw_request_header(r, "Range");
@@ -439,12 +506,11 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
                      (unsigned long long)first, (unsigned long long)last, (unsigned long long)size);
             break;
         case ST_RANGE_UNSATISFIABLE:
-            close(fd);
             snprintf(content_range, sizeof content_range, "bytes */%llu", (unsigned long long)size);
-            if (set_validators(r, c, etag, &modified) != 0 ||
-                tw_response_set_header(r, "Content-Range", content_range) != 0)
-                return TW_ERROR;
-            return send_text(r, 416);
+            if (set_validators(r, c, etag, &modified) == 0 &&
+                tw_response_set_header(r, "Content-Range", content_range) == 0)
+                rc = send_text(r, 416);
+            goto out;
         case ST_RANGE_NONE:
             first = 0;
             last = size ? size - 1 : 0;
@@ -454,23 +520,21 @@ static int serve_file(tw_request_t *r, const static_conf_t *c, int fd, const str
     uint64_t length = size ? last - first + 1 : 0;
 
     if (tw_response_set_status(r, status) != 0 ||
-        tw_response_set_header(r, "Content-Type", mime_type(c, name)) != 0 ||
+        tw_response_set_header(r, "Content-Type", orig->type) != 0 ||
         tw_response_set_header(r, "Accept-Ranges", "bytes") != 0 ||
         (gzipped && tw_response_set_header(r, "Content-Encoding", "gzip") != 0) ||
         set_validators(r, c, etag, &modified) != 0 ||
         (status == 206 && tw_response_set_header(r, "Content-Range", content_range) != 0) ||
-        tw_response_set_content_length(r, length) != 0) {
-        close(fd);
-        return TW_ERROR;
-    }
-    if (head || length == 0) {
-        close(fd);
-    } else if (tw_response_sendfile(r, fd, (off_t)first, length) < 0) {
-        return TW_ERROR; /* the client is gone; sendfile closed fd */
-    }
-    /* sendfile may have queued the bytes (returned 1): finishing only marks
-     * the end; the connection sends the rest as the client reads. */
-    return tw_response_finish(r) == 0 ? TW_DONE : TW_ERROR;
+        tw_response_set_content_length(r, length) != 0)
+        goto out;
+    if (!head && length > 0 && send_body(r, c, f, first, length) != 0)
+        goto out; /* the client is gone, or no descriptor */
+    rc = tw_response_finish(r) == 0 ? TW_DONE : TW_ERROR;
+out:
+    if (gz)
+        fc_done(c->cache, gz);
+    fc_done(c->cache, orig);
+    return rc;
 }
 
 /* A directory asked for without its trailing slash: 301 to path + "/",
@@ -511,7 +575,7 @@ static bool suspicious(tw_str_t path)
 static int static_content(tw_request_t *r)
 {
     const static_conf_t *c = tw_request_route_conf(r, &twister_module_v1);
-    if (c == NULL || c->dir.fd < 0)
+    if (c == NULL || c->dir.fd < 0 || c->cache == NULL)
         return TW_ERROR;
     if (!tw_request_method_is(r, "GET") && !tw_request_method_is(r, "HEAD")) {
         if (tw_response_set_header(r, "Allow", "GET, HEAD") != 0)
@@ -528,16 +592,15 @@ static int static_content(tw_request_t *r)
         return 403;
     const char *rel = path.ptr + 1; /* NUL-terminated, without NULs inside */
 
-    int fd = st_open(&c->dir, rel);
-    if (fd < 0)
-        return open_error(fd, rel);
+    uint64_t now = tw_loop_now(c->loop);
+    fc_file_t *f;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return TW_ERROR;
-    }
-    if (S_ISREG(st.st_mode))
-        return serve_file(r, c, fd, &st, rel);
+    int rc = fc_open(c->cache, rel, now, &f, &fd, &st);
+    if (rc < 0)
+        return open_error(rc, rel);
+    if (rc == 0)
+        return serve_file(r, c, f, rel);
     close(fd);
     if (!S_ISDIR(st.st_mode)) /* FIFOs, sockets, devices */
         return 403;
@@ -552,13 +615,13 @@ static int static_content(tw_request_t *r)
         if (name == NULL)
             return TW_ERROR;
         snprintf(name, len, "%s%s", rel, c->index[i]);
-        fd = st_open(&c->dir, name);
-        if (fd == -ENOENT || fd == -ENOTDIR)
+        rc = fc_open(c->cache, name, now, &f, &fd, &st);
+        if (rc == -ENOENT || rc == -ENOTDIR)
             continue;
-        if (fd < 0)
-            return open_error(fd, name);
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-            return serve_file(r, c, fd, &st, name);
+        if (rc < 0)
+            return open_error(rc, name);
+        if (rc == 0)
+            return serve_file(r, c, f, name);
         close(fd);
     }
     return 403; /* no index file, and no directory listings */

@@ -44,6 +44,7 @@ typedef struct {
     int flush_notes;
     int done;
     bool done_close;
+    int sendfiles; /* sendfile ops (the file went out zero-copy) */
 } fake_t;
 
 static fake_t *fake_of(const tw_transport_t *t)
@@ -111,6 +112,7 @@ static int f_sendfile(tw_transport_t *t, int fd, off_t off, size_t len)
     fake_t *f = fake_of(t);
     ssize_t n = pread(fd, f->body + f->body_len, len, off);
     close(fd);
+    f->sendfiles++;
     ck_assert_int_eq(n, (ssize_t)len);
     f->body_len += len;
     return f->high ? 1 : 0;
@@ -333,6 +335,19 @@ static int edit_log_handler(tw_request_t *r)
     return TW_NEXT;
 }
 
+/* Sends a small file with tw_response_sendfile. */
+static int h_file(tw_request_t *r)
+{
+    char path[] = "/tmp/twister-engine-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    ck_assert_int_eq(write(fd, "file body", 9), 9);
+    if (tw_response_set_content_length(r, 9) != 0 || tw_response_sendfile(r, fd, 0, 9) < 0)
+        return TW_ERROR;
+    return tw_response_finish(r) == 0 ? TW_DONE : TW_ERROR;
+}
+
 #define ROUTE(p, h)                                                                                \
     {                                                                                              \
         .name = p, .handler = &mod_app, .content = h                                               \
@@ -346,6 +361,7 @@ static tw_http_route_t routes[] = {
     ROUTE("/stream", h_stream),
     {.name = "/any", .handler = &mod_app, .content = h_hello, .satisfy_any = true},
     ROUTE("/edit", h_edit),
+    ROUTE("/file", h_file),
 };
 
 static int find_route(void *arg, tw_request_t *r, size_t listener, const tw_http_route_t **out)
@@ -825,6 +841,77 @@ START_TEST(test_header_filter_on_error_pages)
 }
 END_TEST
 
+/* ---- body filters a response skips ------------------------------------------- */
+
+static int filter_sees;    /* body filter calls */
+static bool filter_skips;  /* what the header filter decides */
+static int skip_result;    /* tw_response_skip_body_filter's answer */
+static int skip_from_body; /* ...when called from the body filter */
+
+static int skipping_header_filter(tw_request_t *r)
+{
+    if (filter_skips)
+        skip_result = tw_response_skip_body_filter(r);
+    return TW_NEXT;
+}
+
+static int counting_body_filter(tw_request_t *r, const char *data, size_t len, bool last)
+{
+    filter_sees++;
+    skip_from_body = tw_response_skip_body_filter(r);
+    return tw_body_filter_next(r, data, len, last);
+}
+
+static void setup_filters(void)
+{
+    setup();
+    filter_sees = 0;
+    filter_skips = false;
+    skip_result = skip_from_body = 0;
+    tw_phases_free(phases);
+    phases = tw_phases_new();
+    tw_phases_begin_module(phases, &mod_app, 0);
+    tw_phases_add_header_filter(phases, skipping_header_filter, 500);
+    tw_phases_add_body_filter(phases, counting_body_filter, 500);
+    tw_phases_begin_module(phases, &mod_log, 1);
+    tw_phases_add(phases, TW_PHASE_LOG, log_handler, TW_ORDER_MIDDLE);
+    char msg[256];
+    ck_assert_int_eq(tw_phases_compile(phases, msg, sizeof msg), 0);
+    srv.phases = tw_phases_table(phases);
+}
+
+START_TEST(test_a_body_filter_sees_a_file_read_for_it)
+{
+    start("GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin();
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_uint_eq(fake.body_len, 9);
+    ck_assert_int_eq(memcmp(fake.body, "file body", 9), 0);
+    ck_assert_int_gt(filter_sees, 0);
+    ck_assert_int_eq(fake.sendfiles, 0);  /* read for the filter */
+    ck_assert_int_eq(skip_from_body, -1); /* only a header filter may skip */
+}
+END_TEST
+
+START_TEST(test_a_skipped_body_filter_leaves_sendfile_alone)
+{
+    filter_skips = true;
+    start("GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin();
+    ck_assert_int_eq(skip_result, 0);
+    ck_assert_int_eq(fake.status, 200);
+    ck_assert_uint_eq(fake.body_len, 9);
+    ck_assert_int_eq(memcmp(fake.body, "file body", 9), 0);
+    ck_assert_int_eq(filter_sees, 0);
+    ck_assert_int_eq(fake.sendfiles, 1);
+    ck_assert_int_eq(fake.last_count, 1);
+    /* Only that response: the next one's filter runs again. */
+    filter_skips = false;
+    start("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_gt(filter_sees, 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("request_engine");
@@ -855,6 +942,11 @@ static Suite *suite(void)
     tcase_add_test(access, test_access_any_no_opinion);
     tcase_add_test(access, test_access_any_error_is_not_a_vote);
     suite_add_tcase(s, access);
+    TCase *filters = tcase_create("filters");
+    tcase_add_checked_fixture(filters, setup_filters, teardown);
+    tcase_add_test(filters, test_a_body_filter_sees_a_file_read_for_it);
+    tcase_add_test(filters, test_a_skipped_body_filter_leaves_sendfile_alone);
+    suite_add_tcase(s, filters);
     return s;
 }
 

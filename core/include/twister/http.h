@@ -359,6 +359,13 @@ int tw_response_on_drain(tw_request_t *r, tw_request_cb fn, void *arg);
 int tw_response_finish(tw_request_t *r);
 /* True once the status line and headers were handed to the connection. */
 bool tw_response_head_sent(const tw_request_t *r);
+/* From a header filter: this module's body filter has nothing to do with
+ * this response (gzip for a type it does not compress, say), so the body
+ * goes past it; when no body filter is left to see the body, a file sent
+ * with tw_response_sendfile stays zero-copy instead of being read into
+ * memory for the filters. Since ABI 1.3. Errors: EPERM outside a header
+ * filter. */
+int tw_response_skip_body_filter(tw_request_t *r);
 /* Passes a body piece on to the next body filter (or the connection).
  * For use inside a tw_body_filter_fn only. Returns TW_NEXT or TW_ERROR. */
 int tw_body_filter_next(tw_request_t *r, const char *data, size_t len, bool last);
