@@ -257,9 +257,11 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
     }
     msg[n] = '\0';
     gen_t *ge = w->gen;
-    unsigned long connections;
+    unsigned long connections, moved, kept, closed;
     unsigned long long requests;
-    if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
+    if (sscanf(msg, "HANDOFF %lu %lu %lu", &moved, &kept, &closed) == 3) {
+        tw_master_handoff_reported(w, moved, kept, closed);
+    } else if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
         w->connections = connections;
         w->requests = requests;
         if (w->status_serial != w->master->status_serial) {

@@ -47,6 +47,7 @@ static const size_t min_size_by_minor[TW_ABI_MINOR + 1] = {
     [0] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.0 ends with .content */
     [1] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.1 added functions only */
     [2] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.2 added functions only */
+    [3] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.3 added functions only */
 };
 _Static_assert(offsetof(tw_module_t, content) + sizeof(tw_handler_fn) == sizeof(tw_module_t),
                "tw_module_t grew: bump TW_ABI_MINOR and add its size to min_size_by_minor");

@@ -224,16 +224,16 @@ static const load_case_t load_cases[] = {
      {"bad_magic.so: bad magic in twister_module_v1: expected 0x54574d31, found 0x12345678: "
       "start the descriptor with TW_MODULE_HEADER"}},
     {"abi_major",
-     {"abi_major.so: built for ABI 2.0, this server speaks ABI 1.2 (the major must be "
+     {"abi_major.so: built for ABI 2.0, this server speaks ABI 1.3 (the major must be "
       "equal): " REBUILD("abi_major")}},
     {"abi_v2",
      {"abi_v2.so: built for ABI 2 (it exports twister_module_v2), this server speaks ABI 1 (it "
       "looks for twister_module_v1): " REBUILD("abi_v2")}},
     {"abi_minor",
-     {"abi_minor.so: built for ABI 1.3, newer than this server's ABI 1.2 (the plugin may use "
+     {"abi_minor.so: built for ABI 1.4, newer than this server's ABI 1.3 (the plugin may use "
       "what this server lacks): upgrade the server, or " REBUILD("abi_minor")}},
     {"short_size",
-     {"short_size.so: descriptor is 24 bytes, expected at least 80 (the ABI 1.2 tw_module_t, "
+     {"short_size.so: descriptor is 24 bytes, expected at least 80 (the ABI 1.3 tw_module_t, "
       "whose fields this server reads): start it with TW_MODULE_HEADER and " REBUILD(
           "short_size")}},
     {"no_symbol",
@@ -332,10 +332,10 @@ static const check_case_t check_cases[] = {
     /* magic is checked before anything else: the rest may be garbage */
     {{.magic = 1, .abi_major = 77, .size = 0, .name = NULL}, "m.so: bad magic"},
     {{.magic = TW_MODULE_MAGIC, .abi_major = 0, .abi_minor = 9, .size = 0},
-     "m.so: built for ABI 0.9, this server speaks ABI 1.2 (the major must be equal): " REBUILD(
+     "m.so: built for ABI 0.9, this server speaks ABI 1.3 (the major must be equal): " REBUILD(
          "m")},
-    {{.magic = TW_MODULE_MAGIC, .abi_major = 1, .abi_minor = 3, .size = 0},
-     "m.so: built for ABI 1.3, newer than this server's ABI 1.2"},
+    {{.magic = TW_MODULE_MAGIC, .abi_major = 1, .abi_minor = 4, .size = 0},
+     "m.so: built for ABI 1.4, newer than this server's ABI 1.3"},
     {{.magic = TW_MODULE_MAGIC, .abi_major = 1, .abi_minor = 0, .size = sizeof(tw_module_t) - 1},
      "m.so: descriptor is 79 bytes, expected at least 80"},
     {{VALID, .name = NULL}, "m.so: the descriptor has no name"},

@@ -40,7 +40,7 @@ extern "C" {
 /* ABI: the major changes when anything existing changes (rebuild plugins);
  * the minor when something is only added. */
 #define TW_ABI_MAJOR 1
-#define TW_ABI_MINOR 2
+#define TW_ABI_MINOR 3
 #define TW_MODULE_MAGIC 0x54574d31u /* "TWM1" */
 /* The descriptor symbol; the ABI major is part of its name. */
 #define TW_MODULE_SYMBOL "twister_module_v1"
