@@ -149,11 +149,15 @@ void tw_master_handoff_reply(master_t *m)
     tw_timer_stop(m->loop, &m->handoff_timer);
     if (!m->handoff_waiters && !m->handoff_text[0])
         return;
-    char text[900];
+    char text[900], missing[64] = "";
     size_t len = strcspn(m->handoff_text, "\n");
+    if (m->handoff_left)
+        snprintf(missing, sizeof missing, "; %u old worker%s did not answer", m->handoff_left,
+                 m->handoff_left == 1 ? "" : "s");
     snprintf(text, sizeof text,
-             "%.*s (connections: %lu handed off, %lu kept to finish, %lu closed)\n", (int)len,
-             m->handoff_text, m->handoff_counts[0], m->handoff_counts[1], m->handoff_counts[2]);
+             "%.*s (connections: %lu handed off, %lu kept to finish, %lu closed%s)\n", (int)len,
+             m->handoff_text, m->handoff_counts[0], m->handoff_counts[1], m->handoff_counts[2],
+             missing);
     tw_log_info("reload to generation %u: %lu idle connection%s handed off, %lu kept to finish "
                 "on the old generation, %lu closed%s",
                 m->handoff_to, m->handoff_counts[0], m->handoff_counts[0] == 1 ? "" : "s",

@@ -434,7 +434,7 @@ int tw_worker_main(const tw_worker_params_t *params)
             tw_counter_add(&rs->closed, ended);
         }
         tw_log_info("drained: %llu connection%s handed off to the new generation, %zu closed "
-                    "here (%llu given back by it)",
+                    "here (%llu offered but not taken)",
                     (unsigned long long)k->handed_off, k->handed_off == 1 ? "" : "s", ended,
                     (unsigned long long)k->handoff_fallbacks);
     }
