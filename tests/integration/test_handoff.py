@@ -9,8 +9,11 @@ import random
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import unittest
@@ -598,6 +601,113 @@ servers:
         rc, out = self.check("", "        drain: { linger: 1s }")
         self.assertEqual(rc, 1)
         self.assertRegex(out, r"twister\.yaml:\d+:\d+: .*linger")
+
+
+METRICS_CONFIG = """
+modules: [hello, crash, metrics]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+        hello: { message: "%s" }
+      - path: /slow
+        handler: crash
+        crash: { mode: ok, delay: 1s }
+      - path: /metrics
+        handler: metrics
+        metrics: { allow: [127.0.0.0/8] }
+"""
+
+
+class MetricsTest(unittest.TestCase):
+    def test_reload_connections_are_counted(self):
+        s = Server(METRICS_CONFIG % "one", workers=1)
+        try:
+            s.start()
+            idle = []
+            for _ in range(3):
+                c = Client(s.port, timeout=10)
+                c.send(GET)
+                c.read_response()
+                idle.append(c)
+            busy = Client(s.port, timeout=10)
+            busy.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            wait_for(lambda: "connections 4," in s.run("-s", "status")[1], timeout=10,
+                     what="the slow request to arrive")
+            s.write_config(METRICS_CONFIG % "two")
+            rc, out = s.run("-s", "reload", timeout=60)
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(counts(out), (3, 1, 0), out)
+            self.assertEqual(busy.read_response().status, 200)
+            wait_for(lambda: drained(s, 1), timeout=30, what="generation 1 to drain")
+            text = request(s.port, path="/metrics").body.decode()
+            for outcome, n in (("handed_off", 3), ("kept", 1), ("closed", 1)):
+                self.assertIn('twister_reload_connections_total{outcome="%s"} %d' % (outcome, n),
+                              text)
+            for c in idle + [busy]:
+                c.close()
+        finally:
+            s.__exit__(None, None, None)
+
+
+TLS_CONFIG = """
+modules: [hello]
+servers:
+  - listen: ["127.0.0.1:{port}"]
+    routes:
+      - path: /hello
+        handler: hello
+        hello: { message: "%s" }
+  - listen: ["127.0.0.1:{port2} tls"]
+    server_names: [localhost]
+    tls: { certificate: {dir}/cert.pem, key: {dir}/cert.key }
+    routes:
+      - path: /hello
+        handler: hello
+        hello: { message: "%s" }
+"""
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class TlsTest(unittest.TestCase):
+    """Without kernel TLS a TLS connection's state (keys, sequence numbers)
+    lives in OpenSSL inside the old worker and cannot move: it keeps the
+    graceful close, while plain connections move."""
+
+    def test_tls_connections_keep_the_graceful_close(self):
+        s = Server(TLS_CONFIG % ("one", "one"), workers=1)
+        try:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                            "-days", "2", "-keyout", os.path.join(s.dir, "cert.key"),
+                            "-out", os.path.join(s.dir, "cert.pem")],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            s.start()
+            plain = Client(s.port, timeout=10)
+            plain.send(GET)
+            self.assertEqual(plain.read_response().body, b"one")
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", s.port2), timeout=10),
+                                  server_hostname="localhost")
+            tls.sendall(GET)
+            got = b""
+            while not got.endswith(b"one"):
+                got += tls.recv(4096)
+            s.write_config(TLS_CONFIG % ("two", "two"))
+            rc, out = s.run("-s", "reload", timeout=60)
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(counts(out), (1, 0, 1), out)
+            tls.settimeout(10)
+            self.assertEqual(tls.recv(4096), b"")  # closed by the old worker after the grace
+            plain.send(GET)
+            self.assertEqual(plain.read_response().body, b"two")
+            tls.close()
+            plain.close()
+        finally:
+            s.__exit__(None, None, None)
 
 
 def measure():
