@@ -24,6 +24,7 @@
 #include "handoff.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -442,14 +443,24 @@ static int on_offer(tw_handoff_t *h, channel_t *ch, const msg_head_t *head, cons
     if (count == 0)
         return 0;
     size_t len = sizeof answer.head + count * sizeof answer.ids[0];
+    /* The answer must get through: a sender that never hears that we took
+     * a connection would give it back to its own reading, and two
+     * processes would read one socket. The window keeps at most
+     * TW_HANDOFF_WINDOW small answers unread, far below the socket's
+     * buffer, so this does not wait in practice; the wait is bounded all
+     * the same. A send that fails means the sender is gone: then nobody
+     * else reads what we adopted (its descriptors closed with it). */
     ssize_t rc;
-    do
+    for (int tries = 0; tries < 100; tries++) {
         rc = send(ch->fd, &answer, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (rc < 0 && errno == EINTR);
-    /* The window keeps answers far below the socket's buffer: a failure
-     * means the sender is gone (it then treats everything as not moved,
-     * while we keep what we adopted: it already let go of nothing, and
-     * closing its descriptor affects nothing we hold). */
+        if (rc >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK &&
+                        errno != ENOBUFS && errno != ENOMEM))
+            break;
+        if (errno != EINTR) {
+            struct pollfd p = {.fd = ch->fd, .events = POLLOUT};
+            poll(&p, 1, 10);
+        }
+    }
     return rc == (ssize_t)len ? 0 : -1;
 }
 

@@ -286,10 +286,21 @@ static void report(int fd, const char *prefix, const char *text)
  *   ADOPT + fd      a channel from a worker of the old generation
  *   DRAIN           drain (as SIGQUIT), after the HANDOFF channels: the
  *                   socket keeps their order, which signals would not */
+static bool control_message(tw_loop_t *loop, int fd, worker_state_t *ws);
+
+/* The master's messages come in bursts (a channel per new worker, then
+ * DRAIN): take them together, before the connections' events of the
+ * same wake-up. */
 static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
-    worker_state_t *ws = arg;
     (void)events;
+    for (int i = 0; i < 64 && control_message(loop, fd, arg); i++)
+        ;
+}
+
+/* Reads and acts on one message; false when none was there. */
+static bool control_message(tw_loop_t *loop, int fd, worker_state_t *ws)
+{
     char msg[64];
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -302,10 +313,10 @@ static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
                         .msg_controllen = sizeof control.buf};
     ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+        return false;
     if (n <= 0) {
         tw_loop_unwatch(loop, fd); /* the master is gone; PDEATHSIG follows */
-        return;
+        return false;
     }
     msg[n] = '\0';
     int passed = -1;
@@ -315,12 +326,13 @@ static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
         memcpy(&passed, CMSG_DATA(cm), sizeof passed);
     if (passed >= 0) {
         bool outbound = strcmp(msg, "HANDOFF") == 0;
-        if (!ws->handoff || (!outbound && strcmp(msg, "ADOPT") != 0) ||
-            tw_handoff_add_channel(ws->handoff, passed, outbound) != 0)
+        if (!ws->handoff || (!outbound && strcmp(msg, "ADOPT") != 0))
             close(passed);
+        else if (tw_handoff_add_channel(ws->handoff, passed, outbound) != 0) /* closes it */
+            tw_log_warn("reload hand-off: cannot watch a channel: %s", strerror(errno));
         else if (outbound && ws->draining && ws->http)
             tw_http_server_hand_off_idle(ws->http); /* late: what rests now */
-        return;
+        return true;
     }
     if (strcmp(msg, "DRAIN") == 0 && ws->http) {
         begin_drain(ws);
@@ -330,6 +342,7 @@ static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
                  (unsigned long long)ws->http->counters.responses);
         report(fd, answer, NULL);
     }
+    return true;
 }
 
 static int drop_privileges(const tw_worker_params_t *p)

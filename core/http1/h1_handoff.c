@@ -74,6 +74,9 @@ void tw_http_server_handoff_done(void *arg, void *token, bool moved)
 {
     tw_http_server_t *srv = arg;
     tw_http_conn_t *c = token;
+    /* Off the moving list first: its offer is settled, nothing to cancel. */
+    tw_h1_list_unlink(srv, c);
+    tw_h1_list_link_after(srv, c, TW_CONN_ACTIVE, NULL);
     if (moved) {
         srv->counters.handed_off++;
         tw_h1_detach_stream(c); /* a plain close: the adopter holds the socket */
@@ -111,7 +114,8 @@ int tw_http_conn_adopt(tw_http_server_t *srv, int fd, const tw_handoff_conn_t *s
     tw_http_conn_t *c =
         tw_h1_conn_new(srv, srv->loop, fd, peer, (socklen_t)st->peer_len, listener_index);
     if (!c)
-        return -1; /* fd closed */
+        return -1;            /* fd closed */
+    srv->counters.accepted--; /* counted as adopted, not as accepted */
     srv->counters.adopted++;
     c->served = st->served;
     c->proxy_pending = st->proxy_pending != 0;
