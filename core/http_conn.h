@@ -107,6 +107,9 @@ typedef struct tw_http_server {
     struct tw_handoff *handoff;
     const int *listen_fds;
     size_t listen_fd_count;
+    uint64_t handoff_window_ms; /* for how long into the drain responses keep
+                                   connections alive to move them [0: all of
+                                   it]; then Connection: close, the old way */
 
     tw_http_counters_t counters; /* maintained by the engine */
 

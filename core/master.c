@@ -61,7 +61,7 @@ void tw_master_begin_stop(master_t *m, int sig)
     for (size_t i = 0; i < m->listener_count; i++)
         shutdown(m->listeners[i].fd, SHUT_RD);
     uint64_t bound =
-        graceful && m->serving ? tw_generation_shutdown_ms(m->serving->g) + 5000 : 10000;
+        graceful && m->serving ? tw_generation_drain_bound_ms(m->serving->g) + 5000 : 10000;
     tw_timer_init(&m->stop_timer, stop_backstop, m);
     tw_timer_start(m->loop, &m->stop_timer, bound);
     tw_master_maybe_finish_stop(m);

@@ -419,6 +419,10 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.http->handoff = ws.handoff;
     ws.http->listen_fds = g->listen_fds;
     ws.http->listen_fd_count = ws.listen_count;
+    /* Half the drain keeps busy connections alive to move them; the other
+     * half closes the ones that never rested, before the bound cuts them. */
+    uint64_t window = tw_generation_shutdown_ms(g) / 2;
+    ws.http->handoff_window_ms = window ? window : 1;
     set_accepting(&ws, true);
     report(params->control_fd, "READY", NULL);
     tw_loop_watch(ws.loop, params->control_fd, TW_EV_READ, on_control, &ws);

@@ -162,6 +162,8 @@ struct tw_http_conn {
     bool must_close;      /* no further request on this connection */
     bool output_blocked;  /* the next request waits for the write queue to drain */
     bool freeing;         /* conn_free ran or is scheduled */
+    bool stays;           /* offered to the new generation and given back:
+                             it drains here, the old way */
     unsigned depth;       /* enter/leave nesting on this connection */
     tw_conn_peer_t peer;
 };
@@ -234,8 +236,18 @@ size_t tw_h1_on_data(tw_stream_t *s, int status, const char *data, size_t len, v
  * verdict). Returns false, leaving c as it was, if c cannot move (TLS,
  * bytes buffered) or nothing takes offers. */
 bool tw_h1_handoff_offer(tw_http_conn_t *c);
-/* Whether srv drains into a new generation (keep-alive stays on). */
+/* Whether srv drains into a new generation. */
 bool tw_h1_handing_off(const tw_http_server_t *srv);
+/* Whether c may move there once it rests (then its responses keep it
+ * alive while draining): plain, on a listener named on the wire, and not
+ * given back already. */
+bool tw_h1_may_move(const tw_http_conn_t *c);
+/* Whether c's response keeps it alive while draining, so that it can move
+ * when it rests: it may move, and the drain is within srv's
+ * handoff_window_ms (after that, a connection that never rests — a
+ * client pipelining without pause — gets Connection: close, the old way,
+ * before the shutdown bound cuts it off). */
+bool tw_h1_keep_for_handoff(const tw_http_conn_t *c);
 
 /* ---- h1_body.c ---- */
 

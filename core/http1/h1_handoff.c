@@ -26,6 +26,20 @@ bool tw_h1_handing_off(const tw_http_server_t *srv)
     return srv->draining && tw_handoff_can_offer(srv->handoff);
 }
 
+bool tw_h1_may_move(const tw_http_conn_t *c)
+{
+    return tw_h1_handing_off(c->srv) && !c->stays && !c->transport.tls && !c->tls_after_proxy &&
+           c->transport.listener_index < c->srv->listen_fd_count;
+}
+
+bool tw_h1_keep_for_handoff(const tw_http_conn_t *c)
+{
+    const tw_http_server_t *srv = c->srv;
+    return tw_h1_may_move(c) &&
+           (!srv->handoff_window_ms ||
+            tw_loop_now(srv->loop) - srv->drain_start < srv->handoff_window_ms);
+}
+
 static uint64_t idle_timeout(const tw_http_server_t *srv, uint32_t served)
 {
     return served ? srv->keepalive_timeout_ms : srv->header_timeout_ms;
@@ -35,8 +49,7 @@ bool tw_h1_handoff_offer(tw_http_conn_t *c)
 {
     tw_http_server_t *srv = c->srv;
     size_t li = c->transport.listener_index;
-    if (!tw_h1_handing_off(srv) || c->w || c->list == TW_CONN_MOVING || !tw_h1_open(c) ||
-        c->transport.tls || c->tls_after_proxy || li >= srv->listen_fd_count)
+    if (!tw_h1_may_move(c) || c->w || c->list == TW_CONN_MOVING || !tw_h1_open(c))
         return false;
     int fd = tw_stream_fd(c->stream);
     if (fd < 0 || tw_stream_buffered(c->stream) > 0 || tw_stream_write_queued(c->stream) > 0)
@@ -84,6 +97,7 @@ void tw_http_server_handoff_done(void *arg, void *token, bool moved)
         return;
     }
     srv->counters.handoff_fallbacks++;
+    c->stays = true; /* its next response says Connection: close */
     if (!tw_h1_open(c)) {
         tw_h1_detach_stream(c);
         tw_h1_conn_free(c);
