@@ -32,7 +32,7 @@
 /* How long a `-s reload` reply waits for the draining workers to say what
  * their hand-off did (it takes milliseconds; a worker stuck in a plugin
  * must not hold the reply). */
-#define HANDOFF_REPLY_WAIT_MS 1000
+#define HANDOFF_REPLY_WAIT_MS 3000
 
 void tw_master_collect_zones(master_t *m)
 {

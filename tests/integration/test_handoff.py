@@ -83,6 +83,7 @@ class HandoffTest(unittest.TestCase):
             c.send(GET)
             r = c.read_response()
             self.assertEqual(r.status, 200)
+            self.addCleanup(c.close)
             clients.append(c)
         return clients
 
@@ -151,6 +152,7 @@ class HandoffTest(unittest.TestCase):
         s = self.start("gen one", workers=1)
         idle = self.open_idle(1)[0]
         busy = Client(s.port, timeout=10)
+        self.addCleanup(busy.close)
         busy.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
         # The worker answers a status query after its accept's first read.
         wait_for(lambda: "connections 2," in self.status(), timeout=10,
@@ -244,6 +246,7 @@ class FallbackTest(unittest.TestCase):
             c = Client(self.server.port, timeout=10)
             c.send(GET)
             self.assertEqual(c.read_response().status, 200)
+            self.addCleanup(c.close)
             clients.append(c)
         return clients
 
@@ -544,6 +547,8 @@ servers:
         self.server = s = Server(cfg % "one", workers=1)
         s.start()
         kept, cut = Client(s.port, timeout=20), Client(s.port, timeout=20)
+        self.addCleanup(kept.close)
+        self.addCleanup(cut.close)
         kept.send(b"GET /kept HTTP/1.1\r\nHost: localhost\r\n\r\n")
         cut.send(b"GET /cut HTTP/1.1\r\nHost: localhost\r\n\r\n")
         wait_for(lambda: "connections 2," in s.run("-s", "status")[1], timeout=10,
