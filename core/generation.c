@@ -240,6 +240,23 @@ uint64_t tw_generation_shutdown_ms(const tw_generation_t *g)
     return g->settings->timeouts.shutdown_ms;
 }
 
+bool tw_generation_handoff(const tw_generation_t *g)
+{
+    return g->settings->reload_handoff;
+}
+
+uint64_t tw_generation_drain_bound_ms(const tw_generation_t *g)
+{
+    uint64_t ms = g->settings->timeouts.shutdown_ms;
+    for (size_t i = 0; i < g->settings->nservers; i++) {
+        const tw_server_conf_t *srv = &g->settings->servers[i];
+        for (size_t r = 0; r < srv->nroutes; r++)
+            if (srv->routes[r].http.drain_keep_ms > ms)
+                ms = srv->routes[r].http.drain_keep_ms;
+    }
+    return ms;
+}
+
 unsigned tw_generation_max_draining(const tw_generation_t *g)
 {
     return g->settings->max_draining_generations;

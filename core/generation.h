@@ -88,6 +88,12 @@ const char *tw_generation_log_level(const tw_generation_t *g);
 const char *tw_generation_user(const tw_generation_t *g);
 /* timeouts.shutdown in milliseconds. */
 uint64_t tw_generation_shutdown_ms(const tw_generation_t *g);
+/* reload: { handoff }: whether a reload to g hands the old generation's
+ * idle connections to g's workers. */
+bool tw_generation_handoff(const tw_generation_t *g);
+/* The longest a worker of g may drain: timeouts.shutdown, or a route's
+ * longer drain: { keep }. */
+uint64_t tw_generation_drain_bound_ms(const tw_generation_t *g);
 /* How many old generations may drain at once. */
 unsigned tw_generation_max_draining(const tw_generation_t *g);
 /* listen(2) backlog. */

@@ -36,6 +36,8 @@
 #include "twister/stream.h"
 
 typedef struct tw_http_conn tw_http_conn_t;
+struct tw_handoff;
+struct tw_handoff_conn;
 
 /* The Allow value for "OPTIONS *" and for a route without a method list
  * (what the parser accepts, less CONNECT and TRACE, which the core refuses),
@@ -49,11 +51,14 @@ typedef int (*tw_http_find_route_fn)(void *arg, tw_request_t *r, size_t listener
 
 /* Statistics, for logs and tests. */
 typedef struct {
-    uint64_t accepted;  /* connections started */
-    uint64_t requests;  /* request heads parsed (including bad ones) */
-    uint64_t responses; /* requests ended (after LOG) */
-    uint64_t aborted;   /* requests whose client went away */
-    uint64_t timeouts;  /* connections closed by a timeout */
+    uint64_t accepted;          /* connections started */
+    uint64_t requests;          /* request heads parsed (including bad ones) */
+    uint64_t responses;         /* requests ended (after LOG) */
+    uint64_t aborted;           /* requests whose client went away */
+    uint64_t timeouts;          /* connections closed by a timeout */
+    uint64_t adopted;           /* connections adopted from an older generation */
+    uint64_t handed_off;        /* connections moved to a newer generation */
+    uint64_t handoff_fallbacks; /* offered there and given back (then closed here) */
 } tw_http_counters_t;
 
 typedef struct tw_http_server {
@@ -95,17 +100,29 @@ typedef struct tw_http_server {
     size_t proxy_protocol_count;
     struct tw_tls_server *tls; /* TLS per listener (tls/tls_context.h), or NULL */
     struct tw_worker *worker;  /* what tw_request_worker answers; NULL in a check */
+    /* Reload hand-off (handoff.h), set by the worker: while draining with
+     * a handoff that can offer, idle connections go to the new generation
+     * instead of being closed, and in-flight responses keep the connection
+     * alive so that it moves once the request is done. listen_fds (per
+     * listener index) names a connection's listener on the wire. */
+    struct tw_handoff *handoff;
+    const int *listen_fds;
+    size_t listen_fd_count;
+    uint64_t handoff_window_ms; /* for how long into the drain responses keep
+                                   connections alive to move them [0: all of
+                                   it]; then Connection: close, the old way */
 
     tw_http_counters_t counters; /* maintained by the engine */
 
     /* ---- private to core/http1/ and core/request/ ---- */
     tw_loop_t *loop; /* the one loop every connection of srv runs on */
-    /* Open connections, on four doubly linked lists: [0] active ones,
+    /* Open connections, on five doubly linked lists: [0] active ones,
      * [1] resting ones that have served nothing yet, [2] resting ones that
      * have (the two use different timeouts), [3] ones a hard stop closed
-     * whose request waits for its suspended handler; a resting list is
+     * whose request waits for its suspended handler, [4] idle ones offered
+     * to the new generation, waiting for its verdict; a resting list is
      * ordered by idle_since, and tails[] is where insertion starts looking. */
-    tw_http_conn_t *lists[4], *tails[4];
+    tw_http_conn_t *lists[5], *tails[5];
     size_t conn_count;
     tw_timer_t rest_timer;          /* closes resting connections whose time is up */
     uint64_t rest_deadline;         /* what rest_timer is armed for */
@@ -142,6 +159,29 @@ void tw_http_server_cleanup(tw_http_server_t *srv);
  * peer/peer_len is the client's address. Returns 0, or -1 with errno. */
 int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const struct sockaddr *peer,
                        socklen_t peer_len, size_t listener_index);
+/* Adopts an idle connection an older generation handed off (handoff.h):
+ * served from now on with this server's config, as if it had been
+ * accepted on listener_index and had served conn->served requests. Takes
+ * fd either way. Refuses (-1, fd closed: the sender keeps its own copy)
+ * a TLS listener's connection (its state cannot move without kTLS), one
+ * whose listener changed its proxy_protocol setting, and on ENOMEM. */
+int tw_http_conn_adopt(tw_http_server_t *srv, int fd, const struct tw_handoff_conn *conn,
+                       size_t listener_index);
+/* The verdict on a connection this server offered (a tw_handoff_done_fn,
+ * arg is srv): moved, it is closed here without a word; not moved, it
+ * rests again and closes after the drain grace. */
+void tw_http_server_handoff_done(void *arg, void *token, bool moved);
+/* While draining with a hand-off that can offer: offers every resting
+ * connection to the new generation (the drain does this when it begins;
+ * call it again when a channel arrives late). */
+void tw_http_server_hand_off_idle(tw_http_server_t *srv);
+/* The drain's bound, per connection: closes (hard, as close_all) every
+ * connection whose limit has passed elapsed_ms after the drain began —
+ * its request's route `drain: { keep }`, or shutdown_ms — and returns the
+ * next limit still ahead (0: none; every connection left is past it or
+ * none is left). */
+uint64_t tw_http_server_drain_expire(tw_http_server_t *srv, uint64_t elapsed_ms,
+                                     uint64_t shutdown_ms);
 /* Begins the graceful drain described above; all_closed(arg) runs (from a
  * loop callback, never inside this call) once no connection is left. */
 void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), void *arg);

@@ -61,7 +61,7 @@ void tw_master_begin_stop(master_t *m, int sig)
     for (size_t i = 0; i < m->listener_count; i++)
         shutdown(m->listeners[i].fd, SHUT_RD);
     uint64_t bound =
-        graceful && m->serving ? tw_generation_shutdown_ms(m->serving->g) + 5000 : 10000;
+        graceful && m->serving ? tw_generation_drain_bound_ms(m->serving->g) + 5000 : 10000;
     tw_timer_init(&m->stop_timer, stop_backstop, m);
     tw_timer_start(m->loop, &m->stop_timer, bound);
     tw_master_maybe_finish_stop(m);
@@ -187,6 +187,7 @@ int tw_master_run(const char *config_path, const char *module_dir)
     tw_master_open_control_socket(&m);
     m.started_ms = tw_loop_now(m.loop);
     tw_timer_init(&m.status_timer, tw_master_status_timeout, &m);
+    tw_timer_init(&m.handoff_timer, tw_master_handoff_timeout, &m);
     tw_log_info("twister master started (pid %d), config %s", (int)getpid(), config_path);
     tw_master_start_generation(&m);
     if (!m.stopping)
@@ -209,6 +210,7 @@ int tw_master_run(const char *config_path, const char *module_dir)
     }
     tw_timer_stop(m.loop, &m.status_timer);
     tw_master_answer_waiters(&m.status_clients, "ERROR the server is stopping\n");
+    tw_master_handoff_reply(&m);
     tw_master_answer_waiters(&m.waiters_now, "ERROR the server is stopping\n");
     tw_master_answer_waiters(&m.waiters_next, "ERROR the server is stopping\n");
     while (m.control_clients)

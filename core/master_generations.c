@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "control_client.h" /* TW_STARTUP_TIMEOUT_MS */
 #include "master_internal.h"
@@ -27,6 +29,10 @@
 /* How long the workers of a generation that failed to start get to run
  * their exit_worker hooks after SIGTERM before they are killed. */
 #define ABANDON_GRACE_MS 2000
+/* How long a `-s reload` reply waits for the draining workers to say what
+ * their hand-off did (it takes milliseconds; a worker stuck in a plugin
+ * must not hold the reply). */
+#define HANDOFF_REPLY_WAIT_MS 3000
 
 void tw_master_collect_zones(master_t *m)
 {
@@ -57,6 +63,8 @@ void tw_master_free_gen(gen_t *ge)
     free(ge->crashes);
     if (m->quarantine_from == ge)
         m->quarantine_from = NULL;
+    if (m->handoff_gen == ge)
+        m->handoff_gen = NULL; /* its reply goes out with what came */
     tw_generation_free(ge->g);
     free(ge);
 }
@@ -80,7 +88,135 @@ static void abandon_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
     tw_master_signal_generation(ge->master, ge, SIGKILL);
 }
 
-static void start_draining(master_t *m, gen_t *ge)
+/* ---- the reload hand-off -------------------------------------------------------- */
+
+/* Sends text and fd (SCM_RIGHTS) as one message on a worker's control
+ * socket. Returns 0, or -1. */
+static int send_with_fd(int control_fd, const char *text, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    ssize_t rc;
+    do
+        rc = sendmsg(control_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (rc < 0 && errno == EINTR);
+    return rc == (ssize_t)iov.iov_len ? 0 : -1;
+}
+
+/* Gives old worker w a channel to each READY worker of to (a socketpair:
+ * one end to each, over their control sockets; the master keeps neither,
+ * so a channel dies with either of its workers). Old worker k starts at
+ * new worker k, so that several old workers spread over the new ones.
+ * Returns how many channels w got. */
+static unsigned give_channels(master_t *m, worker_t *w, unsigned k, gen_t *to)
+{
+    worker_t *ready[256];
+    unsigned n = 0, given = 0;
+    for (worker_t *x = m->workers; x && n < 256; x = x->next)
+        if (x->gen == to && x->state == W_READY && x->control_fd >= 0)
+            ready[n++] = x;
+    for (unsigned i = 0; i < n; i++) {
+        worker_t *target = ready[(k + i) % n];
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+            tw_log_warn("reload hand-off: socketpair: %s", strerror(errno));
+            break;
+        }
+        if (send_with_fd(w->control_fd, "HANDOFF", sv[0]) == 0 &&
+            send_with_fd(target->control_fd, "ADOPT", sv[1]) == 0)
+            given++;
+        close(sv[0]);
+        close(sv[1]);
+    }
+    return given;
+}
+
+void tw_master_handoff_reply(master_t *m)
+{
+    tw_timer_stop(m->loop, &m->handoff_timer);
+    if (!m->handoff_waiters && !m->handoff_text[0])
+        return;
+    char text[900], missing[64] = "";
+    size_t len = strcspn(m->handoff_text, "\n");
+    if (m->handoff_left)
+        snprintf(missing, sizeof missing, "; %u old worker%s did not answer", m->handoff_left,
+                 m->handoff_left == 1 ? "" : "s");
+    snprintf(text, sizeof text,
+             "%.*s (connections: %lu handed off, %lu kept to finish, %lu closed%s)\n", (int)len,
+             m->handoff_text, m->handoff_counts[0], m->handoff_counts[1], m->handoff_counts[2],
+             missing);
+    tw_log_info("reload to generation %u: %lu idle connection%s handed off, %lu kept to finish "
+                "on the old generation, %lu closed%s",
+                m->handoff_to, m->handoff_counts[0], m->handoff_counts[0] == 1 ? "" : "s",
+                m->handoff_counts[1], m->handoff_counts[2],
+                m->handoff_left ? " (not every old worker answered)" : "");
+    tw_master_answer_waiters(&m->handoff_waiters, text);
+    m->handoff_text[0] = '\0';
+    m->handoff_gen = NULL;
+    m->handoff_left = 0;
+}
+
+void tw_master_handoff_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
+{
+    (void)loop;
+    (void)t;
+    tw_master_handoff_reply(arg);
+}
+
+void tw_master_handoff_reported(worker_t *w, unsigned long handed_off, unsigned long kept,
+                                unsigned long closed)
+{
+    master_t *m = w->master;
+    if (w->gen != m->handoff_gen || m->handoff_left == 0)
+        return;
+    m->handoff_counts[0] += handed_off;
+    m->handoff_counts[1] += kept;
+    m->handoff_counts[2] += closed;
+    if (--m->handoff_left == 0)
+        tw_master_handoff_reply(m);
+}
+
+/* Tells ge's workers to drain: with the hand-off on (to's config), each
+ * first gets its channels to the workers of to, then DRAIN on the same
+ * socket (a signal could overtake the channels); without, or when the
+ * socket fails, SIGQUIT. Returns how many drain with a hand-off. */
+static unsigned tell_drain(master_t *m, gen_t *ge, gen_t *to)
+{
+    bool handoff = to && tw_generation_handoff(to->g);
+    unsigned k = 0, told = 0;
+    for (worker_t *w = m->workers; w; w = w->next) {
+        if (w->gen != ge)
+            continue;
+        bool done = false;
+        if (w->control_fd >= 0) {
+            unsigned given = handoff ? give_channels(m, w, k++, to) : 0;
+            ssize_t rc = send(w->control_fd, "DRAIN", 5, MSG_DONTWAIT | MSG_NOSIGNAL);
+            done = rc == 5;
+            if (done && given)
+                told++;
+        }
+        if (!done)
+            kill(w->pid, SIGQUIT);
+    }
+    return told;
+}
+
+/* ---- draining ------------------------------------------------------------------ */
+
+static void start_draining(master_t *m, gen_t *ge, gen_t *to)
 {
     ge->state = GEN_DRAINING;
     for (unsigned i = 0; i < ge->g->workers; i++)
@@ -88,9 +224,15 @@ static void start_draining(master_t *m, gen_t *ge)
     for (worker_t *w = m->workers; w; w = w->next)
         if (w->gen == ge)
             w->state = W_DRAINING;
-    tw_master_signal_generation(m, ge, SIGQUIT);
+    unsigned reporting = tell_drain(m, ge, to);
+    if (reporting && m->handoff_text[0]) {
+        /* The reply of this reload waits for these workers' first pass. */
+        m->handoff_gen = ge;
+        m->handoff_left = reporting;
+        tw_timer_start(m->loop, &m->handoff_timer, HANDOFF_REPLY_WAIT_MS);
+    }
     tw_timer_init(&ge->timer, drain_timeout, ge);
-    tw_timer_start(m->loop, &ge->timer, tw_generation_shutdown_ms(ge->g) + 5000);
+    tw_timer_start(m->loop, &ge->timer, tw_generation_drain_bound_ms(ge->g) + 5000);
     ge->next = m->draining;
     m->draining = ge;
     if (ge->alive == 0) {
@@ -173,12 +315,24 @@ void tw_master_generation_ready(gen_t *ge)
         snprintf(text + n, sizeof text - (size_t)n, " (lifted the quarantine of module%s %s)",
                  strchr(quarantined, ',') ? "s" : "", quarantined);
     }
+    strcat(text, "\n");
     if (old) {
         tw_log_info("generation %u is draining", old->g->number);
-        start_draining(m, old);
+        /* A reply still waiting for an earlier hand-off goes now. */
+        tw_master_handoff_reply(m);
+        snprintf(m->handoff_text, sizeof m->handoff_text, "%s", text);
+        m->handoff_to = ge->g->number;
+        memset(m->handoff_counts, 0, sizeof m->handoff_counts);
+        start_draining(m, old, ge);
+        if (m->handoff_gen == old) {
+            /* This reload's clients get their answer with the counts. */
+            m->handoff_waiters = m->waiters_now;
+            m->waiters_now = NULL;
+        } else {
+            m->handoff_text[0] = '\0';
+        }
     }
     tw_master_close_unused_listeners(m);
-    strcat(text, "\n");
     finish_reload(m, ge->quarantine, text);
 }
 

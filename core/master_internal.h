@@ -188,6 +188,17 @@ struct master {
     unsigned long fd_limit; /* RLIMIT_NOFILE in force, for connection caps */
     tw_timer_t stop_timer;
     tw_zone_region_t *zones; /* shared zones, mapped before the first fork */
+    /* The reload whose reply waits for the hand-off's first pass: its
+     * `-s reload` clients, its text, the draining generation whose
+     * workers report, how many have yet to, what they reported so far,
+     * and the bound on waiting (master_generations.c). */
+    waiter_t *handoff_waiters;
+    char handoff_text[700];
+    gen_t *handoff_gen;
+    unsigned handoff_to; /* the generation they hand off to */
+    unsigned handoff_left;
+    unsigned long handoff_counts[3]; /* handed off, kept to finish, closed */
+    tw_timer_t handoff_timer;
 };
 
 /* The server's counters in the shared-zone region (the master writes only
@@ -222,6 +233,13 @@ void tw_master_generation_ready(gen_t *ge);
 /* A starting generation failed (why says how): its workers are stopped and
  * the serving one keeps serving. No effect once it is not starting. */
 void tw_master_gen_failed(gen_t *ge, const char *why);
+/* A draining worker reported its hand-off's first pass ("HANDOFF a b c"). */
+void tw_master_handoff_reported(worker_t *w, unsigned long handed_off, unsigned long kept,
+                                unsigned long closed);
+/* Answers the reload waiting for the hand-off with what came in so far. */
+void tw_master_handoff_reply(master_t *m);
+/* The timer callback of m->handoff_timer: the bound on that wait. */
+void tw_master_handoff_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg);
 /* Frees a generation with no worker left, and its crash slots. */
 void tw_master_free_gen(gen_t *ge);
 /* Frees the shared zones that no live generation attaches any more. */

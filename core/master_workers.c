@@ -257,9 +257,11 @@ static void control_readable(tw_loop_t *loop, int fd, unsigned events, void *arg
     }
     msg[n] = '\0';
     gen_t *ge = w->gen;
-    unsigned long connections;
+    unsigned long connections, moved, kept, closed;
     unsigned long long requests;
-    if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
+    if (sscanf(msg, "HANDOFF %lu %lu %lu", &moved, &kept, &closed) == 3) {
+        tw_master_handoff_reported(w, moved, kept, closed);
+    } else if (sscanf(msg, "STATUS %lu %llu", &connections, &requests) == 2) {
         w->connections = connections;
         w->requests = requests;
         if (w->status_serial != w->master->status_serial) {
@@ -343,11 +345,13 @@ static void worker_exited(master_t *m, worker_t *w, int status)
     pid_t pid = w->pid;
     uint64_t lived = tw_loop_now(m->loop) - w->started_ms;
     tw_counter_add(&tw_master_stats(m)->workers_reaped, 1);
-    /* A worker that said why it failed and exited: SIGCHLD may come before
-     * the loop read its message, which says more than its exit status. */
+    /* What a worker said just before it exited — why it failed to start,
+     * or a draining worker's hand-off report — may still wait in its
+     * control socket: SIGCHLD can come before the loop read it. */
     char peek;
-    while (ge->state == GEN_STARTING && w->control_fd >= 0 &&
-           recv(w->control_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+    for (int i = 0;
+         i < 16 && w->control_fd >= 0 && recv(w->control_fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+         i++)
         control_readable(m->loop, w->control_fd, TW_EV_READ, w);
     ge->alive--;
     tw_master_unlink_worker(m, w);

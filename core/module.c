@@ -43,7 +43,7 @@
  * must treat the fields it lacks as absent, never read them. The check is
  * "at least" rather than "equal": a plugin's descriptor is the struct its
  * headers declared, and only what this server reads has to be there. */
-static const size_t min_size_by_minor[TW_ABI_MINOR + 1] = {
+static const size_t min_size_by_minor[] = {
     [0] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.0 ends with .content */
     [1] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.1 added functions only */
     [2] = offsetof(tw_module_t, content) + sizeof(tw_handler_fn), /* 1.2 added functions only */
@@ -52,6 +52,10 @@ static const size_t min_size_by_minor[TW_ABI_MINOR + 1] = {
 _Static_assert(offsetof(tw_module_t, variables) + sizeof(const tw_variable_t *) ==
                    sizeof(tw_module_t),
                "tw_module_t grew: bump TW_ABI_MINOR and add its size to min_size_by_minor");
+/* Sized by its entries, so a minor without one fails here instead of
+ * reading as 0 (which would switch the size check off). */
+_Static_assert(sizeof min_size_by_minor / sizeof min_size_by_minor[0] == TW_ABI_MINOR + 1,
+               "min_size_by_minor needs an entry for every minor up to TW_ABI_MINOR");
 
 #define MAX_NAME 64
 

@@ -23,6 +23,9 @@ typedef struct tw_http_route {
     const char *const *methods; /* allowed methods, NULL-terminated; NULL: any */
     const char *allow;          /* "GET, HEAD" for 405 answers; NULL if methods is NULL */
     bool satisfy_any;           /* `satisfy: any`: one passing ACCESS handler is enough */
+    uint64_t drain_keep_ms;     /* `drain: { keep }`: how long a request of this route
+                                   may run on after its generation began to drain
+                                   (0: timeouts.shutdown bounds it) */
     bool methods_declared;      /* methods came from the handler module
                                    (tw_configure_set_methods): the core answers
                                    OPTIONS with allow instead of refusing it */

@@ -285,6 +285,19 @@ int tw_server_stats(const tw_worker_t *worker, tw_server_stats_t *out)
     return 0;
 }
 
+int tw_server_reload_stats(const tw_worker_t *worker, tw_reload_stats_t *out)
+{
+    if (!worker || !worker->runtime->zones_region) {
+        errno = EINVAL;
+        return -1;
+    }
+    const tw_reload_stats_t *s = tw_zone_region_reload_stats(worker->runtime->zones_region);
+    out->handed_off = tw_counter_get(&s->handed_off);
+    out->kept = tw_counter_get(&s->kept);
+    out->closed = tw_counter_get(&s->closed);
+    return 0;
+}
+
 int tw_metrics_counter_declare(tw_configure_t *cf, const char *name, const char *help,
                                const char *labels, tw_metrics_counter_t **out)
 {

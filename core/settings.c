@@ -38,6 +38,7 @@ static const char *const root_keys[] = {
     "worker_connections",
     "backlog",
     "max_draining_generations",
+    "reload",
     "min_body_rate",
     "shared_zones",
     "server_tokens",
@@ -50,9 +51,11 @@ static const char *const limit_keys[] = {"request_line", "header_size", "headers
 static const char *const timeout_keys[] = {"header",   "body",      "send", "keepalive",
                                            "shutdown", "configure", NULL};
 static const char *const server_keys[] = {"listen", "server_names", "routes", "tls", NULL};
-static const char *const route_keys[] = {"path",    "prefix", "regex",   "methods",
-                                         "handler", "limits", "satisfy", NULL};
+static const char *const route_keys[] = {"path",   "prefix",  "regex", "methods", "handler",
+                                         "limits", "satisfy", "drain", NULL};
 static const char *const route_limit_keys[] = {"body", NULL};
+static const char *const route_drain_keys[] = {"keep", NULL};
+static const char *const reload_keys[] = {"handoff", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define N_ROOT_KEYS (sizeof(root_keys) / sizeof(root_keys[0]) - 1)
@@ -677,6 +680,14 @@ static int parse_globals(ctx_t *c, const tw_conf_node_t *root)
         return -1;
     if (tw_conf_map_get(root, "max_draining_generations"))
         s->max_draining_generations = (unsigned)v;
+    if ((n = tw_conf_map_get(root, "reload"))) {
+        if (tw_conf_type(n) != TW_CONF_MAP)
+            return tw_conf_error(c->err, n, "expected a map: { handoff: on | off }");
+        const tw_conf_node_t *h = tw_conf_map_get(n, "handoff");
+        if (tw_conf_check_keys(n, reload_keys, c->err) ||
+            (h && tw_conf_get_bool(h, &s->reload_handoff, c->err)))
+            return -1;
+    }
     if (get_size(c, root, "min_body_rate", 0, UINT64_MAX, &s->min_body_rate))
         return -1;
     if (get_size(c, root, "shared_zones", 1 << 20, (uint64_t)1 << 40, &s->shared_zones))
@@ -913,6 +924,13 @@ static int parse_route(ctx_t *c, tw_server_conf_t *srv, tw_route_t *r, const tw_
     if ((n = tw_conf_map_get(node, "limits"))) {
         if (tw_conf_check_keys(n, route_limit_keys, c->err) ||
             get_size(c, n, "body", 0, UINT64_MAX, &r->http.body_limit))
+            return -1;
+    }
+    if ((n = tw_conf_map_get(node, "drain"))) {
+        if (tw_conf_type(n) != TW_CONF_MAP)
+            return tw_conf_error(c->err, n, "expected a map: { keep: 10m }");
+        if (tw_conf_check_keys(n, route_drain_keys, c->err) ||
+            get_duration(c, n, "keep", false, &r->http.drain_keep_ms))
             return -1;
     }
     if (sections(c, node, route_keys, N_ROUTE_KEYS, &r->sections, &r->nsections))
@@ -1272,6 +1290,7 @@ static int from_doc(ctx_t *c, const char *default_module_dir)
     s->worker_connections = 10000;
     s->backlog = 511;
     s->max_draining_generations = 4;
+    s->reload_handoff = true;
     s->min_body_rate = 1024;
     s->shared_zones = 64 << 20;
     s->server_tokens = true;

@@ -24,6 +24,8 @@
  *   worker_connections: 10000  # 1..1000000, per worker
  *   backlog: 511               # 1..65535, listen(2) backlog
  *   max_draining_generations: 4  # 1..64
+ *   reload: { handoff: on }    # idle keep-alive connections move to the new
+ *                              # generation on reload; off: they are closed
  *   min_body_rate: 1k          # bytes/s a body upload must sustain; 0: off
  *   shared_zones: 64m          # the region every shared zone lives in
  *                              # (1m..1t; fixed until restart)
@@ -46,6 +48,9 @@
  *           methods: [GET, HEAD]
  *           handler: hello
  *           limits: { body: 10m }
+ *           drain: { keep: 10m }   # on reload, a request still running here
+ *                                  # (a tunnel, a stream) may finish on the
+ *                                  # old generation this long [shutdown]
  *           hello: { message: "Hi" }   # any other key: a module section
  *   hello: { ... }             # any other top-level key: a module's
  *                              # global section
@@ -196,6 +201,7 @@ typedef struct tw_settings {
     unsigned worker_connections;       /* max connections per worker (10000) */
     int backlog;                       /* listen backlog (511) */
     unsigned max_draining_generations; /* old generations kept draining (4) */
+    bool reload_handoff;               /* reload: { handoff } (on) */
     uint64_t min_body_rate;            /* bytes/s; 0 disables the check (1k) */
     uint64_t shared_zones;             /* bytes of the shared-zone region (64m) */
     bool server_tokens;                /* append "/<version>" to the Server header */

@@ -26,11 +26,13 @@
 #include <unistd.h>
 
 #include "crash_report.h"
+#include "handoff.h"
 #include "http_conn.h"
 #include "internal.h"
 #include "log_setup.h"
 #include "runtime.h"
 #include "twister/log.h"
+#include "zone.h"
 
 /* Connections accepted per wake-up before yielding to the rest of the
  * loop, so a flood of connects cannot starve established connections.
@@ -58,6 +60,16 @@ typedef struct {
     tw_timer_t accept_timer;   /* resumes accepting after EMFILE or the cap */
     tw_timer_t shutdown_timer; /* bounds the drain */
     int exit_status;
+    /* The reload hand-off (handoff.h): channels to the new generation's
+     * workers (outbound) and from an older one's (inbound). */
+    tw_handoff_t *handoff;
+    size_t drain_connections; /* open when the drain began */
+    size_t drain_busy;        /* of those, not at rest: they finish here first */
+    size_t first_pass_left;   /* verdicts to wait for before reporting */
+    uint64_t drain_adopted;   /* the adopted counter when the drain began */
+    uint64_t drain_start;     /* loop time the drain began */
+    bool drained;             /* a drain began: it is accounted for at the exit */
+    bool reported;            /* the first pass went to the master (or it need not) */
 } worker_state_t;
 
 /* ---- accepting ------------------------------------------------------------- */
@@ -137,14 +149,73 @@ static void all_closed(void *arg)
     tw_loop_stop(ws->loop);
 }
 
+/* The drain's bounds: timeouts.shutdown for most connections, a route's
+ * drain: { keep } for a request of that route (a tunnel, a stream). At
+ * each, what is past its bound is closed; the last one ends the worker. */
 static void shutdown_timeout(tw_loop_t *loop, tw_timer_t *t, void *arg)
 {
     worker_state_t *ws = arg;
     (void)t;
-    tw_log_warn("shutdown timeout: closing %zu connection(s)",
-                tw_http_server_connections(ws->http));
+    uint64_t elapsed = tw_loop_now(loop) - ws->drain_start;
+    uint64_t shutdown = tw_generation_shutdown_ms(ws->params->gen);
+    size_t before = tw_http_server_connections(ws->http);
+    uint64_t next = tw_http_server_drain_expire(ws->http, elapsed, shutdown);
+    size_t left = tw_http_server_connections(ws->http);
+    if (before > left)
+        tw_log_warn("drain: closing %zu connection(s) past their bound (timeouts.shutdown or "
+                    "their route's drain: keep)",
+                    before - left);
+    if (next && left) {
+        tw_timer_start(loop, &ws->shutdown_timer, next - elapsed);
+        return;
+    }
     tw_http_server_close_all(ws->http);
     tw_loop_stop(loop);
+}
+
+static void report(int fd, const char *prefix, const char *text);
+
+/* Tells the master what the drain's first pass did with the connections
+ * open when it began: "HANDOFF <handed off> <kept to finish> <closed>"
+ * (for the `-s reload` reply and the log). Closed are the idle ones that
+ * could not move; they close after the grace. */
+static void report_first_pass(worker_state_t *ws)
+{
+    if (ws->reported || !ws->http)
+        return;
+    ws->reported = true;
+    size_t moved = (size_t)ws->http->counters.handed_off;
+    size_t idle = ws->drain_connections - ws->drain_busy;
+    char msg[96];
+    snprintf(msg, sizeof msg, "HANDOFF %zu %zu %zu", moved, ws->drain_busy,
+             idle > moved ? idle - moved : 0);
+    report(ws->params->control_fd, msg, NULL);
+}
+
+static void on_handoff_verdict(void *arg, void *token, bool moved)
+{
+    worker_state_t *ws = arg;
+    tw_http_server_handoff_done(ws->http, token, moved);
+    if (ws->first_pass_left > 0 && --ws->first_pass_left == 0)
+        report_first_pass(ws);
+}
+
+/* A connection an older generation hands us: served here if there is
+ * room and its listener is ours. */
+static int on_handoff_adopt(void *arg, int fd, const tw_handoff_conn_t *conn)
+{
+    worker_state_t *ws = arg;
+    const tw_generation_t *g = ws->params->gen;
+    size_t count = tw_generation_listener_count(g), index = count;
+    for (size_t i = 0; i < count; i++)
+        if (g->listen_fds[i] == conn->listener_fd)
+            index = i;
+    if (!ws->http || index == count ||
+        tw_http_server_connections(ws->http) >= ws->params->connection_cap) {
+        close(fd);
+        return -1;
+    }
+    return tw_http_conn_adopt(ws->http, fd, conn, index);
 }
 
 static void begin_drain(worker_state_t *ws)
@@ -159,8 +230,26 @@ static void begin_drain(worker_state_t *ws)
     for (size_t i = 0; i < ws->listen_count; i++)
         close(ws->listen_fds[i]);
     ws->listen_count = 0;
-    tw_timer_start(ws->loop, &ws->shutdown_timer, tw_generation_shutdown_ms(ws->params->gen));
+    ws->drain_start = tw_loop_now(ws->loop);
+    ws->drain_connections = tw_http_server_connections(ws->http);
+    ws->drain_busy = ws->drain_connections - tw_http_server_resting(ws->http);
+    ws->drain_adopted = ws->http->counters.adopted;
+    ws->drained = true;
+    /* Only a worker that got channels reports: the master counts on it. */
+    ws->reported = !tw_handoff_can_offer(ws->handoff);
+    size_t before = tw_handoff_pending(ws->handoff);
     tw_http_server_drain(ws->http, all_closed, ws);
+    ws->first_pass_left = tw_handoff_pending(ws->handoff) - before;
+    if (ws->first_pass_left == 0)
+        report_first_pass(ws);
+    /* The first bound: the earliest of the open connections' (the
+     * timer looks again at each one). */
+    uint64_t first =
+        tw_http_server_drain_expire(ws->http, 0, tw_generation_shutdown_ms(ws->params->gen));
+    tw_timer_start(ws->loop, &ws->shutdown_timer, first);
+    tw_zone_region_t *zones = ws->params->gen->zones;
+    if (zones && ws->drain_busy)
+        tw_counter_add(&tw_zone_region_reload_stats(zones)->kept, ws->drain_busy);
 }
 
 static void on_signal(tw_loop_t *loop, int signo, void *arg)
@@ -198,27 +287,70 @@ static void report(int fd, const char *prefix, const char *text)
     (void)ignored;
 }
 
-/* The master asks "STATUS" over the control socket (for `twister -s
- * status`); the answer is "STATUS <connections> <requests served>". */
+/* The master's messages on the control socket:
+ *   STATUS          (for `twister -s status`); the answer is
+ *                   "STATUS <connections> <requests served>"
+ *   HANDOFF + fd    a channel to a worker of the new generation
+ *   ADOPT + fd      a channel from a worker of the old generation
+ *   DRAIN           drain (as SIGQUIT), after the HANDOFF channels: the
+ *                   socket keeps their order, which signals would not */
+static bool control_message(tw_loop_t *loop, int fd, worker_state_t *ws);
+
+/* The master's messages come in bursts (a channel per new worker, then
+ * DRAIN): take them together, before the connections' events of the
+ * same wake-up. */
 static void on_control(tw_loop_t *loop, int fd, unsigned events, void *arg)
 {
-    worker_state_t *ws = arg;
     (void)events;
+    for (int i = 0; i < 64 && control_message(loop, fd, arg); i++)
+        ;
+}
+
+/* Reads and acts on one message; false when none was there. */
+static bool control_message(tw_loop_t *loop, int fd, worker_state_t *ws)
+{
     char msg[64];
-    ssize_t n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof msg - 1};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+        return false;
     if (n <= 0) {
         tw_loop_unwatch(loop, fd); /* the master is gone; PDEATHSIG follows */
-        return;
+        return false;
     }
     msg[n] = '\0';
-    if (strcmp(msg, "STATUS") == 0 && ws->http) {
+    int passed = -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&passed, CMSG_DATA(cm), sizeof passed);
+    if (passed >= 0) {
+        bool outbound = strcmp(msg, "HANDOFF") == 0;
+        if (!ws->handoff || (!outbound && strcmp(msg, "ADOPT") != 0))
+            close(passed);
+        else if (tw_handoff_add_channel(ws->handoff, passed, outbound) != 0) /* closes it */
+            tw_log_warn("reload hand-off: cannot watch a channel: %s", strerror(errno));
+        else if (outbound && ws->draining && ws->http)
+            tw_http_server_hand_off_idle(ws->http); /* late: what rests now */
+        return true;
+    }
+    if (strcmp(msg, "DRAIN") == 0 && ws->http) {
+        begin_drain(ws);
+    } else if (strcmp(msg, "STATUS") == 0 && ws->http) {
         char answer[96];
         snprintf(answer, sizeof answer, "STATUS %zu %llu", tw_http_server_connections(ws->http),
                  (unsigned long long)ws->http->counters.responses);
         report(fd, answer, NULL);
     }
+    return true;
 }
 
 static int drop_privileges(const tw_worker_params_t *p)
@@ -290,6 +422,15 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.http = tw_runtime_http(rt);
     ws.listen_fds = g->listen_fds;
     ws.listen_count = tw_generation_listener_count(g);
+    /* Without memory for it a reload closes idle connections, as before. */
+    ws.handoff = tw_handoff_new(ws.loop, on_handoff_verdict, on_handoff_adopt, &ws);
+    ws.http->handoff = ws.handoff;
+    ws.http->listen_fds = g->listen_fds;
+    ws.http->listen_fd_count = ws.listen_count;
+    /* Half the drain keeps busy connections alive to move them; the other
+     * half closes the ones that never rested, before the bound cuts them. */
+    uint64_t window = tw_generation_shutdown_ms(g) / 2;
+    ws.http->handoff_window_ms = window ? window : 1;
     set_accepting(&ws, true);
     report(params->control_fd, "READY", NULL);
     tw_loop_watch(ws.loop, params->control_fd, TW_EV_READ, on_control, &ws);
@@ -306,7 +447,26 @@ int tw_worker_main(const tw_worker_params_t *params)
     ws.accepting = false;
     tw_timer_stop(ws.loop, &ws.accept_timer);
     tw_timer_stop(ws.loop, &ws.shutdown_timer);
+    if (ws.drained) {
+        /* What this drain did, for the log and the metrics: every
+         * connection it had or adopted either moved or ended here. */
+        const tw_http_counters_t *k = &ws.http->counters;
+        size_t ended =
+            ws.drain_connections + (size_t)(k->adopted - ws.drain_adopted) - (size_t)k->handed_off;
+        if (ws.params->gen->zones) {
+            tw_reload_stats_t *rs = tw_zone_region_reload_stats(ws.params->gen->zones);
+            tw_counter_add(&rs->handed_off, k->handed_off);
+            tw_counter_add(&rs->closed, ended);
+        }
+        tw_log_info("drained: %llu connection%s handed off to the new generation, %zu closed "
+                    "here (%llu offered but not taken)",
+                    (unsigned long long)k->handed_off, k->handed_off == 1 ? "" : "s", ended,
+                    (unsigned long long)k->handoff_fallbacks);
+    }
     tw_http_server_close_all(ws.http);
+    ws.http->handoff = NULL;
+    tw_handoff_free(ws.handoff);
+    ws.handoff = NULL;
     tw_loop_run_once(ws.loop, 0);
     ws.http = NULL;
     tw_runtime_free(rt);

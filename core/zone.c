@@ -50,6 +50,7 @@ struct tw_zone_region {
     uint64_t data_start;
     pthread_mutex_t lock;
     tw_server_stats_t stats;
+    tw_reload_stats_t reload;
     entry_t entries[MAX_ZONES];
 };
 
@@ -161,6 +162,11 @@ size_t tw_zone_region_size(const tw_zone_region_t *region)
 tw_server_stats_t *tw_zone_region_stats(tw_zone_region_t *region)
 {
     return &region->stats;
+}
+
+tw_reload_stats_t *tw_zone_region_reload_stats(tw_zone_region_t *region)
+{
+    return &region->reload;
 }
 
 static bool entry_sane(const tw_zone_region_t *region, const entry_t *e)

@@ -34,6 +34,9 @@ size_t tw_zone_region_cost(size_t size);
 /* The core's counters, for the master to update with tw_counter_add (and
  * plain stores for generation and config_hash). */
 tw_server_stats_t *tw_zone_region_stats(tw_zone_region_t *region);
+/* The reload hand-off counters there, which the draining workers update
+ * with tw_counter_add. */
+tw_reload_stats_t *tw_zone_region_reload_stats(tw_zone_region_t *region);
 /* Frees the zones last attached by a generation older than oldest_live.
  * Returns the number freed, or -1 if the lock was busy (try later). */
 int tw_zone_region_collect(tw_zone_region_t *region, unsigned oldest_live);

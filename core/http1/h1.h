@@ -132,8 +132,10 @@ enum {
     TW_CONN_ACTIVE = 0,
     TW_CONN_REST_NEW = 1,
     TW_CONN_REST_KEPT = 2,
-    TW_CONN_STOPPED = 3 /* hard-stopped, its request suspended */
+    TW_CONN_STOPPED = 3, /* hard-stopped, its request suspended */
+    TW_CONN_MOVING = 4   /* offered to the new generation (h1_handoff.c) */
 };
+#define TW_CONN_LISTS 5
 
 /* The peer address, as much of it as an IP address needs. */
 typedef union {
@@ -160,6 +162,8 @@ struct tw_http_conn {
     bool must_close;      /* no further request on this connection */
     bool output_blocked;  /* the next request waits for the write queue to drain */
     bool freeing;         /* conn_free ran or is scheduled */
+    bool stays;           /* offered to the new generation and given back:
+                             it drains here, the old way */
     unsigned depth;       /* enter/leave nesting on this connection */
     tw_conn_peer_t peer;
 };
@@ -215,6 +219,35 @@ void tw_h1_conn_drain_began(tw_http_conn_t *c);
 size_t tw_h1_buffered_after(const tw_http_conn_t *c);
 /* The peer address as text (cached while active). */
 const char *tw_h1_peer_text(tw_http_conn_t *c);
+
+/* The start of a connection on fd (shared by accept and adoption):
+ * returns it at rest on TW_CONN_REST_NEW, reading, or NULL with errno
+ * (fd closed). */
+tw_http_conn_t *tw_h1_conn_new(tw_http_server_t *srv, tw_loop_t *loop, int fd,
+                               const struct sockaddr *peer, socklen_t peer_len,
+                               size_t listener_index);
+/* The stream's read callback (resting and active connections). */
+size_t tw_h1_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg);
+
+/* ---- h1_handoff.c ---- */
+
+/* While srv drains with a hand-off: offers c, which has just come to
+ * rest, to the new generation (it moves to TW_CONN_MOVING until the
+ * verdict). Returns false, leaving c as it was, if c cannot move (TLS,
+ * bytes buffered) or nothing takes offers. */
+bool tw_h1_handoff_offer(tw_http_conn_t *c);
+/* Whether srv drains into a new generation. */
+bool tw_h1_handing_off(const tw_http_server_t *srv);
+/* Whether c may move there once it rests (then its responses keep it
+ * alive while draining): plain, on a listener named on the wire, and not
+ * given back already. */
+bool tw_h1_may_move(const tw_http_conn_t *c);
+/* Whether c's response keeps it alive while draining, so that it can move
+ * when it rests: it may move, and the drain is within srv's
+ * handoff_window_ms (after that, a connection that never rests — a
+ * client pipelining without pause — gets Connection: close, the old way,
+ * before the shutdown bound cuts it off). */
+bool tw_h1_keep_for_handoff(const tw_http_conn_t *c);
 
 /* ---- h1_body.c ---- */
 

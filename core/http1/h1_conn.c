@@ -66,6 +66,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "handoff.h"
 #include "proxy_protocol.h"
 #include "proxy_transport.h"
 #include "twister/log.h"
@@ -202,6 +203,13 @@ void tw_h1_conn_drain_began(tw_http_conn_t *c)
 int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const struct sockaddr *peer,
                        socklen_t peer_len, size_t listener_index)
 {
+    return tw_h1_conn_new(srv, loop, fd, peer, peer_len, listener_index) ? 0 : -1;
+}
+
+tw_http_conn_t *tw_h1_conn_new(tw_http_server_t *srv, tw_loop_t *loop, int fd,
+                               const struct sockaddr *peer, socklen_t peer_len,
+                               size_t listener_index)
+{
 #ifndef NDEBUG
     assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* accept4 with SOCK_NONBLOCK */
 #endif
@@ -210,7 +218,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
     if (srv->loop != loop) { /* one server, one loop */
         close(fd);
         errno = EINVAL;
-        return -1;
+        return NULL;
     }
     tw_http_conn_t *c = tw_block_alloc(sizeof *c); /* see tw_stream_adopt */
     if (c)
@@ -218,7 +226,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
     if (!c) {
         close(fd);
         errno = ENOMEM;
-        return -1;
+        return NULL;
     }
     /* The stream's buffer must hold the largest head the limits allow (and
      * some body behind it), or a legal head would fail as too large. */
@@ -231,7 +239,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         int e = errno;
         tw_block_free(c, sizeof *c);
         errno = e;
-        return -1;
+        return NULL;
     }
     c->srv = srv;
     c->transport.ops = &h1_ops;
@@ -264,7 +272,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         tw_stream_close(c->stream); /* its close callback is not set: nothing follows */
         tw_block_free(c, sizeof *c);
         errno = e;
-        return -1;
+        return NULL;
     }
     c->transport.tls = tls == 1;
     if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
@@ -283,7 +291,7 @@ int tw_http_conn_start(tw_http_server_t *srv, tw_loop_t *loop, int fd, const str
         tw_h1_rest_timer_update(srv);
     if (tw_stream_read_some(c->stream, conn_on_data, c) == 0)
         c->reading = true;
-    return 0;
+    return c;
 }
 
 /* Unlinks c at once; the memory goes when nothing on the stack uses it. */
@@ -292,6 +300,8 @@ void tw_h1_conn_free(tw_http_conn_t *c)
     tw_http_server_t *srv = c->srv;
     if (!c->freeing) {
         c->freeing = true;
+        if (c->list == TW_CONN_MOVING)
+            tw_handoff_cancel(srv->handoff, c); /* its socket is gone: no verdict */
         tw_h1_list_unlink(srv, c);
         srv->conn_count--;
         if (c->w) {
@@ -411,6 +421,8 @@ static void conn_idle_settle(tw_http_conn_t *c, size_t queued)
         tw_stream_shrink(c->stream);
         tw_h1_list_unlink(srv, c);
         tw_h1_list_insert_rest(srv, c, c->served ? TW_CONN_REST_KEPT : TW_CONN_REST_NEW);
+        if (srv->draining && tw_h1_handoff_offer(c))
+            return;   /* on its way to the new generation */
         if (!c->prev) /* behind others, the timer is already armed for them */
             tw_h1_rest_timer_update(srv);
         return;
@@ -678,6 +690,11 @@ static void conn_stash_cb(tw_loop_t *loop, void *arg)
     tw_h1_enter(c);
     conn_run_stash(c);
     tw_h1_leave(c);
+}
+
+size_t tw_h1_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg)
+{
+    return conn_on_data(s, status, data, len, arg);
 }
 
 static size_t conn_on_data(tw_stream_t *s, int status, const char *data, size_t len, void *arg)

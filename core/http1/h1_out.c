@@ -181,7 +181,7 @@ static bool keep_alive(tw_http_conn_t *c, bool engine_close)
                (w->body_state == TW_H1_BODY_UNREAD || w->body_state == TW_H1_BODY_FAILED)) {
         return false; /* unread body: we close rather than read and drop it */
     }
-    if (srv->draining) {
+    if (srv->draining && !tw_h1_keep_for_handoff(c)) {
         /* Serve what the client already pipelined behind this request; the
          * last response of the batch carries the close. */
         size_t after = tw_h1_buffered_after(c);

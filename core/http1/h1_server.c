@@ -155,7 +155,7 @@ size_t tw_http_server_resting(const tw_http_server_t *srv)
 size_t tw_http_server_memory(const tw_http_server_t *srv)
 {
     size_t n = 0;
-    for (unsigned l = 0; l < 4; l++) {
+    for (unsigned l = 0; l < TW_CONN_LISTS; l++) {
         for (const tw_http_conn_t *c = srv->lists[l]; c; c = c->next) {
             n += sizeof *c;
             if (c->stream)
@@ -191,13 +191,51 @@ void tw_http_server_drain(tw_http_server_t *srv, void (*all_closed)(void *arg), 
     if (!srv->draining) {
         srv->draining = true;
         srv->drain_start = srv->loop ? tw_loop_now(srv->loop) : 0;
-        /* Idle connections now close after the short grace; the others learn
-         * about the drain when their response head is written. */
+        /* With a hand-off, resting connections go to the new generation
+         * now (the rest timer then looks at fewer); those that cannot
+         * move, and every one without a hand-off, close after the short
+         * grace; the others learn about the drain when their response
+         * head is written, or move once they come to rest. */
+        tw_http_server_hand_off_idle(srv);
         for (tw_http_conn_t *c = srv->lists[TW_CONN_ACTIVE]; c; c = c->next)
             tw_h1_conn_drain_began(c);
         tw_h1_rest_timer_update(srv);
     }
     tw_h1_server_check_all_closed(srv);
+}
+
+void tw_http_server_hand_off_idle(tw_http_server_t *srv)
+{
+    if (!tw_h1_handing_off(srv))
+        return;
+    for (unsigned l = TW_CONN_REST_NEW; l <= TW_CONN_REST_KEPT; l++) {
+        tw_http_conn_t *c = srv->lists[l], *next;
+        for (; c; c = next) {
+            next = c->next;
+            tw_h1_handoff_offer(c);
+        }
+    }
+}
+
+uint64_t tw_http_server_drain_expire(tw_http_server_t *srv, uint64_t elapsed_ms,
+                                     uint64_t shutdown_ms)
+{
+    uint64_t next = 0;
+    static const unsigned open_lists[] = {TW_CONN_ACTIVE, TW_CONN_REST_NEW, TW_CONN_REST_KEPT,
+                                          TW_CONN_MOVING};
+    for (size_t i = 0; i < sizeof open_lists / sizeof open_lists[0]; i++) {
+        tw_http_conn_t *c = srv->lists[open_lists[i]], *after;
+        for (; c; c = after) {
+            after = c->next; /* a hard close unlinks c at once */
+            uint64_t keep = tw_request_drain_keep_ms(c->req);
+            uint64_t limit = keep ? keep : shutdown_ms;
+            if (limit <= elapsed_ms)
+                tw_h1_hard_close(c);
+            else if (!next || limit < next)
+                next = limit;
+        }
+    }
+    return next;
 }
 
 /* Closes c's socket without running its callbacks: the connection is
@@ -206,9 +244,11 @@ void tw_http_server_close_all(tw_http_server_t *srv)
 {
     /* conn_free unlinks at once, so this terminates even when the memory
      * of a connection has to wait for the stack to unwind. */
-    for (unsigned l = TW_CONN_ACTIVE; l <= TW_CONN_REST_KEPT; l++)
-        while (srv->lists[l])
-            tw_h1_hard_close(srv->lists[l]);
+    static const unsigned open_lists[] = {TW_CONN_ACTIVE, TW_CONN_REST_NEW, TW_CONN_REST_KEPT,
+                                          TW_CONN_MOVING};
+    for (size_t i = 0; i < sizeof open_lists / sizeof open_lists[0]; i++)
+        while (srv->lists[open_lists[i]])
+            tw_h1_hard_close(srv->lists[open_lists[i]]);
 }
 
 /* ---- the rest timer ------------------------------------------------------------ */

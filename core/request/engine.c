@@ -36,6 +36,11 @@ static void settle(tw_request_t *r);
 static void settle_cb(tw_loop_t *loop, void *arg);
 static void access_refuse(tw_request_t *r, int status);
 
+uint64_t tw_request_drain_keep_ms(const tw_request_t *r)
+{
+    return r && r->route ? r->route->drain_keep_ms : 0;
+}
+
 void tw_request_hold(tw_request_t *r)
 {
     r->running++;

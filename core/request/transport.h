@@ -140,6 +140,10 @@ void tw_request_body_end(tw_request_t *r);
 /* The body cannot be read: an HTTP status (400, 408, 413) or TW_ERROR. */
 void tw_request_body_fail(tw_request_t *r, int status);
 
+/* The route's `drain: { keep }` for r (0: none, or no route yet): how long
+ * r may run on after its generation began to drain. */
+uint64_t tw_request_drain_keep_ms(const tw_request_t *r);
+
 /* Holds r across a stretch of transport code that calls into the engine
  * more than once: r cannot end until the matching release, whose
  * outermost call ends (or resumes) r if that is due. */

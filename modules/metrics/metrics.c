@@ -696,6 +696,19 @@ static void render_server(out_t *o)
                (unsigned long long)st.worker_exits);
     out_printf(o, "twister_worker_restarts_total{cause=\"start_failure\"} %llu\n",
                (unsigned long long)st.worker_start_failures);
+    tw_reload_stats_t rs;
+    if (tw_server_reload_stats(state.worker, &rs) != 0)
+        return;
+    family(o, "twister_reload_connections_total", "counter",
+           "Connections of draining generations, by what the reload did with them: handed_off "
+           "(moved idle to the new generation), kept (busy: finished on the old one), closed "
+           "(ended on the old one).");
+    out_printf(o, "twister_reload_connections_total{outcome=\"handed_off\"} %llu\n",
+               (unsigned long long)rs.handed_off);
+    out_printf(o, "twister_reload_connections_total{outcome=\"kept\"} %llu\n",
+               (unsigned long long)rs.kept);
+    out_printf(o, "twister_reload_connections_total{outcome=\"closed\"} %llu\n",
+               (unsigned long long)rs.closed);
 }
 
 typedef struct {

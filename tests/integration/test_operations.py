@@ -151,7 +151,8 @@ class OperationsTest(unittest.TestCase):
             time.sleep(0.05)
             rc, out = s.run("-s", "reload")
             self.assertEqual(rc, 0, out)
-            generation = int(out.strip().rsplit(" ", 1)[1])
+            # "reload OK: generation N", then what the hand-off did.
+            generation = int(re.search(r"reload OK: generation (\d+)", out).group(1))
             self.assertLess(generation, 12)
             # Every generation but the serving one drains away.
             wait_for(lambda: len(s.worker_pids()) == 1, timeout=30, what="old generations to exit")

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "handoff.h"
 #include "http_conn.h"
 #include "phases.h"
 #include "route.h"
@@ -1825,6 +1826,124 @@ START_TEST(test_drain_pipelined)
 }
 END_TEST
 
+/* ---- the reload hand-off: srv drains into srv2, on the same loop ---------- */
+
+static tw_http_server_t srv2;
+
+static int adopt_into_srv2(void *arg, int fd, const tw_handoff_conn_t *conn)
+{
+    (void)arg;
+    ck_assert_int_eq(conn->listener_fd, 42);
+    return tw_http_conn_adopt(&srv2, fd, conn, 0);
+}
+
+static void handoff_done(void *arg, void *token, bool moved)
+{
+    tw_http_server_handoff_done(arg, token, moved);
+}
+
+/* srv's hand-off offers to srv2's; returns both ends for freeing. */
+static void handoff_setup(tw_handoff_t **out, tw_handoff_t **in)
+{
+    tw_http_server_init(&srv2, loop);
+    srv2.modules = all_modules;
+    srv2.module_count = 4;
+    srv2.phases = tw_phases_table(phases);
+    srv2.find_route = find_route;
+    srv2.global_conf = global_confs;
+    srv2.server_header = "adopter"; /* which server answered */
+    static const int fds[1] = {42};
+    *out = tw_handoff_new(loop, handoff_done, NULL, &srv);
+    *in = tw_handoff_new(loop, NULL, adopt_into_srv2, NULL);
+    int ch[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch), 0);
+    ck_assert_int_eq(tw_handoff_add_channel(*out, ch[0], true), 0);
+    ck_assert_int_eq(tw_handoff_add_channel(*in, ch[1], false), 0);
+    srv.handoff = *out;
+    srv.listen_fds = fds;
+    srv.listen_fd_count = 1;
+}
+
+static void handoff_teardown(tw_handoff_t *out, tw_handoff_t *in)
+{
+    tw_http_server_cleanup(&srv2);
+    tw_http_server_close_all(&srv);
+    srv.handoff = NULL;
+    tw_handoff_free(out);
+    tw_handoff_free(in);
+}
+
+START_TEST(test_drain_hands_idle_connection_off)
+{
+    tw_handoff_t *out, *in;
+    handoff_setup(&out, &in);
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    ck_assert_str_eq(hdr(&resps[0], "Server"), "twister");
+    tw_http_server_drain(&srv, on_all_closed, NULL);
+    /* Written while the socket is on its way: the adopter reads it. */
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(2);
+    ck_assert_str_eq(hdr(&resps[1], "Server"), "adopter");
+    ck_assert_ptr_null(hdr(&resps[1], "Connection"));
+    ck_assert_uint_eq(srv.counters.handed_off, 1);
+    ck_assert_uint_eq(srv2.counters.adopted, 1);
+    ck_assert_uint_eq(srv2.counters.accepted, 0);
+    uint64_t end = now_ms() + 1000;
+    while (!all_closed_calls && now_ms() < end)
+        tw_loop_run_once(loop, 5);
+    ck_assert_int_eq(all_closed_calls, 1); /* the old server is empty at once */
+    ck_assert_uint_eq(tw_http_server_connections(&srv2), 1);
+    ck_assert(!client_eof);
+    handoff_teardown(out, in);
+}
+END_TEST
+
+START_TEST(test_drain_hands_off_after_in_flight_request)
+{
+    tw_handoff_t *out, *in;
+    handoff_setup(&out, &in);
+    reset_client_state();
+    connect_client();
+    SEND("GET /suspend HTTP/1.1\r\nHost: x\r\n\r\n");
+    spin_for(3);
+    tw_http_server_drain(&srv, on_all_closed, NULL);
+    expect_responses(1);
+    ck_assert(body_is(&resps[0], "late\n"));
+    ck_assert_ptr_null(hdr(&resps[0], "Connection")); /* kept alive: it moves */
+    uint64_t end = now_ms() + 1000;
+    while (!all_closed_calls && now_ms() < end)
+        tw_loop_run_once(loop, 5);
+    ck_assert_int_eq(all_closed_calls, 1);
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(2);
+    ck_assert_str_eq(hdr(&resps[1], "Server"), "adopter");
+    handoff_teardown(out, in);
+}
+END_TEST
+
+START_TEST(test_drain_falls_back_when_refused)
+{
+    /* srv2 has no loop yet: it refuses, and srv closes after its grace. */
+    tw_handoff_t *out, *in;
+    handoff_setup(&out, &in);
+    srv2.loop = NULL;
+    srv.drain_grace_ms = 60;
+    reset_client_state();
+    connect_client();
+    SEND("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_responses(1);
+    tw_http_server_drain(&srv, on_all_closed, NULL);
+    expect_eof();
+    ck_assert_uint_eq(srv.counters.handed_off, 0);
+    ck_assert_uint_eq(srv.counters.handoff_fallbacks, 1);
+    srv2.loop = loop;
+    handoff_teardown(out, in);
+}
+END_TEST
+
 START_TEST(test_drain_no_connections)
 {
     tw_http_server_drain(&srv, on_all_closed, NULL);
@@ -2386,6 +2505,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_drain_request_during_grace);
     tcase_add_test(tc, test_drain_pipelined);
     tcase_add_test(tc, test_drain_no_connections);
+    tcase_add_test(tc, test_drain_hands_idle_connection_off);
+    tcase_add_test(tc, test_drain_hands_off_after_in_flight_request);
+    tcase_add_test(tc, test_drain_falls_back_when_refused);
     tcase_add_test(tc, test_internal_redirect);
     tcase_add_test(tc, test_phase_order);
     tcase_add_test(tc, test_wrong_phase);

@@ -147,6 +147,21 @@ typedef struct {
 
 /* Copies the server's counters into *out; -1 with EINVAL outside a worker. */
 int tw_server_stats(const tw_worker_t *worker, tw_server_stats_t *out);
+
+/* What reloads did with the old generations' connections (since the
+ * master started). Counted by the draining workers. */
+typedef struct {
+    uint64_t handed_off; /* idle keep-alive connections moved to the new generation */
+    uint64_t kept;       /* connections busy when their generation began to drain:
+                            they finished on it (and moved later if they could) */
+    uint64_t closed;     /* connections the old generations closed while draining
+                            (could not move: TLS, hand-off off, the new workers
+                            full or gone; or a long request cut off) */
+} tw_reload_stats_t;
+
+/* Copies the reload hand-off counters into *out (caller's memory); -1
+ * with EINVAL outside a worker. Since ABI 1.3. */
+int tw_server_reload_stats(const tw_worker_t *worker, tw_reload_stats_t *out);
 /* Whether the worker is draining (SIGQUIT or a reload): readiness says no. */
 bool tw_worker_draining(const tw_worker_t *worker);
 
