@@ -773,37 +773,11 @@ int tw_request_variable(tw_request_t *r, const char *name, tw_str_t *value)
     }
     tw_http_server_t *srv = r->srv;
     piece_t pc;
-    bool family;
-    const core_variable_t *core = is_capture_name(name, len) ? NULL : find_core(name, len, &family);
-    if (is_capture_name(name, len)) {
-        pc = (piece_t){.kind = PIECE_CORE, .core_get = get_capture, .text = {name, 1}};
-    } else if (core) {
-        pc = (piece_t){.kind = PIECE_CORE, .core_get = core->get};
-        if (family) {
-            size_t plen = strlen(core->name);
-            char *arg = tw_request_alloc(r, len - plen + 1);
-            if (!arg) {
-                errno = ENOMEM;
-                return -1;
-            }
-            memcpy(arg, name + plen, len - plen + 1);
-            if (core->get == get_http || core->get == get_sent_http)
-                for (char *p = arg; *p; p++)
-                    *p = *p == '_' ? '-' : *p;
-            pc.text = (tw_str_t){arg, len - plen};
-        }
-    } else {
-        const tw_variable_t *v = NULL;
-        size_t i = 0;
-        for (; i < srv->module_count && !v; i++)
-            v = find_in_module(srv->modules[i], name, len);
-        if (!v) {
-            errno = ENOENT;
-            return -1;
-        }
-        bool off = srv->module_disabled && srv->module_disabled[i - 1];
-        pc = (piece_t){
-            .kind = off ? PIECE_NONE : PIECE_MODULE, .var = v, .owner = srv->modules[i - 1]};
+    int rc = resolve(tw_request_pool(r), srv->modules, srv->module_disabled, srv->module_count,
+                     name, len, &pc);
+    if (rc != 0) {
+        errno = rc > 0 ? ENOENT : ENOMEM;
+        return -1;
     }
     *value = piece_value(r, &pc);
     return value->ptr ? 1 : 0;

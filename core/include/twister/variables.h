@@ -89,7 +89,7 @@ const char *tw_template_expand(tw_request_t *r, const tw_template_t *t, tw_templ
  * "http_user_agent") for r, looked up by name on each call (a template is
  * faster). Returns 1 with *value set, 0 if it has no value for r (*value
  * {NULL, 0}), or -1 with ENOENT for a name no loaded module or the core
- * provides. */
+ * provides, ENOMEM. */
 int tw_request_variable(tw_request_t *r, const char *name, tw_str_t *value);
 
 /* The request's id: 32 random hex digits made on first use (nginx's
