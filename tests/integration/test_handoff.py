@@ -269,6 +269,36 @@ class FallbackTest(unittest.TestCase):
         self.assertRegex(s.log(), r"drained: 5 connections handed off to the new generation, "
                                   r"7 closed here \(7 offered but not taken\)")
 
+    def refused(self, listen):
+        # The new config serves gen two but not on the listener these
+        # connections came through as it was: the new worker refuses each
+        # one, and the old worker closes them gracefully.
+        s = self.start()
+        clients = self.idle(4)
+        s.write_config(config("gen two").replace('listen: ["127.0.0.1:{port}"]', listen))
+        rc, out = s.run("-s", "reload", timeout=60)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(counts(out), (0, 0, 4), out)
+        wait_for(lambda: drained(s, 1), timeout=30, what="generation 1 to drain")
+        for c in clients:
+            self.assertTrue(eof_soon(c), "a connection was neither moved nor closed")
+        self.assertRegex(s.log(), r"drained: 0 connections handed off to the new generation, "
+                                  r"4 closed here \(4 offered but not taken\)")
+        return s
+
+    def test_listener_gone(self):
+        s = self.refused('listen: ["127.0.0.1:{port2}"]')
+        self.assertEqual(request(s.port2, path="/hello").body, b"gen two")
+
+    def test_proxy_protocol_changed(self):
+        # A connection accepted without a PROXY header cannot become one
+        # that owes one.
+        s = self.refused('listen: ["127.0.0.1:{port} proxy_protocol"]')
+        c = Client(s.port)
+        self.addCleanup(c.close)
+        c.send(b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 80\r\n" + GET)
+        self.assertEqual(c.read_response().body, b"gen two")
+
     def test_new_worker_gone(self):
         # The old worker is frozen (SIGSTOP) through the reload, so its
         # channels and DRAIN wait in its control socket; the new worker is
