@@ -85,6 +85,8 @@ typedef struct tw_http_server {
     const tw_module_t *const *modules; /* the loaded modules, in config order */
     size_t module_count;
     const bool *module_disabled;      /* per module index: quarantined; NULL: none is */
+    unsigned char id_random[512];     /* tw_request_id's random bytes, refilled when used up */
+    size_t id_random_left;            /* unused bytes at the end of id_random */
     void **global_conf;               /* per module index: its TW_SCOPE_GLOBAL conf */
     const tw_phase_table_t *phases;   /* tw_phases_table() of the compiled registry; NULL: none */
     tw_http_find_route_fn find_route; /* NULL: every request is 404 */

@@ -795,20 +795,29 @@ const char *tw_request_id(tw_request_t *r)
 {
     if (r->id)
         return r->id;
-    unsigned char bytes[16];
-    ssize_t got;
-    do
-        got = getrandom(bytes, sizeof bytes, GRND_NONBLOCK);
-    while (got < 0 && errno == EINTR);
-    char *id = tw_request_alloc(r, 33);
-    if (got != (ssize_t)sizeof bytes || !id)
+    /* One getrandom(2) per 32 ids, not one per request. */
+    tw_http_server_t *srv = r->srv;
+    enum {
+        ID_BYTES = 16
+    };
+    if (srv->id_random_left < ID_BYTES) {
+        ssize_t got;
+        do
+            got = getrandom(srv->id_random, sizeof srv->id_random, GRND_NONBLOCK);
+        while (got < 0 && errno == EINTR);
+        srv->id_random_left = got == (ssize_t)sizeof srv->id_random ? sizeof srv->id_random : 0;
+    }
+    char *id = tw_request_alloc(r, 2 * ID_BYTES + 1);
+    if (srv->id_random_left < ID_BYTES || !id)
         return "";
+    const unsigned char *bytes = srv->id_random + sizeof srv->id_random - srv->id_random_left;
+    srv->id_random_left -= ID_BYTES;
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof bytes; i++) {
+    for (size_t i = 0; i < ID_BYTES; i++) {
         id[2 * i] = hex[bytes[i] >> 4];
         id[2 * i + 1] = hex[bytes[i] & 15];
     }
-    id[32] = '\0';
+    id[2 * ID_BYTES] = '\0';
     r->id = id;
     return id;
 }

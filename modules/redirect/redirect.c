@@ -123,21 +123,24 @@ static int redirect_content(tw_request_t *r)
         /* In a URL, decoded values ($uri, $1) are percent-encoded. */
         const char *expanded = tw_template_expand(
             r, c->template, c->is_redirect ? TW_TEMPLATE_URL : TW_TEMPLATE_TEXT, &n);
-        char *text = expanded ? tw_request_alloc(r, n + 1) : NULL;
-        if (text == NULL)
+        if (expanded == NULL)
             return TW_ERROR;
-        memcpy(text, expanded, n + 1);
+        const char *text = expanded;
         if (c->is_redirect) {
             /* A Location that starts with a variable ("$request_uri",
              * "$uri/") must stay on this site: "//evil.example" from the
              * request would be a protocol-relative URL to another host.
-             * (A template that itself starts with "//" means it.) */
+             * (A template that itself starts with "//" means it.) Such a
+             * template is not literal, so its expansion is the request's
+             * own writable copy (twister/variables.h). */
             if (tw_template_starts_with_variable(c->template) && text[0] == '/') {
+                char *own = (char *)expanded;
                 size_t k = 1;
-                while (text[k] == '/' || text[k] == '\\') /* browsers read '\' as '/' */
+                while (own[k] == '/' || own[k] == '\\') /* browsers read '\' as '/' */
                     k++;
-                text += k - 1;
-                text[0] = '/';
+                own += k - 1;
+                own[0] = '/';
+                text = own;
             }
             if (tw_response_set_header(r, "Location", text) != 0)
                 return TW_ERROR; /* cannot happen: the URL was checked and encoded */
